@@ -1,0 +1,53 @@
+"""ONNX Runtime as a runner (CPU, CUDA or TensorRT execution provider)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import MissingEnvironment
+from .base import Runner
+
+
+class OrtRunner(Runner):
+    name = "onnxruntime"
+
+    def __init__(self, path: str | Path, provider: str = "CPUExecutionProvider", threads: int | None = None):
+        self.path, self.provider, self.threads = Path(path), provider, threads
+        self.session = None
+
+    def activate(self) -> None:
+        import onnxruntime as ort
+
+        if self.provider not in ort.get_available_providers():
+            raise MissingEnvironment(
+                f"ONNX Runtime here has no {self.provider} (has: {', '.join(ort.get_available_providers())})",
+                hint="install onnxruntime-gpu (not beside onnxruntime) on a machine with CUDA 13 and cuDNN 9",
+            )
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        if self.threads:
+            opts.intra_op_num_threads = self.threads
+        self.session = ort.InferenceSession(str(self.path), opts, providers=list(dict.fromkeys([self.provider, "CPUExecutionProvider"])))
+        # ORT falls back to CPU silently when CUDA libraries are missing (DESIGN.md fact 15)
+        if self.session.get_providers()[0] != self.provider:
+            self.session = None
+            raise MissingEnvironment(f"ONNX Runtime could not start {self.provider} (fell back to CPU)",
+                                     hint="check CUDA 13 / cuDNN 9 libraries, or onnxruntime.preload_dlls()")
+        self.name = f"onnxruntime[{self.provider.removesuffix('ExecutionProvider')}]"
+
+    @property
+    def output_names(self) -> list[str]:
+        return [o.name for o in self.session.get_outputs()]
+
+    @property
+    def input_names(self) -> list[str]:
+        return [i.name for i in self.session.get_inputs()]
+
+    def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        out = self.session.run(None, feed)
+        return dict(zip(self.output_names, out))
+
+    def deactivate(self) -> None:
+        self.session = None

@@ -1,0 +1,167 @@
+"""The `vggdeploy` command: parses, calls the library, prints. No logic the library lacks."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from .errors import BadInput, VggDeployError
+
+log = logging.getLogger("vggdeploy")
+
+
+def parse_size(text: str | None) -> tuple[int, int] | None:
+    if not text:
+        return None
+    try:
+        parts = [int(p) for p in text.lower().replace("x", ",").split(",")]
+    except ValueError:
+        raise BadInput(f"bad size {text!r}", hint="give N or HxW, e.g. 224 or 256x320") from None
+    if len(parts) == 1:
+        parts *= 2
+    if len(parts) != 2 or min(parts) <= 0:
+        raise BadInput(f"bad size {text!r}", hint="give N or HxW with positive numbers, e.g. 224 or 256x320")
+    return parts[0], parts[1]
+
+
+def split_list(text: str | None) -> list[str] | None:
+    return [t.strip() for t in text.split(",") if t.strip()] if text else None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
+@click.version_option(package_name="vggdeploy")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool, quiet: bool) -> None:
+    """Export, optimise, check and benchmark VGG networks for deployment."""
+    ctx.obj = {"debug": debug}
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    log.handlers[:] = [handler]
+    log.setLevel(logging.WARNING if quiet else logging.INFO)
+
+
+@cli.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def list_cmd(as_json: bool) -> None:
+    """Every VGG variant: layers, parameters, GFLOPs at 224², published accuracy."""
+    from .report import table
+    from .variants import VARIANTS, cost, published_metrics
+
+    rows = []
+    for v in VARIANTS.values():
+        params, macs = cost(v)
+        pub = published_metrics(v)
+        rows.append({"name": v.name, "config": v.config, "bn": v.batch_norm, "weight_layers": v.weight_layers,
+                     "params_m": round(params / 1e6, 2), "input": v.image_size, "gmacs": round(macs / 1e9, 2),
+                     "gflops": round(2 * macs / 1e9, 2), "top1": pub.get("top1"), "top5": pub.get("top5"),
+                     "weights": "imagenet" if v.tv_weights else ("train script" if v.config == "mini" else "-")})
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    headers = ["name", "config", "BN", "layers", "params (M)", "input", "GMACs", "GFLOPs", "top-1", "top-5", "weights"]
+    click.echo(table(headers, [list(r.values()) for r in rows]))
+    click.echo("\nGMACs/GFLOPs at the input size shown (224² for ImageNet VGGs; GFLOPs = 2 x MACs). "
+               "top-1/top-5: torchvision's published ImageNet-1K accuracy for the weights 'imagenet' loads.")
+
+
+@cli.command()
+@click.argument("model")
+@click.option("--form", "forms", default="classifier", show_default=True,
+              help="classifier, dense, features, comma-separated, or 'all'.")
+@click.option("--weights", help="imagenet (default for torchvision names), random, or a checkpoint PATH.")
+@click.option("--seed", default=0, show_default=True, help="Seed for --weights random.")
+@click.option("--size", help="Classifier input size: N or HxW (default: the variant's, 224).")
+@click.option("--taps", help="Features form outputs, comma-separated (default: last ReLU of each stage).")
+@click.option("--opset", default=18, show_default=True, help="ONNX opset (18-23).")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), help="Artifact folder (default engines/NAME).")
+@click.option("--force", is_flag=True, help="Overwrite existing artifacts.")
+@click.option("--no-verify", is_flag=True, help="Skip the parity check against eager PyTorch.")
+def export(model, forms, weights, seed, size, taps, opset, out_dir, force, no_verify) -> None:
+    """Export MODEL (a variant name or a checkpoint) to ONNX, checked against eager PyTorch."""
+    from .export import check_opset, export as run_export, form_spec
+    from .models import FORMS
+    from .weights import load_model
+
+    form_list = list(FORMS) if forms == "all" else split_list(forms) or []
+    parsed_size = parse_size(size)
+    check_opset(opset)
+    loaded = load_model(model, weights, seed)
+    if loaded.inferred:
+        log.info(loaded.inferred)
+    for f in form_list:  # validate every form before any long work
+        form_spec(loaded.variant, f, parsed_size if f == "classifier" else None, split_list(taps))
+    out_dir = out_dir or Path("engines") / default_folder(loaded)
+    paths = run_export(loaded, form_list, out_dir, size=parsed_size, taps=split_list(taps), opset=opset,
+                       verify=not no_verify, force=force)
+    for p in paths:
+        click.echo(p)
+
+
+def default_folder(loaded) -> str:
+    w = loaded.weights
+    if w == "imagenet":
+        return loaded.variant.name
+    if w.startswith("random:"):
+        return f"{loaded.variant.name}-random{w.split(':')[1]}"
+    return Path(w).stem
+
+
+@cli.command()
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def inspect(path: Path, as_json: bool) -> None:
+    """Inputs, outputs, dynamic axes, metadata, op counts and parameters of an ONNX file."""
+    from .inspect import inspect_onnx
+
+    info = inspect_onnx(path)
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    click.echo(f"{info['path']}  ({', '.join(f'{n}: {s / 1e6:.1f} MB' for n, s in info['files'].items())})")
+    click.echo(f"opsets {info['opsets']}, producer {info['producer']}, IR {info['ir_version']}")
+    for kind in ("inputs", "outputs"):
+        for v in info[kind]:
+            dyn = f"  dynamic: {', '.join(f'{i}={d}' for i, d in v['dynamic_axes'].items())}" if v["dynamic_axes"] else ""
+            click.echo(f"{kind[:-1]:7} {v['name']}: {v['dtype']} {v['shape']}{dyn}")
+    click.echo(f"parameters {info['parameters']:,} ({', '.join(f'{k}: {n}' for k, n in info['initializer_dtypes'].items())} tensors)")
+    click.echo("ops " + ", ".join(f"{k} {n}" for k, n in info["ops"].items()))
+    for k, val in info["metadata"].items():
+        text = json.dumps(val) if not isinstance(val, str) else val
+        click.echo(f"meta {k} = {text if len(text) < 100 else text[:97] + '...'}")
+
+
+@cli.command()
+def doctor() -> None:
+    """What this machine can run: runtimes, execution providers, GPU, TensorRT."""
+    from .doctor import diagnose
+
+    for name, status, detail in diagnose():
+        click.echo(f"{name:22} {status:5} {detail}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        cli.main(args=argv, prog_name="vggdeploy", standalone_mode=False)
+        return 0
+    except VggDeployError as e:
+        if debug:
+            raise
+        click.echo(f"error: {e}", err=True)
+        if e.hint:
+            click.echo(f"hint: {e.hint}", err=True)
+        return e.exit_code
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except click.ClickException as e:
+        e.show()
+        return 2
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return 130

@@ -1,0 +1,200 @@
+"""torch -> ONNX for the three forms, with metadata, checks, CPU parity and an atomic publish."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx
+import torch
+
+from . import __version__
+from .artifacts import file_entry, prepare_out_dir, publish, record, staging
+from .errors import BadInput, CheckFailed
+from .models import FORMS, build_form, output_names
+from .variants import Variant, default_taps, layer_plan
+from .weights import LoadedModel
+
+log = logging.getLogger("vggdeploy")
+
+MIN_OPSET, MAX_OPSET, DEFAULT_OPSET = 18, 23, 18  # the dynamo exporter starts at 18; ORT 1.32 runs <= 23
+
+
+@dataclass(frozen=True)
+class FormSpec:
+    """What one exported form accepts: a fixed size (classifier) or a minimum (dense, features)."""
+
+    form: str
+    size: tuple[int, int]  # classifier: the fixed size; others: the example size used for export
+    min_size: int
+    stride: int
+    taps: tuple[str, ...] = ()
+
+    @property
+    def dynamic_hw(self) -> bool:
+        return self.form != "classifier"
+
+    def input_sizes(self) -> dict:
+        if self.dynamic_hw:
+            return {"min": [self.min_size, self.min_size], "stride": self.stride}
+        return {"fixed": list(self.size)}
+
+    def check_size(self, h: int, w: int) -> None:
+        if not self.dynamic_hw and (h, w) != self.size:
+            raise BadInput(f"the {self.form} form takes {self.size[0]}x{self.size[1]} only, got {h}x{w}",
+                           hint="use the dense or features form for other sizes")
+        if min(h, w) < self.min_size:
+            raise BadInput(f"{h}x{w} is too small for the {self.form} form (minimum {self.min_size}x{self.min_size})")
+
+
+def form_spec(v: Variant, form: str, size: tuple[int, int] | None = None, taps: list[str] | None = None) -> FormSpec:
+    if form not in FORMS:
+        raise BadInput(f"unknown form {form!r}", hint=f"choose from: {', '.join(FORMS)}")
+    taps = tuple(taps or default_taps(v)) if form == "features" else ()
+    if form == "classifier":
+        min_size = v.stride  # pool5 must keep at least one cell; the adaptive pool does the rest
+    elif form == "dense":
+        min_size = v.min_dense_size  # pool5 must hold one full FC1 window
+    else:
+        plan = {s.tap: s.index for s in layer_plan(v.config, v.batch_norm)}
+        deepest = max((plan[t] for t in taps if t in plan), default=0)
+        min_size = 2 ** sum(1 for s in layer_plan(v.config, v.batch_norm) if s.kind == "pool" and s.index <= deepest)
+    default = (v.image_size, v.image_size) if form == "classifier" else (v.min_dense_size + v.stride, v.min_dense_size + 2 * v.stride)
+    spec = FormSpec(form, tuple(size or default), min_size, v.stride, taps)
+    if min(spec.size) < min_size:
+        raise BadInput(f"{spec.size[0]}x{spec.size[1]} is too small for the {form} form of {v.name} "
+                       f"(minimum {min_size}x{min_size})")
+    return spec
+
+
+def check_opset(opset: int) -> None:
+    if not MIN_OPSET <= opset <= MAX_OPSET:
+        raise BadInput(f"opset {opset} is not supported", hint=f"choose {MIN_OPSET}..{MAX_OPSET} (default {DEFAULT_OPSET})")
+
+
+def metadata(loaded: LoadedModel, spec: FormSpec, precision: str = "fp32") -> dict[str, str]:
+    v = loaded.variant
+    meta = {
+        "vggdeploy.version": __version__,
+        "vggdeploy.variant": v.name,
+        "vggdeploy.config": v.config,
+        "vggdeploy.batch_norm": json.dumps(v.batch_norm),
+        "vggdeploy.form": spec.form,
+        "vggdeploy.precision": precision,
+        "vggdeploy.input_sizes": json.dumps(spec.input_sizes()),
+        "vggdeploy.preprocessing": json.dumps({
+            "layout": "NCHW", "color": "RGB" if v.in_channels == 3 else "gray", "scale": 1 / 255,
+            "resize": v.resize, "crop": v.image_size, "interpolation": "bilinear",
+            "mean": list(v.mean), "std": list(v.std),
+        }),
+        "vggdeploy.num_classes": str(v.num_classes),
+        "vggdeploy.weights": loaded.weights,
+        "vggdeploy.weights_sha256": loaded.weights_sha256,
+    }
+    names = class_names(loaded)
+    if names:
+        meta["vggdeploy.class_names"] = json.dumps(names)
+    if spec.taps:
+        meta["vggdeploy.taps"] = json.dumps(list(spec.taps))
+    return meta
+
+
+def class_names(loaded: LoadedModel) -> list[str] | None:
+    v = loaded.variant
+    if v.tv_weights and loaded.weights == "imagenet":
+        from torchvision.models import get_weight
+
+        return list(get_weight(v.tv_weights).meta["categories"])
+    if v.config == "mini" and v.num_classes == 10:
+        return [str(d) for d in range(10)]
+    return None
+
+
+def artifact_name(form: str, precision: str = "fp32") -> str:
+    return f"{form}.onnx" if precision == "fp32" else f"{form}.{precision}.onnx"
+
+
+def export(loaded: LoadedModel, forms: list[str], out_dir: Path, *, size: tuple[int, int] | None = None,
+           taps: list[str] | None = None, opset: int = DEFAULT_OPSET, verify: bool = True,
+           force: bool = False) -> list[Path]:
+    """Export each form to out_dir/FORM.onnx (+ .data); verify on ORT CPU; record in the manifest."""
+    check_opset(opset)
+    specs = [form_spec(loaded.variant, f, size if f == "classifier" else None, taps) for f in forms]
+    prepare_out_dir(out_dir, [artifact_name(s.form) for s in specs], force)
+    return [export_one(loaded, spec, out_dir, opset=opset, verify=verify) for spec in specs]
+
+
+def export_one(loaded: LoadedModel, spec: FormSpec, out_dir: Path, *, opset: int, verify: bool) -> Path:
+    v, name = loaded.variant, artifact_name(spec.form)
+    module = build_form(loaded.model, spec.form, list(spec.taps))
+    outputs = output_names(spec.form, list(spec.taps))
+    t0 = time.perf_counter()
+    log.info("exporting %s %s form (opset %d) ...", v.name, spec.form, opset)
+    with staging(out_dir) as tmp:
+        staged = tmp / name
+        program = _torch_export(module, v, spec, outputs, opset)
+        program.model.metadata_props.update(metadata(loaded, spec))
+        program.model.doc_string = f"{v.name} ({spec.form} form) exported by vggdeploy {__version__}"
+        program.save(staged, external_data=True)  # a 550 MB single-file save peaks at 4 GB RSS
+        del program
+        try:
+            onnx.checker.check_model(str(staged), full_check=True)
+        except onnx.checker.ValidationError as e:
+            raise CheckFailed(f"onnx.checker rejected the {spec.form} export: {str(e).splitlines()[0]}") from None
+        log.info("exported and checked in %.1f s", time.perf_counter() - t0)
+        parity = None
+        if verify:
+            parity = verify_onnx(staged, module, loaded.variant, spec, outputs)
+        path = publish(staged, out_dir)
+    entry = {
+        "kind": "onnx", "form": spec.form, "precision": "fp32", "variant": v.name, "opset": opset,
+        "input": {"name": "input", "shape": ["batch", v.in_channels, *(("height", "width") if spec.dynamic_hw else spec.size)]},
+        "input_sizes": spec.input_sizes(), "outputs": outputs,
+        "weights": loaded.weights, "weights_sha256": loaded.weights_sha256,
+        "versions": tool_versions(), **file_entry(path),
+    }
+    if parity is not None:
+        entry["parity"] = parity
+    record(out_dir, name, entry)
+    return path
+
+
+def _torch_export(module: torch.nn.Module, v: Variant, spec: FormSpec, outputs: list[str], opset: int):
+    example = torch.randn(2, v.in_channels, *spec.size)
+    batch = torch.export.Dim("batch", min=1)
+    dims = {0: batch}
+    if spec.dynamic_hw:
+        dims |= {2: torch.export.Dim("height", min=spec.min_size), 3: torch.export.Dim("width", min=spec.min_size)}
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        return torch.onnx.export(module, (example,), dynamo=True, dynamic_shapes=(dims,), input_names=["input"],
+                                 output_names=outputs, opset_version=opset, verbose=False)
+
+
+def verify_onnx(path: Path, module: torch.nn.Module, v: Variant, spec: FormSpec, outputs: list[str],
+                precision: str = "fp32") -> dict:
+    """ORT CPU against eager torch on the form's default cases; raises CheckFailed on a mismatch."""
+    from .backends.eager import TorchRunner
+    from .backends.ort import OrtRunner
+    from .parity import THRESHOLDS, check_parity, default_cases
+    from .report import log_parity
+
+    th = THRESHOLDS[precision]
+    with TorchRunner(module, outputs) as ref, OrtRunner(path) as got:
+        report = check_parity(ref, got, default_cases(v, spec.form, spec.size), th)
+    log_parity(report)
+    report.raise_on_failure()
+    worst = lambda key, pick: pick(getattr(r, key) for r in report.results)  # noqa: E731
+    return {"backend": report.candidate, "cases": len({r.case for r in report.results}),
+            "max_abs": worst("max_abs", max), "rel_l2": worst("rel_l2", max), "cosine": worst("cosine", min)}
+
+
+def tool_versions() -> dict[str, str]:
+    import onnxruntime
+
+    return {"vggdeploy": __version__, "torch": torch.__version__, "onnx": onnx.__version__,
+            "onnxruntime": onnxruntime.__version__}

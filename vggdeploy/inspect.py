@@ -1,0 +1,60 @@
+"""What an ONNX artifact holds: I/O and dynamic axes, metadata, op counts, parameters."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from .artifacts import side_files
+from .errors import BadInput
+
+
+def load_graph(path: Path) -> onnx.ModelProto:
+    """The graph without its external weights (cheap: kB, not the 500 MB side file)."""
+    if not path.is_file():
+        raise BadInput(f"{path} not found")
+    try:
+        return onnx.load(str(path), load_external_data=False)
+    except Exception as e:
+        raise BadInput(f"{path} is not an ONNX model ({type(e).__name__})") from None
+
+
+def _value_info(v: onnx.ValueInfoProto) -> dict:
+    t = v.type.tensor_type
+    dims = [d.dim_param or d.dim_value for d in t.shape.dim]
+    return {"name": v.name, "dtype": onnx.helper.tensor_dtype_to_np_dtype(t.elem_type).name, "shape": dims,
+            "dynamic_axes": {i: d for i, d in enumerate(dims) if isinstance(d, str)}}
+
+
+def metadata_of(model: onnx.ModelProto) -> dict:
+    out = {}
+    for p in model.metadata_props:
+        try:
+            out[p.key] = json.loads(p.value)
+        except json.JSONDecodeError:
+            out[p.key] = p.value
+    return out
+
+
+def inspect_onnx(path: str | Path) -> dict:
+    path = Path(path)
+    model = load_graph(path)
+    init = list(model.graph.initializer)
+    dtypes = Counter(onnx.helper.tensor_dtype_to_np_dtype(t.data_type).name for t in init)
+    return {
+        "path": str(path),
+        "files": {p.name: p.stat().st_size for p in side_files(path)},
+        "ir_version": model.ir_version,
+        "opsets": {o.domain or "ai.onnx": o.version for o in model.opset_import},
+        "producer": f"{model.producer_name} {model.producer_version}".strip(),
+        "inputs": [_value_info(v) for v in model.graph.input],
+        "outputs": [_value_info(v) for v in model.graph.output],
+        "metadata": metadata_of(model),
+        "ops": dict(Counter(n.op_type for n in model.graph.node).most_common()),
+        "parameters": int(sum(int(np.prod(t.dims)) for t in init)),
+        "initializer_dtypes": dict(dtypes),
+    }

@@ -1,0 +1,130 @@
+"""Accuracy parity of an artifact against eager PyTorch, on real photos and seeded noise.
+
+Every mismatch is collected (per input, per output) before one CheckFailed is raised,
+as optimum's validate_model_outputs does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .backends.base import Runner
+from .data import photo_batch, random_batch
+from .errors import CheckFailed
+from .variants import Variant
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    rel_l2: float  # max ||got - ref|| / ||ref|| per input
+    cosine: float  # min cosine similarity per input
+    top1: float  # min share of inputs whose top-1 class agrees (near-ties excepted)
+    top5: float  # min mean overlap of the top-5 sets
+
+
+THRESHOLDS = {
+    "fp32": Thresholds(rel_l2=1e-4, cosine=0.99999, top1=1.0, top5=0.98),
+    "fp16": Thresholds(rel_l2=1e-2, cosine=0.9995, top1=0.9, top5=0.8),
+    "int8": Thresholds(rel_l2=0.25, cosine=0.97, top1=0.75, top5=0.6),
+}
+
+
+@dataclass
+class Case:
+    """One batch at one input size; `names` label each input for the report."""
+
+    label: str
+    names: list[str]
+    batch: np.ndarray
+
+
+@dataclass
+class OutputResult:
+    case: str
+    output: str
+    max_abs: float
+    rel_l2: float
+    cosine: float
+    top1: float | None = None
+    top5: float | None = None
+    failed_inputs: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ParityReport:
+    reference: str
+    candidate: str
+    thresholds: Thresholds
+    results: list[OutputResult]
+
+    @property
+    def failures(self) -> list[OutputResult]:
+        return [r for r in self.results if r.failed_inputs]
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def raise_on_failure(self) -> None:
+        if self.failures:
+            where = "; ".join(f"{r.case}/{r.output}: {', '.join(r.failed_inputs)}" for r in self.failures)
+            raise CheckFailed(f"parity failed ({self.candidate} vs {self.reference}) for {where}",
+                              hint="see the table above; --no-verify skips the check")
+
+
+def default_cases(v: Variant, form: str, size: tuple[int, int], seed: int = 0) -> list[Case]:
+    """Photos and seeded noise at sizes that exercise the form's dynamic axes."""
+    st, m = v.stride, v.min_dense_size
+    if form == "classifier":
+        sizes, per_size = [size], None
+    elif form == "dense":  # square minimum, landscape, portrait, and one not a multiple of the stride
+        sizes, per_size = [(m, m), (m + st, m + 4 * st), (m + 3 * st, m + st), (m + st + 7, m + 2 * st + 13)], 3
+    else:
+        sizes, per_size = [size, (5 * st, 9 * st), (3 * st + 1, 4 * st + 3)], 3
+    cases = []
+    for i, hw in enumerate(sizes):
+        names, batch = photo_batch(v, hw, per_size, offset=i * (per_size or 0))
+        cases.append(Case(f"photos@{hw[0]}x{hw[1]}", names, batch))
+        cases.append(Case(f"noise@{hw[0]}x{hw[1]}", [f"noise{seed + i}"], random_batch(v, hw, 1, seed + i)))
+    return cases
+
+
+def compare_output(case: Case, output: str, ref: np.ndarray, got: np.ndarray, th: Thresholds,
+                   is_logits: bool) -> OutputResult:
+    n = ref.shape[0]
+    r, g = ref.reshape(n, -1).astype(np.float64), got.reshape(n, -1).astype(np.float64)
+    diff = np.abs(r - g)
+    max_abs = diff.max(axis=1)
+    rel = np.linalg.norm(r - g, axis=1) / np.maximum(np.linalg.norm(r, axis=1), 1e-12)
+    cos = (r * g).sum(1) / np.maximum(np.linalg.norm(r, axis=1) * np.linalg.norm(g, axis=1), 1e-12)
+    bad = (rel > th.rel_l2) | (cos < th.cosine)
+    result = OutputResult(case.label, output, float(max_abs.max()), float(rel.max()), float(cos.min()))
+    if is_logits:
+        ref_top, got_top = r.argmax(1), g.argmax(1)
+        # a flip between two classes closer than the measured error is a tie, not a disagreement
+        tie = r[np.arange(n), got_top] >= r[np.arange(n), ref_top] - max_abs
+        agree = (ref_top == got_top) | tie
+        k = min(5, r.shape[1])
+        top5 = np.array([len(set(np.argsort(-a)[:k]) & set(np.argsort(-b)[:k])) / k for a, b in zip(r, g)])
+        result.top1, result.top5 = float(agree.mean()), float(top5.mean())
+        if result.top1 < th.top1:
+            bad |= ~agree
+        if result.top5 < th.top5:
+            bad |= top5 < 1.0
+    result.failed_inputs = [name for name, b in zip(case.names, bad) if b]
+    return result
+
+
+def check_parity(reference: Runner, candidate: Runner, cases: list[Case], th: Thresholds,
+                 logits_outputs: tuple[str, ...] = ("logits",), input_name: str = "input") -> ParityReport:
+    results = []
+    for case in cases:
+        feed = {input_name: case.batch}
+        ref, got = reference.infer(feed), candidate.infer(feed)
+        for name, ref_out in ref.items():
+            if got[name].shape != ref_out.shape:
+                raise CheckFailed(f"{case.label}/{name}: shape {got[name].shape}, reference {ref_out.shape}")
+            results.append(compare_output(case, name, ref_out, got[name], th, name in logits_outputs))
+    return ParityReport(reference.name, candidate.name, th, results)

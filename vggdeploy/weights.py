@@ -1,0 +1,185 @@
+"""Where a model's weights come from: torchvision's ImageNet weights, a checkpoint file, or a seed.
+
+A checkpoint with no variant name is matched against every configuration: the architecture
+(config, BN, classes, classifier width, input channels) is read off its tensors' shapes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+
+from .artifacts import sha256_file
+from .errors import BadInput, MissingEnvironment
+from .models import VGG
+from .variants import CONFIGS, Variant, get_variant, layer_plan
+
+WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "weights")
+
+
+@dataclass
+class LoadedModel:
+    variant: Variant
+    model: VGG
+    weights: str  # "imagenet", "random:SEED" or the checkpoint path
+    weights_sha256: str
+    inferred: str = ""  # what was read off a checkpoint, said to the user
+
+
+def load_model(name_or_path: str, weights: str | None = None, seed: int = 0) -> LoadedModel:
+    """Build a VGG from a variant name or a checkpoint path and load its weights."""
+    path = Path(name_or_path)
+    if path.suffix in (".pth", ".pt", ".bin", ".ckpt") or path.exists():
+        if weights not in (None, "imagenet", str(path)):
+            raise BadInput("give the checkpoint either as the model or as --weights, not both")
+        return _from_checkpoint(path, None)
+    variant = get_variant(name_or_path)
+    weights = weights or ("imagenet" if variant.tv_weights else None)
+    if weights is None:
+        raise BadInput(f"{variant.name} has no published weights",
+                       hint="pass --weights PATH (a checkpoint) or --weights random --seed N")
+    if weights == "random":
+        torch.manual_seed(seed)
+        model = VGG(variant).eval()
+        return LoadedModel(variant, model, f"random:{seed}", tensors_sha256(model.state_dict()))
+    if weights == "imagenet":
+        return _imagenet(variant)
+    return _from_checkpoint(Path(weights), variant)
+
+
+def _imagenet(variant: Variant) -> LoadedModel:
+    if not variant.tv_weights:
+        raise BadInput(f"{variant.name} has no ImageNet weights", hint="pass --weights PATH or --weights random")
+    from torchvision.models import get_weight
+
+    w = get_weight(variant.tv_weights)
+    cache = Path(torch.hub.get_dir()) / "checkpoints" / Path(w.url).name
+    if not cache.exists():
+        try:
+            torch.hub.download_url_to_file(w.url, str(cache), progress=True)
+        except Exception as e:  # urllib raises several types for "no network"
+            raise MissingEnvironment(
+                f"cannot download {variant.name}'s ImageNet weights ({type(e).__name__}: {e})",
+                hint=f"offline? put {cache.name} at {cache}, or pass --weights PATH or --weights random",
+            ) from None
+    return _from_checkpoint(cache, variant, label="imagenet")
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise BadInput(f"checkpoint {path} not found")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise BadInput(f"cannot read checkpoint {path}: {str(e).splitlines()[0]}",
+                       hint="save it with torch.save(model.state_dict(), path)") from None
+    for key in WRAPPER_KEYS:
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+            break
+    if not isinstance(obj, dict) or not all(isinstance(t, torch.Tensor) for t in obj.values()):
+        raise BadInput(f"{path} holds no state dict", hint=f"expected tensors, or one under {WRAPPER_KEYS}")
+    return {k.removeprefix("module."): t for k, t in obj.items()}
+
+
+def _from_checkpoint(path: Path, variant: Variant | None, label: str | None = None) -> LoadedModel:
+    sd = read_state_dict(path)
+    inferred = ""
+    if variant is None:
+        variant = infer_variant(sd, path.stem)
+        inferred = (f"inferred from {path.name}: config {variant.config}{' with BN' if variant.batch_norm else ''}, "
+                    f"{variant.num_classes} classes, hidden {variant.hidden}, {variant.in_channels} input channel(s)")
+    else:
+        variant = _adapt_head(variant, sd)
+    model = VGG(variant)
+    problems = _shape_mismatches(model.state_dict(), sd)
+    if problems:
+        raise BadInput(f"{path.name} does not match {variant.name}: {problems}",
+                       hint="omit the variant name to infer the architecture from the checkpoint")
+    model.load_state_dict(sd)
+    return LoadedModel(variant, model.eval(), label or str(path), sha256_file(path), inferred)
+
+
+def _adapt_head(variant: Variant, sd: dict) -> Variant:
+    """A fine-tuned checkpoint keeps the backbone but may change the number of classes."""
+    last = sd.get("classifier.6.weight")
+    return replace(variant, num_classes=last.shape[0]) if last is not None else variant
+
+
+def _shape_mismatches(expected: dict, got: dict, limit: int = 3) -> str:
+    missing = [k for k in expected if k not in got]
+    extra = [k for k in got if k not in expected]
+    shapes = [f"{k} is {tuple(got[k].shape)}, expected {tuple(v.shape)}"
+              for k, v in expected.items() if k in got and got[k].shape != v.shape]
+    parts = shapes[:limit]
+    if missing:
+        parts.append(f"missing {', '.join(missing[:limit])}{' ...' if len(missing) > limit else ''}")
+    if extra:
+        parts.append(f"unexpected {', '.join(extra[:limit])}{' ...' if len(extra) > limit else ''}")
+    return "; ".join(parts)
+
+
+def _expected_backbone(config: str, bn: bool, in_channels: int) -> dict[str, tuple]:
+    shapes, channels = {}, in_channels
+    for s in layer_plan(config, bn, in_channels):
+        if s.kind == "conv":
+            shapes[f"features.{s.index}.weight"] = (s.out_channels, channels, s.kernel, s.kernel)
+            shapes[f"features.{s.index}.bias"] = (s.out_channels,)
+            channels = s.out_channels
+        elif s.kind == "bn":
+            for p in ("weight", "bias", "running_mean", "running_var"):
+                shapes[f"features.{s.index}.{p}"] = (s.out_channels,)
+            shapes[f"features.{s.index}.num_batches_tracked"] = ()
+    return shapes
+
+
+def infer_variant(sd: dict[str, torch.Tensor], label: str) -> Variant:
+    """Match the checkpoint's backbone against every config; the classifier gives the rest."""
+    if "features.0.weight" not in sd or "classifier.6.weight" not in sd:
+        raise BadInput(f"{label}: not a VGG checkpoint (no features.0.weight / classifier.6.weight)",
+                       hint="expected torchvision VGG module names")
+    in_ch = sd["features.0.weight"].shape[1]
+    got = {k: tuple(t.shape) for k, t in sd.items() if k.startswith("features.")}
+    best, best_diff = None, None
+    for config in CONFIGS:
+        for bn in (False, True):
+            want = _expected_backbone(config, bn, in_ch)
+            diff = sorted(set(want.items()) ^ set(got.items()))
+            if not diff:
+                return _variant_for(config, bn, in_ch, sd, label)
+            if best_diff is None or len(diff) < len(best_diff):
+                best, best_diff = f"{config}{' with BN' if bn else ''}", diff
+    shown = "; ".join(f"{k} {s}" for k, s in best_diff[:3])
+    raise BadInput(f"{label} matches no VGG configuration; closest is {best}, which differs at: {shown}")
+
+
+def _variant_for(config: str, bn: bool, in_ch: int, sd: dict, label: str) -> Variant:
+    fc1, fc3 = sd["classifier.0.weight"], sd["classifier.6.weight"]
+    last_channels = next(t.shape[0] for k, t in reversed(sd.items()) if k.startswith("features.") and t.ndim == 4)
+    pool = math.isqrt(fc1.shape[1] // last_channels)
+    if pool * pool * last_channels != fc1.shape[1]:
+        raise BadInput(f"{label}: classifier.0.weight {tuple(fc1.shape)} fits no square pool of {last_channels} channels")
+    base = next((v for v in _named(config, bn)), None)
+    template = base or Variant(label, config, bn)
+    return replace(template, name=label, num_classes=fc3.shape[0], hidden=fc1.shape[0], pool=pool,
+                   in_channels=in_ch, tv_weights=None)
+
+
+def _named(config: str, bn: bool):
+    """Known variants of this config, for their preprocessing (mini: MNIST; the rest: ImageNet)."""
+    from .variants import VARIANTS
+
+    return (v for v in VARIANTS.values() if v.config == config and v.batch_norm == bn)
+
+
+def tensors_sha256(sd: dict[str, torch.Tensor]) -> str:
+    """For weights with no file: sha256 over the tensors' bytes in key order."""
+    h = hashlib.sha256()
+    for k, t in sd.items():
+        h.update(k.encode())
+        h.update(t.detach().contiguous().cpu().numpy().tobytes())
+    return h.hexdigest()
