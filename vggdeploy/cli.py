@@ -84,7 +84,7 @@ def list_cmd(as_json: bool) -> None:
 @click.option("--no-verify", is_flag=True, help="Skip the parity check against eager PyTorch.")
 def export(model, forms, weights, seed, size, taps, opset, out_dir, force, no_verify) -> None:
     """Export MODEL (a variant name or a checkpoint) to ONNX, checked against eager PyTorch."""
-    from .export import check_opset, export as run_export, form_spec
+    from .export import check_opset, export_onnx, form_spec
     from .models import FORMS
     from .weights import load_model
 
@@ -97,7 +97,7 @@ def export(model, forms, weights, seed, size, taps, opset, out_dir, force, no_ve
     for f in form_list:  # validate every form before any long work
         form_spec(loaded.variant, f, parsed_size if f == "classifier" else None, split_list(taps))
     out_dir = out_dir or Path("engines") / default_folder(loaded)
-    paths = run_export(loaded, form_list, out_dir, size=parsed_size, taps=split_list(taps), opset=opset,
+    paths = export_onnx(loaded, form_list, out_dir, size=parsed_size, taps=split_list(taps), opset=opset,
                        verify=not no_verify, force=force)
     for p in paths:
         click.echo(p)

@@ -118,7 +118,7 @@ def artifact_name(form: str, precision: str = "fp32") -> str:
     return f"{form}.onnx" if precision == "fp32" else f"{form}.{precision}.onnx"
 
 
-def export(loaded: LoadedModel, forms: list[str], out_dir: Path, *, size: tuple[int, int] | None = None,
+def export_onnx(loaded: LoadedModel, forms: list[str], out_dir: Path, *, size: tuple[int, int] | None = None,
            taps: list[str] | None = None, opset: int = DEFAULT_OPSET, verify: bool = True,
            force: bool = False) -> list[Path]:
     """Export each form to out_dir/FORM.onnx (+ .data); verify on ORT CPU; record in the manifest."""

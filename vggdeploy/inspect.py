@@ -13,6 +13,9 @@ from .artifacts import side_files
 from .errors import BadInput
 
 
+FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16, onnx.TensorProto.DOUBLE}
+
+
 def load_graph(path: Path) -> onnx.ModelProto:
     """The graph without its external weights (cheap: kB, not the 500 MB side file)."""
     if not path.is_file():
@@ -55,6 +58,6 @@ def inspect_onnx(path: str | Path) -> dict:
         "outputs": [_value_info(v) for v in model.graph.output],
         "metadata": metadata_of(model),
         "ops": dict(Counter(n.op_type for n in model.graph.node).most_common()),
-        "parameters": int(sum(int(np.prod(t.dims)) for t in init)),
+        "parameters": int(sum(int(np.prod(t.dims)) for t in init if t.data_type in FLOAT_TYPES)),
         "initializer_dtypes": dict(dtypes),
     }

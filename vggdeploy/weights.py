@@ -43,8 +43,7 @@ def load_model(name_or_path: str, weights: str | None = None, seed: int = 0) -> 
         raise BadInput(f"{variant.name} has no published weights",
                        hint="pass --weights PATH (a checkpoint) or --weights random --seed N")
     if weights == "random":
-        torch.manual_seed(seed)
-        model = VGG(variant).eval()
+        model = random_model(variant, seed)
         return LoadedModel(variant, model, f"random:{seed}", tensors_sha256(model.state_dict()))
     if weights == "imagenet":
         return _imagenet(variant)
@@ -176,10 +175,28 @@ def _named(config: str, bn: bool):
     return (v for v in VARIANTS.values() if v.config == config and v.batch_norm == bn)
 
 
+def random_model(variant: Variant, seed: int) -> VGG:
+    """torchvision's init, plus non-zero biases and BN statistics so that every parameter
+    takes part in parity checks (an all-zero bias is dropped by the exporter's optimiser)."""
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    model = VGG(variant)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
+                m.bias.normal_(0, 0.01, generator=g)
+            elif isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5, generator=g)
+                m.bias.normal_(0, 0.1, generator=g)
+                m.running_mean.normal_(0, 0.1, generator=g)
+                m.running_var.uniform_(0.5, 1.5, generator=g)
+    return model.eval()
+
+
 def tensors_sha256(sd: dict[str, torch.Tensor]) -> str:
     """For weights with no file: sha256 over the tensors' bytes in key order."""
     h = hashlib.sha256()
     for k, t in sd.items():
         h.update(k.encode())
-        h.update(t.detach().contiguous().cpu().numpy().tobytes())
+        h.update(t.detach().contiguous().cpu().numpy().data)  # a buffer, not a 400 MB copy
     return h.hexdigest()

@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from vggdeploy import load_model
+from vggdeploy.cli import main
+
+
+def gpu_reason() -> str | None:
+    """Why GPU tests can't run here, or None where they can."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return "no CUDA device on this machine"
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        return "TensorRT is not installed"
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    reason = gpu_reason()
+    if reason:
+        for item in items:
+            if "gpu" in item.keywords:
+                item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.fixture
+def run(capsys):
+    """Run the CLI in-process: returns (exit code, stdout, stderr)."""
+
+    def _run(*argv: str):
+        code = main([str(a) for a in argv])
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return _run
+
+
+@pytest.fixture(scope="session")
+def mini():
+    return load_model("vgg-mini", "random", seed=0)
+
+
+@pytest.fixture(scope="session")
+def mini_artifacts(tmp_path_factory, mini) -> Path:
+    """vgg-mini exported once in all three forms (verified), shared read-only by tests."""
+    from vggdeploy import export_onnx
+
+    out = tmp_path_factory.mktemp("mini")
+    export_onnx(mini, ["classifier", "dense", "features"], out)
+    return out
+
+
+@pytest.fixture
+def mini_copy(tmp_path, mini_artifacts) -> Path:
+    dst = tmp_path / "art"
+    shutil.copytree(mini_artifacts, dst)
+    return dst
