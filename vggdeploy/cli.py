@@ -74,7 +74,7 @@ def list_cmd(as_json: bool) -> None:
 @click.argument("model")
 @click.option("--form", "forms", default="classifier", show_default=True,
               help="classifier, dense, features, comma-separated, or 'all'.")
-@click.option("--weights", help="imagenet (default for torchvision names), random, or a checkpoint PATH.")
+@click.option("--weights", help="imagenet (default for torchvision names), bundled (vgg-mini), random, or a checkpoint PATH.")
 @click.option("--seed", default=0, show_default=True, help="Seed for --weights random.")
 @click.option("--size", help="Classifier input size: N or HxW (default: the variant's, 224).")
 @click.option("--taps", help="Features form outputs, comma-separated (default: last ReLU of each stage).")
@@ -106,6 +106,8 @@ def export(model, forms, weights, seed, size, taps, opset, out_dir, force, no_ve
 def default_folder(loaded) -> str:
     w = loaded.weights
     if w == "imagenet":
+        return loaded.variant.name
+    if w.startswith("bundled:"):
         return loaded.variant.name
     if w.startswith("random:"):
         return f"{loaded.variant.name}-random{w.split(':')[1]}"

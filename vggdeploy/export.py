@@ -13,6 +13,8 @@ import onnx
 import torch
 
 from . import __version__
+from .backends.base import Runner
+from .backends.eager import TorchRunner
 from .artifacts import file_entry, prepare_out_dir, publish, record, staging
 from .errors import BadInput, CheckFailed
 from .models import FORMS, build_form, output_names
@@ -148,7 +150,7 @@ def export_one(loaded: LoadedModel, spec: FormSpec, out_dir: Path, *, opset: int
         log.info("exported and checked in %.1f s", time.perf_counter() - t0)
         parity = None
         if verify:
-            parity = verify_onnx(staged, module, loaded.variant, spec, outputs)
+            parity = verify_artifact(staged, TorchRunner(module, outputs), loaded.variant, spec)
         path = publish(staged, out_dir)
     entry = {
         "kind": "onnx", "form": spec.form, "precision": "fp32", "variant": v.name, "opset": opset,
@@ -175,22 +177,25 @@ def _torch_export(module: torch.nn.Module, v: Variant, spec: FormSpec, outputs: 
                                  output_names=outputs, opset_version=opset, verbose=False)
 
 
-def verify_onnx(path: Path, module: torch.nn.Module, v: Variant, spec: FormSpec, outputs: list[str],
-                precision: str = "fp32") -> dict:
-    """ORT CPU against eager torch on the form's default cases; raises CheckFailed on a mismatch."""
-    from .backends.eager import TorchRunner
+def verify_artifact(path: Path, reference: Runner, v: Variant, spec: FormSpec, precision: str = "fp32") -> dict:
+    """ORT CPU against `reference` on the form's default cases; raises CheckFailed on a mismatch."""
     from .backends.ort import OrtRunner
     from .parity import THRESHOLDS, check_parity, default_cases
     from .report import log_parity
 
-    th = THRESHOLDS[precision]
-    with TorchRunner(module, outputs) as ref, OrtRunner(path) as got:
+    th = THRESHOLDS[precision.split("-")[0]]
+    with reference as ref, OrtRunner(path) as got:
         report = check_parity(ref, got, default_cases(v, spec.form, spec.size), th)
     log_parity(report)
     report.raise_on_failure()
     worst = lambda key, pick: pick(getattr(r, key) for r in report.results)  # noqa: E731
-    return {"backend": report.candidate, "cases": len({r.case for r in report.results}),
-            "max_abs": worst("max_abs", max), "rel_l2": worst("rel_l2", max), "cosine": worst("cosine", min)}
+    summary = {"reference": report.reference, "backend": report.candidate,
+               "cases": len({r.case for r in report.results}),
+               "max_abs": worst("max_abs", max), "rel_l2": worst("rel_l2", max), "cosine": worst("cosine", min)}
+    top1 = [r.top1 for r in report.results if r.top1 is not None]
+    if top1:
+        summary["top1_agreement"] = min(top1)
+    return summary
 
 
 def tool_versions() -> dict[str, str]:

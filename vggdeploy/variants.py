@@ -47,6 +47,7 @@ class Variant:
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
     dropout: float = 0.5
+    bundled: str | None = None  # a checkpoint shipped in vggdeploy/assets
     aliases: tuple[str, ...] = field(default=())
 
     @property
@@ -86,7 +87,7 @@ VARIANTS: dict[str, Variant] = {
         _paper("A-LRN", False),
         Variant("vgg-mini", "mini", True, num_classes=10, hidden=128, pool=4, in_channels=1,
                 image_size=32, resize=32, mean=(0.1307,), std=(0.3081,), dropout=0.2,
-                aliases=("mnist",)),
+                bundled="vgg-mini-mnist.pth", aliases=("mnist",)),
     ]
 }
 

@@ -38,7 +38,10 @@ def load_model(name_or_path: str, weights: str | None = None, seed: int = 0) -> 
             raise BadInput("give the checkpoint either as the model or as --weights, not both")
         return _from_checkpoint(path, None)
     variant = get_variant(name_or_path)
-    weights = weights or ("imagenet" if variant.tv_weights else None)
+    weights = weights or ("imagenet" if variant.tv_weights else "bundled" if variant.bundled else None)
+    if weights == "bundled" and variant.bundled:
+        path = Path(__file__).parent / "assets" / variant.bundled
+        return _from_checkpoint(path, variant, label=f"bundled:{variant.bundled}")
     if weights is None:
         raise BadInput(f"{variant.name} has no published weights",
                        hint="pass --weights PATH (a checkpoint) or --weights random --seed N")

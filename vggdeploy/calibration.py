@@ -1,0 +1,141 @@
+"""Calibration data: an image folder, .npy/.npz tensors, or the bundled photos, as batches.
+
+Images are preprocessed as the model's own metadata says. The dense and features forms
+calibrate at several input sizes; batches of one size come together so that ORT's histogram
+calibrators (which stack a chunk's tensors) never see mixed shapes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .data import photo_batch, preprocess
+from .errors import BadInput
+from .variants import Variant
+
+log = logging.getLogger("vggdeploy")
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+BATCH = 8
+
+
+@dataclass
+class CalibrationSet:
+    source: str
+    sizes: list[tuple[int, int]]
+    chunks: list[list[np.ndarray]]  # one chunk of batches per input size
+    count: int  # inputs per size
+
+    @property
+    def sha256(self) -> str:
+        h = hashlib.sha256()
+        for chunk in self.chunks:
+            for b in chunk:
+                h.update(np.ascontiguousarray(b).data)
+        return h.hexdigest()
+
+    @property
+    def batches(self) -> list[np.ndarray]:
+        return [b for chunk in self.chunks for b in chunk]
+
+
+def calibration_sizes(v: Variant, form: str, fixed: tuple[int, int] | None, min_size: int) -> list[tuple[int, int]]:
+    if form == "classifier":
+        return [fixed]
+    m = max(min_size, v.min_dense_size if form == "dense" else v.image_size)
+    return [(m, m), (m + v.stride, m + 3 * v.stride), (m + 2 * v.stride, m + v.stride)]
+
+
+def load_calibration(source: str | None, v: Variant, sizes: list[tuple[int, int]], count: int | None,
+                     min_size: int) -> CalibrationSet:
+    if source in (None, "samples"):
+        log.warning("calibrating on the 8 bundled sample photos: a small sample; pass --calib DIR for real data")
+        n = count or 8
+        chunks = [_batches(photo_batch(v, hw, n)[1]) for hw in sizes]
+        return CalibrationSet("samples", sizes, chunks, n)
+    path = Path(source)
+    if path.is_dir():
+        return _from_folder(path, v, sizes, count)
+    if path.suffix in (".npy", ".npz"):
+        return _from_tensors(path, v, count, min_size, fixed=sizes[0] if len(sizes) == 1 else None)
+    raise BadInput(f"calibration source {source!r} not found or not supported",
+                   hint="give an image folder, a .npy/.npz file of (N, C, H, W) float32, or 'samples'")
+
+
+def _batches(x: np.ndarray) -> list[np.ndarray]:
+    return [x[i:i + BATCH] for i in range(0, len(x), BATCH)]
+
+
+def _from_folder(path: Path, v: Variant, sizes, count: int | None) -> CalibrationSet:
+    from skimage.io import imread
+
+    files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise BadInput(f"no images in {path}", hint=f"looked for {', '.join(sorted(IMAGE_SUFFIXES))}, recursively")
+    _check_count(len(files), count, path)
+    files = files[: count or 64]
+    images = []
+    for f in files:
+        try:
+            img = imread(f)
+        except Exception as e:
+            raise BadInput(f"cannot read image {f}: {type(e).__name__}") from None
+        img = np.stack([img] * 3, -1) if img.ndim == 2 else img
+        images.append(img)
+    chunks = [_batches(np.stack([preprocess(img, v, hw) for img in images])) for hw in sizes]
+    return CalibrationSet(str(path), sizes, chunks, len(images))
+
+
+def _from_tensors(path: Path, v: Variant, count: int | None, min_size: int, fixed) -> CalibrationSet:
+    if not path.is_file():
+        raise BadInput(f"calibration file {path} not found")
+    try:
+        loaded = np.load(path)
+        arrays = [loaded[k] for k in loaded.files] if isinstance(loaded, np.lib.npyio.NpzFile) else [loaded]
+    except Exception as e:
+        raise BadInput(f"cannot read {path}: {type(e).__name__}: {e}") from None
+    for a in arrays:
+        if a.dtype != np.float32 or a.ndim != 4 or a.shape[1] != v.in_channels:
+            raise BadInput(f"{path.name}: tensors must be float32 (N, {v.in_channels}, H, W); got {a.dtype} {a.shape}")
+        hw = tuple(a.shape[2:])
+        if (fixed and hw != tuple(fixed)) or min(hw) < min_size:
+            want = f"{fixed[0]}x{fixed[1]}" if fixed else f"at least {min_size}x{min_size}"
+            raise BadInput(f"{path.name}: {hw[0]}x{hw[1]} inputs don't fit this model ({want})")
+    available = min(len(a) for a in arrays)
+    _check_count(available, count, path)
+    n = count or available  # the same count per size: ORT's chunked collection needs equal chunks
+    return CalibrationSet(str(path), [tuple(a.shape[2:]) for a in arrays], [_batches(a[:n]) for a in arrays], n)
+
+
+def _check_count(available: int, asked: int | None, where) -> None:
+    if asked and available < asked:
+        raise BadInput(f"calibration set {where} has {available} inputs, fewer than the {asked} asked",
+                       hint="lower --calib-count or add data")
+
+
+class Reader:
+    """ORT's CalibrationDataReader protocol, with set_range for chunked (per-size) collection."""
+
+    def __init__(self, batches: list[np.ndarray], input_name: str = "input"):
+        self.batches, self.input_name = batches, input_name
+        self.start, self.end, self.i = 0, len(batches), 0
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        self.start, self.end, self.i = start_index, end_index, start_index
+
+    def get_next(self):
+        if self.i >= self.end:
+            return None
+        self.i += 1
+        return {self.input_name: self.batches[self.i - 1]}
+
+    def rewind(self) -> None:
+        self.i = self.start

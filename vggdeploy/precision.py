@@ -1,0 +1,259 @@
+"""FP16 and calibrated INT8 artifacts from an FP32 ONNX (DESIGN.md facts 1-3, 8).
+
+TensorRT 11 builds only strongly typed networks, so precision lives in the ONNX: an FP16
+graph for FP16, a Q/DQ graph for INT8. INT8 has a target: `tensorrt` (the layout its parser
+wants) or `cpu` (the layout measured fastest on the CPU runtimes, see benchmarks/).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from .artifacts import file_entry, prepare_out_dir, publish, record, sha256_file, side_files, staging
+from .backends.base import Runner
+from .calibration import Reader, calibration_sizes, load_calibration
+from .errors import BadInput, CheckFailed
+from .export import FormSpec, tool_versions, verify_artifact
+from .inspect import load_graph, metadata_of
+from .qdq import check_qdq_tensorrt, compute_nodes
+from .variants import Variant
+
+log = logging.getLogger("vggdeploy")
+
+TARGETS = ("tensorrt", "cpu")
+METHODS = ("minmax", "entropy", "percentile")
+FP16_SAFE = 65504 / 4  # keep a node in FP32 when its activations come within 4x of FP16's max
+CACHE_DIR = Path(os.environ.get("VGGDEPLOY_CACHE", Path.home() / ".cache" / "vggdeploy")) / "calibration"
+
+# CPU layouts measured in benchmarks/precision_bench.py; the default is the fastest there.
+CPU_LAYOUTS = {
+    "u8s8-tensor": {"activation": "QUInt8", "per_channel": False},
+    "u8s8-channel": {"activation": "QUInt8", "per_channel": True},
+    "s8s8-tensor": {"activation": "QInt8", "per_channel": False},
+}
+CPU_DEFAULT = "u8s8-tensor"
+
+
+def source_model(path: Path) -> tuple[onnx.ModelProto, dict, Variant, FormSpec]:
+    """The FP32 artifact's graph, metadata, and the variant and form it declares."""
+    graph = load_graph(path)
+    meta = metadata_of(graph)
+    if "vggdeploy.form" not in meta:
+        raise BadInput(f"{path} has no vggdeploy metadata", hint="export it with `vggdeploy export` first")
+    if meta.get("vggdeploy.precision", "fp32") != "fp32" or any(
+            n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in graph.graph.node):
+        raise BadInput(f"{path} is already {meta.get('vggdeploy.precision', 'quantized')}",
+                       hint="convert the FP32 artifact")
+    pre = meta["vggdeploy.preprocessing"]
+    v = Variant(meta["vggdeploy.variant"], meta["vggdeploy.config"], meta["vggdeploy.batch_norm"],
+                num_classes=int(meta["vggdeploy.num_classes"]), in_channels=len(pre["mean"]),
+                image_size=pre["crop"], resize=pre["resize"], mean=tuple(pre["mean"]), std=tuple(pre["std"]),
+                pool=_pool_of(graph, meta))
+    sizes = meta["vggdeploy.input_sizes"]
+    fixed = tuple(sizes["fixed"]) if "fixed" in sizes else None
+    spec = FormSpec(meta["vggdeploy.form"], fixed or (v.min_dense_size, v.min_dense_size),
+                    min(fixed) if fixed else sizes["min"][0], sizes.get("stride", v.stride),
+                    tuple(meta.get("vggdeploy.taps", ())))
+    return graph, meta, v, spec
+
+
+def _pool_of(graph: onnx.ModelProto, meta: dict) -> int:
+    if meta["vggdeploy.form"] != "dense":
+        return 4 if meta["vggdeploy.config"] == "mini" else 7
+    first_head = [n for n in graph.graph.node if n.op_type == "Conv"][-3]
+    shape = {t.name: t.dims for t in graph.graph.initializer}[first_head.input[1]]
+    return int(shape[-1])
+
+
+def _out_name(src: Path, tag: str) -> str:
+    return src.name.removesuffix(".onnx") + f".{tag}.onnx"
+
+
+# ---------------------------------------------------------------------------- FP16
+
+def to_fp16(src: Path, out_dir: Path | None = None, *, io: str = "fp32", reference: Runner | None = None,
+            verify: bool = True, force: bool = False) -> Path:
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    if io not in ("fp32", "fp16"):
+        raise BadInput(f"unknown --io {io!r}", hint="fp32 (default) or fp16")
+    graph, meta, v, spec = source_model(src)
+    out_dir = out_dir or src.parent
+    name = _out_name(src, "fp16")
+    prepare_out_dir(out_dir, [name], force)
+    t0 = time.perf_counter()
+    keep = sorted(_overflowing_nodes(src, graph, v, spec))
+    if keep:
+        log.info("keeping %d node(s) in FP32 (activations near FP16's range): %s", len(keep), ", ".join(keep))
+    model = onnx.load(str(src))
+    model = convert_float_to_float16(model, keep_io_types=io == "fp32", node_block_list=keep or None,
+                                     disable_shape_infer=True)
+    _set_meta(model, {"vggdeploy.precision": "fp16", "vggdeploy.io": io, "vggdeploy.fp32_nodes": json.dumps(keep)})
+    log.info("converted to FP16 in %.1f s", time.perf_counter() - t0)
+    extra = {"io": io, "fp32_nodes": keep}
+    return _finish(model, src, out_dir, name, "fp16", v, spec, reference, verify, extra)
+
+
+def _overflowing_nodes(src: Path, graph: onnx.ModelProto, v: Variant, spec: FormSpec) -> set[str]:
+    """Nodes whose outputs reach FP16_SAFE on the bundled photos (run once in FP32 on ORT)."""
+    import onnxruntime as ort
+
+    from .data import photo_batch
+
+    probe = onnx.ModelProto()
+    probe.CopyFrom(graph)
+    known = {o.name for o in probe.graph.output}
+    for n in probe.graph.node:
+        for o in n.output:
+            if o and o not in known:
+                probe.graph.output.append(onnx.helper.make_tensor_value_info(o, onnx.TensorProto.UNDEFINED, None))
+    tmp = src.with_name(f".probe-{os.getpid()}-{src.name}")  # beside src so the .data side file resolves
+    onnx.save(probe, str(tmp))
+    try:
+        sess = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
+        names = [o.name for o in sess.get_outputs()]
+        peaks: dict[str, float] = {}
+        for hw in calibration_sizes(v, spec.form, spec.size, spec.min_size)[:2]:
+            outs = sess.run(None, {"input": photo_batch(v, hw, 4)[1]})
+            for k, a in zip(names, outs):
+                if a.dtype.kind == "f" and a.size:
+                    peaks[k] = max(peaks.get(k, 0.0), float(np.abs(a).max()))
+    finally:
+        tmp.unlink(missing_ok=True)
+    producer = {o: n.name for n in graph.graph.node for o in n.output}
+    return {producer[k] for k, p in peaks.items() if p >= FP16_SAFE and k in producer}
+
+
+# ---------------------------------------------------------------------------- INT8
+
+def to_int8(src: Path, out_dir: Path | None = None, *, target: str, method: str = "minmax",
+            calib: str | None = None, calib_count: int | None = None, keep_fp32: list[str] | None = None,
+            cpu_layout: str = CPU_DEFAULT, reference: Runner | None = None, verify: bool = True,
+            force: bool = False) -> Path:
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    if target not in TARGETS:
+        raise BadInput(f"unknown target {target!r}", hint=f"choose from: {', '.join(TARGETS)} (INT8 needs a target)")
+    if method not in METHODS:
+        raise BadInput(f"unknown calibration method {method!r}", hint=f"choose from: {', '.join(METHODS)}")
+    if cpu_layout not in CPU_LAYOUTS:
+        raise BadInput(f"unknown CPU layout {cpu_layout!r}", hint=f"choose from: {', '.join(CPU_LAYOUTS)}")
+    graph, meta, v, spec = source_model(src)
+    out_dir = out_dir or src.parent
+    tag = f"int8-{target}"
+    name = _out_name(src, tag)
+    prepare_out_dir(out_dir, [name], force)
+    excluded = resolve_keep_fp32(graph, keep_fp32 or [])
+    data = load_calibration(calib, v, calibration_sizes(v, spec.form, spec.size, spec.min_size), calib_count,
+                            spec.min_size)
+    model_sha = "".join(sha256_file(p) for p in side_files(src))
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    cache = CACHE_DIR / f"{_short(model_sha)}-{data.sha256[:16]}-{method}.json"
+    hit = cache.exists()
+    log.info("INT8 for %s: %s calibration on %d input(s) x %d size(s) from %s%s", target, method, data.count,
+             len(data.sizes), data.source, " (cached ranges)" if hit else "")
+    if target == "tensorrt":
+        per_channel, act = True, QuantType.QInt8
+        extra = {"ActivationSymmetric": True, "AddQDQPairToWeight": True}
+    else:
+        layout = CPU_LAYOUTS[cpu_layout]
+        per_channel, act = layout["per_channel"], getattr(QuantType, layout["activation"])
+        extra = {"ActivationSymmetric": layout["activation"] == "QInt8"}
+    extra |= {"WeightSymmetric": True, "QuantizeBias": False, "DedicatedQDQPair": target == "tensorrt",
+              "OpTypesToExcludeOutputQuantization": ["Conv", "Gemm", "MatMul"],
+              "CalibStridedMinMax": len(data.chunks[0])}
+    t0 = time.perf_counter()
+    with staging(out_dir) as tmp:
+        staged = tmp / name
+        quantize_static(str(src), str(staged), Reader(data.batches), quant_format=QuantFormat.QDQ,
+                        op_types_to_quantize=["Conv", "Gemm", "MatMul"], per_channel=per_channel,
+                        activation_type=act, weight_type=QuantType.QInt8, nodes_to_exclude=excluded,
+                        calibrate_method=getattr(CalibrationMethod, {"minmax": "MinMax"}.get(method, method.title())),
+                        use_external_data_format=True, extra_options=extra, calibration_cache_path=str(cache))
+        log.info("quantized in %.1f s", time.perf_counter() - t0)
+        model = onnx.load(str(staged), load_external_data=False)
+        if target == "tensorrt":
+            problems = check_qdq_tensorrt(model, allow_float=set(excluded))
+            if problems:
+                raise CheckFailed(f"the TensorRT INT8 graph breaks {len(problems)} rule(s): {problems[0]}")
+        calib_info = {"method": method, "source": data.source, "count": data.count,
+                      "sizes": [list(s) for s in data.sizes], "data_sha256": data.sha256, "cache": str(cache),
+                      "cache_hit": hit}
+        _set_meta(model, {"vggdeploy.precision": tag, "vggdeploy.calibration": json.dumps(calib_info),
+                          "vggdeploy.fp32_nodes": json.dumps(excluded)})
+        onnx.save(model, str(staged))  # graph only: the side file is already beside it
+        extra_entry = {"target": target, "calibration": calib_info, "fp32_nodes": excluded}
+        if target == "cpu":
+            extra_entry["cpu_layout"] = cpu_layout
+        return _finish(None, src, out_dir, name, tag, v, spec, reference, verify, extra_entry, staged=staged)
+
+
+def resolve_keep_fp32(graph: onnx.ModelProto, keep: list[str]) -> list[str]:
+    """`first`, `last` or node names -> the compute nodes left unquantized."""
+    nodes = compute_nodes(graph)
+    by_name = {n.name: n for n in nodes}
+    out = []
+    for k in keep:
+        if k == "first":
+            out.append(nodes[0].name)
+        elif k == "last":
+            out.append(nodes[-1].name)
+        elif k in by_name:
+            out.append(k)
+        else:
+            raise BadInput(f"--keep-fp32: no Conv/Gemm/MatMul node {k!r}",
+                           hint=f"use first, last, or one of: {', '.join(list(by_name)[:6])} ...")
+    return sorted(set(out))
+
+
+def _short(sha_concat: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(sha_concat.encode()).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------------------- shared
+
+def _set_meta(model: onnx.ModelProto, values: dict[str, str]) -> None:
+    props = {p.key: p.value for p in model.metadata_props} | values
+    del model.metadata_props[:]
+    for k, val in props.items():
+        model.metadata_props.add(key=k, value=val)
+
+
+def _finish(model, src: Path, out_dir: Path, name: str, precision: str, v: Variant, spec: FormSpec,
+            reference: Runner | None, verify: bool, extra: dict, staged: Path | None = None) -> Path:
+    """Save (if not yet), check, compare with the reference, publish, record."""
+    from .backends.ort import OrtRunner
+
+    def _check_and_publish(path: Path) -> Path:
+        try:
+            onnx.checker.check_model(str(path), full_check=True)
+        except onnx.checker.ValidationError as e:
+            raise CheckFailed(f"onnx.checker rejected {name}: {str(e).splitlines()[0]}") from None
+        parity = None
+        if verify:
+            ref = reference or OrtRunner(src)
+            parity = verify_artifact(path, ref, v, spec, precision)
+        final = publish(path, out_dir)
+        entry = {"kind": "onnx", "form": spec.form, "precision": precision,
+                 "source": src.name, "variant": v.name, "input_sizes": spec.input_sizes(),
+                 "versions": tool_versions(), **extra, **file_entry(final)}
+        if parity:
+            entry["parity"] = parity
+        record(out_dir, name, entry)
+        return final
+
+    if staged is not None:
+        return _check_and_publish(staged)
+    with staging(out_dir) as tmp:
+        path = tmp / name
+        onnx.save(model, str(path), save_as_external_data=True, location=name + ".data")
+        return _check_and_publish(path)
