@@ -43,6 +43,7 @@ def cli(ctx: click.Context, debug: bool, quiet: bool) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
     log.handlers[:] = [handler]
+    log.propagate = False  # ONNX Runtime's quantizer configures the root logger
     log.setLevel(logging.WARNING if quiet else logging.INFO)
 
 
@@ -70,6 +71,48 @@ def list_cmd(as_json: bool) -> None:
                "top-1/top-5: torchvision's published ImageNet-1K accuracy for the weights 'imagenet' loads.")
 
 
+def precision_options(f):
+    """--fp16/--int8 and their settings, shared by `export` and `quantize`."""
+    for opt in reversed([
+        click.option("--fp16", is_flag=True, help="Also write FORM.fp16.onnx (for strongly typed TensorRT)."),
+        click.option("--io", default="fp32", show_default=True, type=click.Choice(["fp32", "fp16"]),
+                     help="FP16 artifact's input/output type."),
+        click.option("--int8", is_flag=True, help="Also write FORM.int8-TARGET.onnx (Q/DQ, calibrated)."),
+        click.option("--target", help="INT8 target: tensorrt or cpu (required with --int8)."),
+        click.option("--calib", help="Calibration data: image folder, .npy/.npz, or 'samples' (default)."),
+        click.option("--calib-method", default="minmax", show_default=True, help="minmax, entropy or percentile."),
+        click.option("--calib-count", type=int, help="Inputs per size to calibrate on (error if fewer)."),
+        click.option("--keep-fp32", help="Compute nodes left unquantized: first, last, or node names."),
+        click.option("--cpu-layout", default="u8s8-tensor", show_default=True, help="INT8 CPU layout."),
+    ]):
+        f = opt(f)
+    return f
+
+
+def run_precision(paths, fp16, io, int8, target, calib, calib_method, calib_count, keep_fp32, cpu_layout,
+                  verify, force, reference=None) -> list[Path]:
+    from .precision import to_fp16, to_int8
+
+    out = []
+    for p in paths:
+        ref = reference(p) if reference else None
+        if fp16:
+            out.append(to_fp16(p, io=io, reference=ref() if ref else None, verify=verify, force=force))
+        if int8:
+            out.append(to_int8(p, target=target, method=calib_method, calib=calib, calib_count=calib_count,
+                               keep_fp32=split_list(keep_fp32), cpu_layout=cpu_layout,
+                               reference=ref() if ref else None, verify=verify, force=force))
+    return out
+
+
+def check_precision_args(int8: bool, target: str | None, fp16: bool = True) -> None:
+    from .precision import TARGETS
+
+    if int8 and not target:
+        raise BadInput("--int8 needs --target", hint=f"one of: {', '.join(TARGETS)} (a TensorRT INT8 graph is slow "
+                                                      "on CPUs and a CPU one is rejected by TensorRT)")
+
+
 @cli.command()
 @click.argument("model")
 @click.option("--form", "forms", default="classifier", show_default=True,
@@ -82,12 +125,15 @@ def list_cmd(as_json: bool) -> None:
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), help="Artifact folder (default engines/NAME).")
 @click.option("--force", is_flag=True, help="Overwrite existing artifacts.")
 @click.option("--no-verify", is_flag=True, help="Skip the parity check against eager PyTorch.")
-def export(model, forms, weights, seed, size, taps, opset, out_dir, force, no_verify) -> None:
+@precision_options
+def export(model, forms, weights, seed, size, taps, opset, out_dir, force, no_verify, **precision) -> None:
     """Export MODEL (a variant name or a checkpoint) to ONNX, checked against eager PyTorch."""
+    from .backends.eager import TorchRunner
     from .export import check_opset, export_onnx, form_spec
-    from .models import FORMS
+    from .models import FORMS, build_form, output_names
     from .weights import load_model
 
+    check_precision_args(precision["int8"], precision["target"])
     form_list = list(FORMS) if forms == "all" else split_list(forms) or []
     parsed_size = parse_size(size)
     check_opset(opset)
@@ -98,8 +144,30 @@ def export(model, forms, weights, seed, size, taps, opset, out_dir, force, no_ve
         form_spec(loaded.variant, f, parsed_size if f == "classifier" else None, split_list(taps))
     out_dir = out_dir or Path("engines") / default_folder(loaded)
     paths = export_onnx(loaded, form_list, out_dir, size=parsed_size, taps=split_list(taps), opset=opset,
-                       verify=not no_verify, force=force)
+                        verify=not no_verify, force=force)
+
+    def eager_reference(path: Path):  # FP16/INT8 are compared with eager FP32 PyTorch
+        form = path.stem
+        tap_list = split_list(taps) or None
+        spec = form_spec(loaded.variant, form, parsed_size if form == "classifier" else None, tap_list)
+        return lambda: TorchRunner(build_form(loaded.model, form, list(spec.taps)), output_names(form, list(spec.taps)))
+
+    paths += run_precision(paths, verify=not no_verify, force=force, reference=eager_reference, **precision)
     for p in paths:
+        click.echo(p)
+
+
+@cli.command()
+@click.argument("onnx_path", type=click.Path(path_type=Path))
+@click.option("--force", is_flag=True, help="Overwrite existing artifacts.")
+@click.option("--no-verify", is_flag=True, help="Skip the parity check against the FP32 ONNX.")
+@precision_options
+def quantize(onnx_path: Path, force, no_verify, **precision) -> None:
+    """FP16 and/or INT8 artifacts from an existing FP32 ONNX (written beside it, compared with it)."""
+    check_precision_args(precision["int8"], precision["target"])
+    if not (precision["fp16"] or precision["int8"]):
+        raise BadInput("nothing to do", hint="pass --fp16 and/or --int8 --target tensorrt|cpu")
+    for p in run_precision([onnx_path], verify=not no_verify, force=force, **precision):
         click.echo(p)
 
 
@@ -117,9 +185,23 @@ def default_folder(loaded) -> str:
 @cli.command()
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def inspect(path: Path, as_json: bool) -> None:
+@click.option("--check-qdq", type=click.Choice(["tensorrt"]), help="Check the Q/DQ layout for a target; exit 1 on violations.")
+def inspect(path: Path, as_json: bool, check_qdq: str | None) -> None:
     """Inputs, outputs, dynamic axes, metadata, op counts and parameters of an ONNX file."""
-    from .inspect import inspect_onnx
+    from .errors import CheckFailed
+    from .inspect import inspect_onnx, load_graph
+    from .qdq import check_qdq_tensorrt
+
+    if check_qdq:
+        graph = load_graph(path)
+        kept = set(json.loads(next((p.value for p in graph.metadata_props if p.key == "vggdeploy.fp32_nodes"), "[]")))
+        problems = check_qdq_tensorrt(graph, allow_float=kept)
+        for line in problems:
+            click.echo(f"violation: {line}")
+        if problems:
+            raise CheckFailed(f"{path.name}: {len(problems)} Q/DQ rule violation(s) for {check_qdq}")
+        click.echo(f"{path.name}: Q/DQ layout follows TensorRT's rules" + (f" ({len(kept)} node(s) kept in float)" if kept else ""))
+        return
 
     info = inspect_onnx(path)
     if as_json:

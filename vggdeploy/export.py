@@ -183,9 +183,10 @@ def verify_artifact(path: Path, reference: Runner, v: Variant, spec: FormSpec, p
     from .parity import THRESHOLDS, check_parity, default_cases
     from .report import log_parity
 
-    th = THRESHOLDS[precision.split("-")[0]]
+    kind = precision.split("-")[0]
+    cases = default_cases(v, spec.form, spec.size, noise=kind != "int8")
     with reference as ref, OrtRunner(path) as got:
-        report = check_parity(ref, got, default_cases(v, spec.form, spec.size), th)
+        report = check_parity(ref, got, cases, THRESHOLDS[kind])
     log_parity(report)
     report.raise_on_failure()
     worst = lambda key, pick: pick(getattr(r, key) for r in report.results)  # noqa: E731

@@ -7,6 +7,7 @@ wants) or `cpu` (the layout measured fastest on the CPU runtimes, see benchmarks
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -95,6 +96,7 @@ def to_fp16(src: Path, out_dir: Path | None = None, *, io: str = "fp32", referen
     model = onnx.load(str(src))
     model = convert_float_to_float16(model, keep_io_types=io == "fp32", node_block_list=keep or None,
                                      disable_shape_infer=True)
+    _topological_sort(model.graph)  # the converter appends its I/O Casts at the end
     _set_meta(model, {"vggdeploy.precision": "fp16", "vggdeploy.io": io, "vggdeploy.fp32_nodes": json.dumps(keep)})
     log.info("converted to FP16 in %.1f s", time.perf_counter() - t0)
     extra = {"io": io, "fp32_nodes": keep}
@@ -107,13 +109,11 @@ def _overflowing_nodes(src: Path, graph: onnx.ModelProto, v: Variant, spec: Form
 
     from .data import photo_batch
 
-    probe = onnx.ModelProto()
-    probe.CopyFrom(graph)
+    probe = onnx.shape_inference.infer_shapes(graph)
     known = {o.name for o in probe.graph.output}
-    for n in probe.graph.node:
-        for o in n.output:
-            if o and o not in known:
-                probe.graph.output.append(onnx.helper.make_tensor_value_info(o, onnx.TensorProto.UNDEFINED, None))
+    float_values = [vi for vi in probe.graph.value_info
+                    if vi.type.tensor_type.elem_type == onnx.TensorProto.FLOAT and vi.name not in known]
+    probe.graph.output.extend(float_values)
     tmp = src.with_name(f".probe-{os.getpid()}-{src.name}")  # beside src so the .data side file resolves
     onnx.save(probe, str(tmp))
     try:
@@ -170,7 +170,7 @@ def to_int8(src: Path, out_dir: Path | None = None, *, target: str, method: str 
               "OpTypesToExcludeOutputQuantization": ["Conv", "Gemm", "MatMul"],
               "CalibStridedMinMax": len(data.chunks[0])}
     t0 = time.perf_counter()
-    with staging(out_dir) as tmp:
+    with staging(out_dir) as tmp, _quiet_root_logger():
         staged = tmp / name
         quantize_static(str(src), str(staged), Reader(data.batches), quant_format=QuantFormat.QDQ,
                         op_types_to_quantize=["Conv", "Gemm", "MatMul"], per_channel=per_channel,
@@ -193,6 +193,18 @@ def to_int8(src: Path, out_dir: Path | None = None, *, target: str, method: str 
         if target == "cpu":
             extra_entry["cpu_layout"] = cpu_layout
         return _finish(None, src, out_dir, name, tag, v, spec, reference, verify, extra_entry, staged=staged)
+
+
+@contextlib.contextmanager
+def _quiet_root_logger():
+    """ORT's quantizer logs advice to the root logger on every call."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
 
 
 def resolve_keep_fp32(graph: onnx.ModelProto, keep: list[str]) -> list[str]:
@@ -220,6 +232,24 @@ def _short(sha_concat: str) -> str:
 
 
 # ---------------------------------------------------------------------------- shared
+
+def _topological_sort(graph: onnx.GraphProto) -> None:
+    ready = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {""}
+    pending, ordered = [onnx.NodeProto.FromString(n.SerializeToString()) for n in graph.node], []
+    while pending:
+        rest = []
+        for n in pending:
+            if all(i in ready for i in n.input):
+                ordered.append(n)
+                ready.update(n.output)
+            else:
+                rest.append(n)
+        if len(rest) == len(pending):
+            raise CheckFailed("the converted graph has a cycle or a dangling input")
+        pending = rest
+    del graph.node[:]
+    graph.node.extend(ordered)
+
 
 def _set_meta(model: onnx.ModelProto, values: dict[str, str]) -> None:
     props = {p.key: p.value for p in model.metadata_props} | values

@@ -1,0 +1,157 @@
+"""FP16 and INT8 artifacts: accuracy on the trained vgg-mini, Q/DQ rules, calibration, bad input."""
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+
+from vggdeploy import BadInput, export_onnx, load_model, make_runner
+from vggdeploy.mnist import accuracy, split
+from vggdeploy.precision import to_fp16, to_int8
+from vggdeploy.qdq import check_qdq_tensorrt
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """The bundled trained vgg-mini, exported, with MNIST training digits as calibration tensors."""
+    out = tmp_path_factory.mktemp("trained")
+    loaded = load_model("vgg-mini")  # bundled weights
+    export_onnx(loaded, ["classifier"], out)
+    calib = out / "calib.npz"
+    np.savez(calib, input=split()["train_x"][:256])
+    return out, calib
+
+
+def logits_of(path, x):
+    with make_runner("onnxruntime", path) as r:
+        return np.concatenate([r.infer({"input": x[i:i + 250]})["logits"] for i in range(0, len(x), 250)])
+
+
+@pytest.fixture(scope="module")
+def fp32_logits(trained):
+    return logits_of(trained[0] / "classifier.onnx", split()["test_x"])
+
+
+def test_trained_model_is_accurate(fp32_logits):
+    assert accuracy(fp32_logits, split()["test_y"]) >= 0.95
+
+
+def test_fp16_within_0_2_points(trained, fp32_logits):
+    out, _ = trained
+    path = to_fp16(out / "classifier.onnx", force=True)
+    model = onnx.load(str(path), load_external_data=False)
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT  # I/O kept FP32
+    inits = {t.data_type for t in model.graph.initializer if len(t.dims) == 4}
+    assert inits == {onnx.TensorProto.FLOAT16}
+    y = split()["test_y"]
+    got = logits_of(path, split()["test_x"])
+    assert abs(accuracy(got, y) - accuracy(fp32_logits, y)) <= 0.002
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["artifacts"]["classifier.fp16.onnx"]["fp32_nodes"] == []
+
+
+@pytest.mark.parametrize("target", ["tensorrt", "cpu"])
+@pytest.mark.parametrize("method", ["minmax", "entropy", "percentile"])
+def test_int8_within_1_point_and_98_percent_agreement(trained, fp32_logits, target, method):
+    out, calib = trained
+    path = to_int8(out / "classifier.onnx", target=target, method=method, calib=str(calib), force=True)
+    y = split()["test_y"]
+    got = logits_of(path, split()["test_x"])
+    assert abs(accuracy(got, y) - accuracy(fp32_logits, y)) <= 0.01
+    assert (got.argmax(1) == fp32_logits.argmax(1)).mean() >= 0.98
+    problems = check_qdq_tensorrt(onnx.load(str(path), load_external_data=False))
+    if target == "tensorrt":
+        assert problems == []
+    else:  # the CPU layout is the one TensorRT rejects: unsigned activations, per-tensor weights
+        assert any("uint8" in p for p in problems) and any("per-tensor" in p for p in problems)
+
+
+def test_calibration_is_cached_across_targets(trained):
+    out, calib = trained
+    to_int8(out / "classifier.onnx", target="tensorrt", method="minmax", calib=str(calib), force=True)
+    to_int8(out / "classifier.onnx", target="cpu", method="minmax", calib=str(calib), force=True)
+    entry = json.loads((out / "manifest.json").read_text())["artifacts"]["classifier.int8-cpu.onnx"]
+    assert entry["calibration"]["cache_hit"] is True
+
+
+def test_keep_first_and_last_layers_in_float(trained):
+    out, calib = trained
+    path = to_int8(out / "classifier.onnx", target="tensorrt", calib=str(calib), keep_fp32=["first", "last"],
+                   force=True)
+    model = onnx.load(str(path), load_external_data=False)
+    kept = json.loads({p.key: p.value for p in model.metadata_props}["vggdeploy.fp32_nodes"])
+    assert len(kept) == 2
+    assert check_qdq_tensorrt(model, allow_float=set(kept)) == []
+    assert any("not quantized" in p for p in check_qdq_tensorrt(model))
+
+
+def test_dense_and_features_calibrate_at_several_sizes(mini_copy):
+    for form, method in (("dense", "entropy"), ("features", "percentile")):
+        path = to_int8(mini_copy / f"{form}.onnx", target="tensorrt", method=method)
+        meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+        assert len(json.loads(meta["vggdeploy.calibration"])["sizes"]) == 3
+
+
+def test_check_qdq_cli_names_violations(run, trained):
+    out, calib = trained
+    to_int8(out / "classifier.onnx", target="cpu", calib=str(calib), force=True)
+    code, stdout, err = run("inspect", "--check-qdq", "tensorrt", out / "classifier.int8-cpu.onnx")
+    assert code == 1 and "violation(s)" in err
+    assert stdout.count("violation: ") >= 8
+
+
+def test_cli_quantize_an_existing_onnx(run, mini_copy):
+    code, stdout, err = run("quantize", mini_copy / "classifier.onnx", "--fp16", "--int8", "--target", "tensorrt",
+                            "--calib-method", "minmax")
+    assert code == 0, err
+    assert (mini_copy / "classifier.fp16.onnx").exists() and (mini_copy / "classifier.int8-tensorrt.onnx").exists()
+    assert "parity onnxruntime[CPU] vs onnxruntime[CPU]" in err  # compared with the FP32 ONNX
+    code, _, _ = run("inspect", "--check-qdq", "tensorrt", mini_copy / "classifier.int8-tensorrt.onnx")
+    assert code == 0
+
+
+def write(path, data: bytes):
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize("make_source,message", [
+    (lambda d: str(d), "no images in"),
+    (lambda d: str(write(d / "x.jpg", b"not a jpeg").parent), "cannot read image"),
+    (lambda d: (np.save(d / "f64.npy", np.zeros((4, 1, 32, 32))), str(d / "f64.npy"))[1], "must be float32"),
+    (lambda d: (np.save(d / "c3.npy", np.zeros((4, 3, 32, 32), np.float32)), str(d / "c3.npy"))[1], "must be float32 (N, 1"),
+    (lambda d: (np.save(d / "hw.npy", np.zeros((4, 1, 28, 28), np.float32)), str(d / "hw.npy"))[1], "don't fit this model"),
+    (lambda d: str(d / "missing.npz"), "not found"),
+])
+def test_bad_calibration_sources(mini_copy, tmp_path, make_source, message):
+    source = make_source(tmp_path)
+    with pytest.raises(BadInput) as e:
+        to_int8(mini_copy / "classifier.onnx", target="tensorrt", calib=source)
+    assert message in str(e.value)
+    assert not (mini_copy / "classifier.int8-tensorrt.onnx").exists()
+    assert not [p for p in mini_copy.iterdir() if p.name.startswith(".")]
+
+
+def test_calibration_set_smaller_than_asked(mini_copy, tmp_path):
+    np.save(tmp_path / "few.npy", np.zeros((5, 1, 32, 32), np.float32))
+    with pytest.raises(BadInput, match="has 5 inputs, fewer than the 16 asked"):
+        to_int8(mini_copy / "classifier.onnx", target="cpu", calib=str(tmp_path / "few.npy"), calib_count=16)
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--int8"], "--int8 needs --target"),
+    (["--int8", "--target", "gpu"], "unknown target 'gpu'"),
+    (["--int8", "--target", "cpu", "--calib-method", "mse"], "unknown calibration method 'mse'"),
+    (["--int8", "--target", "cpu", "--keep-fp32", "conv99"], "no Conv/Gemm/MatMul node 'conv99'"),
+    ([], "nothing to do"),
+])
+def test_bad_precision_options(run, mini_copy, argv, message):
+    code, _, err = run("quantize", mini_copy / "classifier.onnx", *argv)
+    assert code == 2 and message in err.splitlines()[0]
+
+
+def test_a_quantized_model_is_not_converted_again(run, mini_copy):
+    assert run("quantize", mini_copy / "classifier.onnx", "--int8", "--target", "tensorrt")[0] == 0
+    code, _, err = run("quantize", mini_copy / "classifier.int8-tensorrt.onnx", "--fp16")
+    assert code == 2 and "is already int8-tensorrt" in err
