@@ -11,7 +11,7 @@ from pathlib import Path
 from ..errors import BadInput
 from .base import Runner
 
-BACKENDS = ("onnxruntime", "onnxruntime-cuda", "onnxruntime-tensorrt")
+BACKENDS = ("onnxruntime", "openvino", "onnxruntime-cuda", "onnxruntime-tensorrt")
 
 
 def make_runner(backend: str, model_path: str | Path, **options) -> Runner:
@@ -24,6 +24,10 @@ def make_runner(backend: str, model_path: str | Path, **options) -> Runner:
         if provider is None:
             raise BadInput(f"unknown backend {backend!r}", hint=f"choose from: {', '.join(BACKENDS)}")
         return OrtRunner(model_path, provider=provider, **options)
+    if backend == "openvino":
+        from .openvino import OpenVinoRunner
+
+        return OpenVinoRunner(model_path, **options)
     raise BadInput(f"unknown backend {backend!r}", hint=f"choose from: {', '.join(BACKENDS)}")
 
 

@@ -1,0 +1,96 @@
+"""OpenVINO as a runner: the same ONNX artifacts, on CPU, at the INT8 GEMM limit (DESIGN.md fact 3).
+
+LATENCY hint (one request, all cores on one batch) by default; THROUGHPUT splits a batch
+across OpenVINO's parallel streams. The model cache makes a second start fast.
+
+On CPUs with AVX512-BF16 or AMX, OpenVINO runs float layers in bfloat16 unless told otherwise:
+a silent precision change, so `inference_precision` is f32 unless you ask for bf16.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import BadInput, MissingEnvironment
+from .base import Runner
+
+log = logging.getLogger("vggdeploy")
+DEFAULT_CACHE = Path(os.environ.get("VGGDEPLOY_CACHE", Path.home() / ".cache" / "vggdeploy")) / "openvino"
+HINTS = ("latency", "throughput")
+
+
+class OpenVinoRunner(Runner):
+    name = "openvino"
+
+    def __init__(self, path: str | Path, hint: str = "latency", device: str = "CPU", cache_dir: str | Path | None = DEFAULT_CACHE,
+                 threads: int | None = None, inference_precision: str = "f32"):
+        if hint not in HINTS:
+            raise BadInput(f"unknown OpenVINO hint {hint!r}", hint=f"choose from: {', '.join(HINTS)}")
+        self.path, self.hint, self.device, self.threads = Path(path), hint, device, threads
+        self.inference_precision = inference_precision
+        self.cache_dir = Path(cache_dir) if cache_dir else None
+        self.compiled = self.request = self.queue = None
+        self.used_cache = False
+
+    def activate(self) -> None:
+        try:
+            import openvino as ov
+        except ImportError:
+            raise MissingEnvironment("OpenVINO is not installed", hint="pip install openvino") from None
+        core = ov.Core()
+        if self.cache_dir:
+            self.used_cache = _writable(self.cache_dir)
+            if self.used_cache:
+                core.set_property({"CACHE_DIR": str(self.cache_dir)})
+            else:
+                log.warning("OpenVINO cache folder %s can't be written: running without a model cache", self.cache_dir)
+        config = {"PERFORMANCE_HINT": self.hint.upper(), "INFERENCE_PRECISION_HINT": self.inference_precision}
+        if self.threads:
+            config["INFERENCE_NUM_THREADS"] = self.threads
+        self.compiled = core.compile_model(str(self.path), self.device, config)
+        self.request = self.compiled.create_infer_request()
+        self.name = f"openvino[{self.device},{self.hint},{self.inference_precision}]"
+
+    @property
+    def output_names(self) -> list[str]:
+        return [o.get_any_name() for o in self.compiled.outputs]
+
+    def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        x = next(iter(feed.values()))
+        if self.hint == "throughput" and len(x) > 1:
+            return self._infer_streams(x)
+        res = self.request.infer({0: x})
+        return {name: res[out] for name, out in zip(self.output_names, self.compiled.outputs)}
+
+    def _infer_streams(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """One request per stream, each on a slice of the batch."""
+        from openvino import AsyncInferQueue
+
+        if self.queue is None:
+            self.queue = AsyncInferQueue(self.compiled, self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+        parts = np.array_split(x, min(len(self.queue), len(x)))
+        results: dict[int, list] = {}
+        self.queue.set_callback(lambda req, i: results.__setitem__(i, [req.get_output_tensor(k).data.copy()
+                                                                      for k in range(len(self.compiled.outputs))]))
+        for i, part in enumerate(parts):
+            self.queue.start_async({0: part}, i)
+        self.queue.wait_all()
+        return {name: np.concatenate([results[i][k] for i in range(len(parts))])
+                for k, name in enumerate(self.output_names)}
+
+    def deactivate(self) -> None:
+        self.compiled = self.request = self.queue = None
+
+
+def _writable(folder: Path) -> bool:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder):
+            return True
+    except OSError:
+        return False
