@@ -84,24 +84,27 @@ def precision_options(f):
         click.option("--calib-count", type=int, help="Inputs per size to calibrate on (error if fewer)."),
         click.option("--keep-fp32", help="Compute nodes left unquantized: first, last, or node names."),
         click.option("--cpu-layout", default="u8s8-tensor", show_default=True, help="INT8 CPU layout."),
+        click.option("--backend", default="cpu", show_default=True,
+                     help="Runtime for the parity check: cpu (fastest per precision), onnxruntime, openvino."),
     ]):
         f = opt(f)
     return f
 
 
 def run_precision(paths, fp16, io, int8, target, calib, calib_method, calib_count, keep_fp32, cpu_layout,
-                  verify, force, reference=None) -> list[Path]:
+                  backend, verify, force, reference=None) -> list[Path]:
     from .precision import to_fp16, to_int8
 
     out = []
     for p in paths:
         ref = reference(p) if reference else None
         if fp16:
-            out.append(to_fp16(p, io=io, reference=ref() if ref else None, verify=verify, force=force))
+            out.append(to_fp16(p, io=io, reference=ref() if ref else None, verify=verify, force=force,
+                               backend=backend))
         if int8:
             out.append(to_int8(p, target=target, method=calib_method, calib=calib, calib_count=calib_count,
                                keep_fp32=split_list(keep_fp32), cpu_layout=cpu_layout,
-                               reference=ref() if ref else None, verify=verify, force=force))
+                               reference=ref() if ref else None, verify=verify, force=force, backend=backend))
     return out
 
 
@@ -144,7 +147,7 @@ def export(model, forms, weights, seed, size, taps, opset, out_dir, force, no_ve
         form_spec(loaded.variant, f, parsed_size if f == "classifier" else None, split_list(taps))
     out_dir = out_dir or Path("engines") / default_folder(loaded)
     paths = export_onnx(loaded, form_list, out_dir, size=parsed_size, taps=split_list(taps), opset=opset,
-                        verify=not no_verify, force=force)
+                        verify=not no_verify, force=force, backend=precision["backend"])
 
     def eager_reference(path: Path):  # FP16/INT8 are compared with eager FP32 PyTorch
         form = path.stem

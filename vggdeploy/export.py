@@ -46,11 +46,21 @@ class FormSpec:
         return {"fixed": list(self.size)}
 
     def check_size(self, h: int, w: int) -> None:
-        if not self.dynamic_hw and (h, w) != self.size:
+        if not self.dynamic_hw and (h, w) != tuple(self.size):
             raise BadInput(f"the {self.form} form takes {self.size[0]}x{self.size[1]} only, got {h}x{w}",
                            hint="use the dense or features form for other sizes")
         if min(h, w) < self.min_size:
             raise BadInput(f"{h}x{w} is too small for the {self.form} form (minimum {self.min_size}x{self.min_size})")
+
+
+def spec_from_metadata(meta: dict) -> FormSpec | None:
+    """The FormSpec an artifact declares in its vggdeploy metadata (None for foreign ONNX files)."""
+    sizes = meta.get("vggdeploy.input_sizes")
+    if not isinstance(sizes, dict) or "vggdeploy.form" not in meta:
+        return None
+    fixed = tuple(sizes["fixed"]) if "fixed" in sizes else None
+    return FormSpec(meta["vggdeploy.form"], fixed or tuple(sizes["min"]), min(fixed) if fixed else sizes["min"][0],
+                    sizes.get("stride", 1), tuple(meta.get("vggdeploy.taps", ())))
 
 
 def form_spec(v: Variant, form: str, size: tuple[int, int] | None = None, taps: list[str] | None = None) -> FormSpec:
@@ -122,15 +132,16 @@ def artifact_name(form: str, precision: str = "fp32") -> str:
 
 def export_onnx(loaded: LoadedModel, forms: list[str], out_dir: Path, *, size: tuple[int, int] | None = None,
            taps: list[str] | None = None, opset: int = DEFAULT_OPSET, verify: bool = True,
-           force: bool = False) -> list[Path]:
+           force: bool = False, backend: str = "onnxruntime") -> list[Path]:
     """Export each form to out_dir/FORM.onnx (+ .data); verify on ORT CPU; record in the manifest."""
     check_opset(opset)
     specs = [form_spec(loaded.variant, f, size if f == "classifier" else None, taps) for f in forms]
     prepare_out_dir(out_dir, [artifact_name(s.form) for s in specs], force)
-    return [export_one(loaded, spec, out_dir, opset=opset, verify=verify) for spec in specs]
+    return [export_one(loaded, spec, out_dir, opset=opset, verify=verify, backend=backend) for spec in specs]
 
 
-def export_one(loaded: LoadedModel, spec: FormSpec, out_dir: Path, *, opset: int, verify: bool) -> Path:
+def export_one(loaded: LoadedModel, spec: FormSpec, out_dir: Path, *, opset: int, verify: bool,
+               backend: str = "onnxruntime") -> Path:
     v, name = loaded.variant, artifact_name(spec.form)
     module = build_form(loaded.model, spec.form, list(spec.taps))
     outputs = output_names(spec.form, list(spec.taps))
@@ -150,7 +161,7 @@ def export_one(loaded: LoadedModel, spec: FormSpec, out_dir: Path, *, opset: int
         log.info("exported and checked in %.1f s", time.perf_counter() - t0)
         parity = None
         if verify:
-            parity = verify_artifact(staged, TorchRunner(module, outputs), loaded.variant, spec)
+            parity = verify_artifact(staged, TorchRunner(module, outputs), loaded.variant, spec, backend=backend)
         path = publish(staged, out_dir)
     entry = {
         "kind": "onnx", "form": spec.form, "precision": "fp32", "variant": v.name, "opset": opset,
@@ -177,15 +188,17 @@ def _torch_export(module: torch.nn.Module, v: Variant, spec: FormSpec, outputs: 
                                  output_names=outputs, opset_version=opset, verbose=False)
 
 
-def verify_artifact(path: Path, reference: Runner, v: Variant, spec: FormSpec, precision: str = "fp32") -> dict:
-    """ORT CPU against `reference` on the form's default cases; raises CheckFailed on a mismatch."""
-    from .backends.ort import OrtRunner
+def verify_artifact(path: Path, reference: Runner, v: Variant, spec: FormSpec, precision: str = "fp32",
+                    backend: str = "onnxruntime") -> dict:
+    """`backend` running the artifact against `reference` on the form's default cases; raises
+    CheckFailed on a mismatch."""
+    from .backends import make_runner
     from .parity import THRESHOLDS, check_parity, default_cases
     from .report import log_parity
 
     kind = precision.split("-")[0]
     cases = default_cases(v, spec.form, spec.size, noise=kind != "int8")
-    with reference as ref, OrtRunner(path) as got:
+    with reference as ref, make_runner(backend, path, **({"precision": precision} if backend == "cpu" else {})) as got:
         report = check_parity(ref, got, cases, THRESHOLDS[kind])
     log_parity(report)
     report.raise_on_failure()

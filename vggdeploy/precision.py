@@ -21,7 +21,7 @@ from .artifacts import file_entry, prepare_out_dir, publish, record, sha256_file
 from .backends.base import Runner
 from .calibration import Reader, calibration_sizes, load_calibration
 from .errors import BadInput, CheckFailed
-from .export import FormSpec, tool_versions, verify_artifact
+from .export import FormSpec, spec_from_metadata, tool_versions, verify_artifact
 from .inspect import load_graph, metadata_of
 from .qdq import check_qdq_tensorrt, compute_nodes
 from .variants import Variant
@@ -57,12 +57,7 @@ def source_model(path: Path) -> tuple[onnx.ModelProto, dict, Variant, FormSpec]:
                 num_classes=int(meta["vggdeploy.num_classes"]), in_channels=len(pre["mean"]),
                 image_size=pre["crop"], resize=pre["resize"], mean=tuple(pre["mean"]), std=tuple(pre["std"]),
                 pool=_pool_of(graph, meta))
-    sizes = meta["vggdeploy.input_sizes"]
-    fixed = tuple(sizes["fixed"]) if "fixed" in sizes else None
-    spec = FormSpec(meta["vggdeploy.form"], fixed or (v.min_dense_size, v.min_dense_size),
-                    min(fixed) if fixed else sizes["min"][0], sizes.get("stride", v.stride),
-                    tuple(meta.get("vggdeploy.taps", ())))
-    return graph, meta, v, spec
+    return graph, meta, v, spec_from_metadata(meta)
 
 
 def _pool_of(graph: onnx.ModelProto, meta: dict) -> int:
@@ -80,7 +75,7 @@ def _out_name(src: Path, tag: str) -> str:
 # ---------------------------------------------------------------------------- FP16
 
 def to_fp16(src: Path, out_dir: Path | None = None, *, io: str = "fp32", reference: Runner | None = None,
-            verify: bool = True, force: bool = False) -> Path:
+            verify: bool = True, force: bool = False, backend: str = "cpu") -> Path:
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
     if io not in ("fp32", "fp16"):
@@ -100,7 +95,7 @@ def to_fp16(src: Path, out_dir: Path | None = None, *, io: str = "fp32", referen
     _set_meta(model, {"vggdeploy.precision": "fp16", "vggdeploy.io": io, "vggdeploy.fp32_nodes": json.dumps(keep)})
     log.info("converted to FP16 in %.1f s", time.perf_counter() - t0)
     extra = {"io": io, "fp32_nodes": keep}
-    return _finish(model, src, out_dir, name, "fp16", v, spec, reference, verify, extra)
+    return _finish(model, src, out_dir, name, "fp16", v, spec, reference, verify, backend, extra)
 
 
 def _overflowing_nodes(src: Path, graph: onnx.ModelProto, v: Variant, spec: FormSpec) -> set[str]:
@@ -136,7 +131,7 @@ def _overflowing_nodes(src: Path, graph: onnx.ModelProto, v: Variant, spec: Form
 def to_int8(src: Path, out_dir: Path | None = None, *, target: str, method: str = "minmax",
             calib: str | None = None, calib_count: int | None = None, keep_fp32: list[str] | None = None,
             cpu_layout: str = CPU_DEFAULT, reference: Runner | None = None, verify: bool = True,
-            force: bool = False) -> Path:
+            force: bool = False, backend: str = "cpu") -> Path:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     if target not in TARGETS:
@@ -192,7 +187,8 @@ def to_int8(src: Path, out_dir: Path | None = None, *, target: str, method: str 
         extra_entry = {"target": target, "calibration": calib_info, "fp32_nodes": excluded}
         if target == "cpu":
             extra_entry["cpu_layout"] = cpu_layout
-        return _finish(None, src, out_dir, name, tag, v, spec, reference, verify, extra_entry, staged=staged)
+        return _finish(None, src, out_dir, name, tag, v, spec, reference, verify, backend, extra_entry,
+                       staged=staged)
 
 
 @contextlib.contextmanager
@@ -259,7 +255,7 @@ def _set_meta(model: onnx.ModelProto, values: dict[str, str]) -> None:
 
 
 def _finish(model, src: Path, out_dir: Path, name: str, precision: str, v: Variant, spec: FormSpec,
-            reference: Runner | None, verify: bool, extra: dict, staged: Path | None = None) -> Path:
+            reference: Runner | None, verify: bool, backend: str, extra: dict, staged: Path | None = None) -> Path:
     """Save (if not yet), check, compare with the reference, publish, record."""
     from .backends.ort import OrtRunner
 
@@ -271,7 +267,7 @@ def _finish(model, src: Path, out_dir: Path, name: str, precision: str, v: Varia
         parity = None
         if verify:
             ref = reference or OrtRunner(src)
-            parity = verify_artifact(path, ref, v, spec, precision)
+            parity = verify_artifact(path, ref, v, spec, precision, backend)
         final = publish(path, out_dir)
         entry = {"kind": "onnx", "form": spec.form, "precision": precision,
                  "source": src.name, "variant": v.name, "input_sizes": spec.input_sizes(),

@@ -11,11 +11,31 @@ from pathlib import Path
 from ..errors import BadInput
 from .base import Runner
 
-BACKENDS = ("onnxruntime", "openvino", "onnxruntime-cuda", "onnxruntime-tensorrt")
+BACKENDS = ("cpu", "onnxruntime", "openvino", "onnxruntime-cuda", "onnxruntime-tensorrt")
+
+
+# The CPU runtime measured fastest per precision (benchmarks/results/cpu.md): for INT8 OpenVINO
+# reaches the GEMM floor on both targets' layouts, ORT runs the TensorRT layout 5x slower.
+CPU_DEFAULTS = {"fp32": "onnxruntime", "fp16": "onnxruntime", "int8": "openvino"}
+
+
+def default_cpu_backend(precision: str = "fp32") -> str:
+    choice = CPU_DEFAULTS[precision.split("-")[0]]
+    if choice == "openvino":
+        try:
+            import openvino  # noqa: F401
+        except ImportError:
+            return "onnxruntime"
+    return choice
 
 
 def make_runner(backend: str, model_path: str | Path, **options) -> Runner:
-    """A runner for a serialized artifact. Imports the runtime only when asked for."""
+    """A runner for a serialized artifact. Imports the runtime only when asked for.
+
+    backend "cpu" picks the fastest CPU runtime for the artifact's precision.
+    """
+    if backend == "cpu":
+        backend = default_cpu_backend(options.pop("precision", "fp32"))
     if backend.startswith("onnxruntime"):
         from .ort import OrtRunner
 
@@ -31,4 +51,4 @@ def make_runner(backend: str, model_path: str | Path, **options) -> Runner:
     raise BadInput(f"unknown backend {backend!r}", hint=f"choose from: {', '.join(BACKENDS)}")
 
 
-__all__ = ["BACKENDS", "Runner", "make_runner"]
+__all__ = ["BACKENDS", "CPU_DEFAULTS", "Runner", "default_cpu_backend", "make_runner"]

@@ -31,3 +31,24 @@ class Runner(ABC):
     @property
     @abstractmethod
     def output_names(self) -> list[str]: ...
+
+
+class ArtifactRunner(Runner):
+    """A runner for a vggdeploy ONNX artifact: checks inputs against the sizes it declares."""
+
+    def __init__(self, path):
+        from pathlib import Path
+
+        self.path = Path(path)
+        self.spec = None
+
+    def load_spec(self) -> None:
+        from ..export import spec_from_metadata
+        from ..inspect import load_graph, metadata_of
+
+        self.spec = spec_from_metadata(metadata_of(load_graph(self.path)))
+
+    def check_feed(self, feed: dict[str, np.ndarray]) -> None:
+        for x in feed.values():
+            if self.spec is not None and x.ndim == 4:
+                self.spec.check_size(*x.shape[2:])

@@ -17,21 +17,22 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import BadInput, MissingEnvironment
-from .base import Runner
+from .base import ArtifactRunner
 
 log = logging.getLogger("vggdeploy")
 DEFAULT_CACHE = Path(os.environ.get("VGGDEPLOY_CACHE", Path.home() / ".cache" / "vggdeploy")) / "openvino"
 HINTS = ("latency", "throughput")
 
 
-class OpenVinoRunner(Runner):
+class OpenVinoRunner(ArtifactRunner):
     name = "openvino"
 
     def __init__(self, path: str | Path, hint: str = "latency", device: str = "CPU", cache_dir: str | Path | None = DEFAULT_CACHE,
                  threads: int | None = None, inference_precision: str = "f32"):
         if hint not in HINTS:
             raise BadInput(f"unknown OpenVINO hint {hint!r}", hint=f"choose from: {', '.join(HINTS)}")
-        self.path, self.hint, self.device, self.threads = Path(path), hint, device, threads
+        super().__init__(path)
+        self.hint, self.device, self.threads = hint, device, threads
         self.inference_precision = inference_precision
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.compiled = self.request = self.queue = None
@@ -42,6 +43,7 @@ class OpenVinoRunner(Runner):
             import openvino as ov
         except ImportError:
             raise MissingEnvironment("OpenVINO is not installed", hint="pip install openvino") from None
+        self.load_spec()
         core = ov.Core()
         if self.cache_dir:
             self.used_cache = _writable(self.cache_dir)
@@ -61,6 +63,7 @@ class OpenVinoRunner(Runner):
         return [o.get_any_name() for o in self.compiled.outputs]
 
     def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        self.check_feed(feed)
         x = next(iter(feed.values()))
         if self.hint == "throughput" and len(x) > 1:
             return self._infer_streams(x)

@@ -7,19 +7,21 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MissingEnvironment
-from .base import Runner
+from .base import ArtifactRunner
 
 
-class OrtRunner(Runner):
+class OrtRunner(ArtifactRunner):
     name = "onnxruntime"
 
     def __init__(self, path: str | Path, provider: str = "CPUExecutionProvider", threads: int | None = None):
-        self.path, self.provider, self.threads = Path(path), provider, threads
+        super().__init__(path)
+        self.provider, self.threads = provider, threads
         self.session = None
 
     def activate(self) -> None:
         import onnxruntime as ort
 
+        self.load_spec()
         if self.provider not in ort.get_available_providers():
             raise MissingEnvironment(
                 f"ONNX Runtime here has no {self.provider} (has: {', '.join(ort.get_available_providers())})",
@@ -46,6 +48,7 @@ class OrtRunner(Runner):
         return [i.name for i in self.session.get_inputs()]
 
     def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        self.check_feed(feed)
         out = self.session.run(None, feed)
         return dict(zip(self.output_names, out))
 
