@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -24,6 +25,34 @@ def time_runner(runner: Runner, feed: dict[str, np.ndarray], warmup: int = 2, ru
     med = statistics.median(times)
     return {"median_ms": round(med, 2), "min_ms": round(min(times), 2), "max_ms": round(max(times), 2),
             "runs": len(times), "batch": batch, "images_per_s": round(batch * 1e3 / med, 2)}
+
+
+def bench_artifact(path: Path, backend: str, batches: list[int], size: tuple[int, int] | None = None,
+                   runs: int = 10, hint: str = "auto") -> list[dict]:
+    """Time one artifact on one runtime at several batch sizes, on the bundled photos."""
+    from .backends import default_cpu_backend, make_runner
+    from .data import photo_batch
+    from .errors import BadInput
+    from .precision import source_variant
+
+    meta, v, spec = source_variant(path)
+    if not batches or min(batches) < 1:
+        raise BadInput("--batch needs positive batch sizes")
+    size = size or tuple(spec.size)
+    spec.check_size(*size)
+    if backend == "cpu":
+        backend = default_cpu_backend(meta.get("vggdeploy.precision", "fp32"))
+    rows = []
+    for b in batches:
+        options = {}
+        if backend == "openvino":
+            options["hint"] = hint if hint != "auto" else ("latency" if b == 1 else "throughput")
+        t0 = time.perf_counter()
+        with make_runner(backend, path, **options) as runner:
+            start = time.perf_counter() - t0
+            stats = time_runner(runner, {"input": photo_batch(v, size, b)[1]}, runs=runs)
+            rows.append({"runtime": runner.name, "size": f"{size[0]}x{size[1]}", "start_s": round(start, 2), **stats})
+    return rows
 
 
 def gemm_rates(n: int = 2048, runs: int = 5) -> dict[str, float]:

@@ -224,6 +224,31 @@ def inspect(path: Path, as_json: bool, check_qdq: str | None) -> None:
 
 
 @cli.command()
+@click.argument("onnx_path", type=click.Path(path_type=Path))
+@click.option("--backend", default="cpu", show_default=True,
+              help="cpu (fastest per precision), onnxruntime, openvino, onnxruntime-cuda, onnxruntime-tensorrt.")
+@click.option("--batch", default="1,8", show_default=True, help="Batch sizes, comma-separated.")
+@click.option("--size", help="Input size N or HxW (default: the artifact's fixed or minimum size).")
+@click.option("--runs", default=10, show_default=True, help="Timed runs per batch size.")
+@click.option("--hint", type=click.Choice(["latency", "throughput", "auto"]), default="auto", show_default=True,
+              help="OpenVINO performance hint (auto: latency for batch 1, throughput above).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def bench(onnx_path: Path, backend, batch, size, runs, hint, as_json) -> None:
+    """Latency and throughput of an artifact on one runtime, on the bundled photos."""
+    from .bench import bench_artifact
+    from .report import table
+
+    batches = [int(b) for b in split_list(batch) or []]
+    rows = bench_artifact(onnx_path, backend, batches, parse_size(size), runs, hint)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    click.echo(table(["runtime", "batch", "size", "median ms", "min ms", "img/s", "start s"],
+                     [[r["runtime"], r["batch"], r["size"], r["median_ms"], r["min_ms"], r["images_per_s"],
+                       r["start_s"]] for r in rows]))
+
+
+@cli.command()
 def doctor() -> None:
     """What this machine can run: runtimes, execution providers, GPU, TensorRT."""
     from .doctor import diagnose

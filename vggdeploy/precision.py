@@ -45,27 +45,32 @@ CPU_DEFAULT = "u8s8-tensor"
 def source_model(path: Path) -> tuple[onnx.ModelProto, dict, Variant, FormSpec]:
     """The FP32 artifact's graph, metadata, and the variant and form it declares."""
     graph = load_graph(path)
-    meta = metadata_of(graph)
-    if "vggdeploy.form" not in meta:
-        raise BadInput(f"{path} has no vggdeploy metadata", hint="export it with `vggdeploy export` first")
+    meta, v, spec = source_variant(path, graph)
     if meta.get("vggdeploy.precision", "fp32") != "fp32" or any(
             n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in graph.graph.node):
         raise BadInput(f"{path} is already {meta.get('vggdeploy.precision', 'quantized')}",
                        hint="convert the FP32 artifact")
+    return graph, meta, v, spec
+
+
+def source_variant(path: Path, graph: onnx.ModelProto | None = None) -> tuple[dict, Variant, FormSpec]:
+    """The variant (architecture and preprocessing) and form a vggdeploy artifact declares."""
+    graph = graph or load_graph(path)
+    meta = metadata_of(graph)
+    if "vggdeploy.form" not in meta:
+        raise BadInput(f"{path} has no vggdeploy metadata", hint="export it with `vggdeploy export` first")
     pre = meta["vggdeploy.preprocessing"]
     v = Variant(meta["vggdeploy.variant"], meta["vggdeploy.config"], meta["vggdeploy.batch_norm"],
                 num_classes=int(meta["vggdeploy.num_classes"]), in_channels=len(pre["mean"]),
                 image_size=pre["crop"], resize=pre["resize"], mean=tuple(pre["mean"]), std=tuple(pre["std"]),
-                pool=_pool_of(graph, meta))
-    return graph, meta, v, spec_from_metadata(meta)
+                pool=_dense_pool(meta))
+    return meta, v, spec_from_metadata(meta)
 
 
-def _pool_of(graph: onnx.ModelProto, meta: dict) -> int:
-    if meta["vggdeploy.form"] != "dense":
-        return 4 if meta["vggdeploy.config"] == "mini" else 7
-    first_head = [n for n in graph.graph.node if n.op_type == "Conv"][-3]
-    shape = {t.name: t.dims for t in graph.graph.initializer}[first_head.input[1]]
-    return int(shape[-1])
+def _dense_pool(meta: dict) -> int:
+    """FC1's window: the dense form's minimum size over its stride (7 for ImageNet VGGs)."""
+    sizes = meta["vggdeploy.input_sizes"]
+    return sizes["min"][0] // sizes["stride"] if meta["vggdeploy.form"] == "dense" else 7
 
 
 def _out_name(src: Path, tag: str) -> str:

@@ -1,0 +1,94 @@
+"""OpenVINO: the same artifacts, parity with eager PyTorch, INT8 of both targets, hints, cache, bad input."""
+
+import sys
+
+import numpy as np
+import pytest
+
+from vggdeploy import THRESHOLDS, BadInput, MissingEnvironment, check_parity, default_cases, make_runner
+from vggdeploy.backends import default_cpu_backend
+from vggdeploy.backends.eager import TorchRunner
+from vggdeploy.models import build_form, output_names
+from vggdeploy.precision import to_int8
+from vggdeploy.variants import default_taps
+
+pytest.importorskip("openvino")
+
+
+@pytest.mark.parametrize("form", ["classifier", "dense", "features"])
+def test_parity_with_eager_pytorch_on_every_form(mini, mini_artifacts, form, tmp_path):
+    taps = default_taps(mini.variant) if form == "features" else None
+    ref = TorchRunner(build_form(mini.model, form, taps), output_names(form, taps))
+    cases = default_cases(mini.variant, form, (32, 32) if form == "classifier" else (40, 48))
+    with ref, make_runner("openvino", mini_artifacts / f"{form}.onnx", cache_dir=tmp_path) as got:
+        report = check_parity(ref, got, cases, THRESHOLDS["fp32"])
+    assert report.passed, [r for r in report.failures]
+    assert report.candidate == "openvino[CPU,latency,f32]"
+
+
+@pytest.mark.parametrize("target", ["tensorrt", "cpu"])
+def test_int8_of_both_targets_agrees_with_fp32(mini_copy, target, tmp_path):
+    from vggdeploy.mnist import split
+
+    np.savez(tmp_path / "calib.npz", input=split()["train_x"][:128])
+    q = to_int8(mini_copy / "classifier.onnx", target=target, calib=str(tmp_path / "calib.npz"), backend="openvino")
+    x = split()["test_x"][:500]
+    with make_runner("onnxruntime", mini_copy / "classifier.onnx") as fp32, make_runner("openvino", q) as int8:
+        agree = (fp32.infer({"input": x})["logits"].argmax(1) == int8.infer({"input": x})["logits"].argmax(1)).mean()
+    assert agree >= 0.98
+
+
+def test_dynamic_batch_and_size_and_throughput_hint(mini_artifacts, tmp_path):
+    x = np.random.default_rng(0).standard_normal((8, 1, 48, 72), dtype=np.float32)
+    with make_runner("openvino", mini_artifacts / "dense.onnx", cache_dir=tmp_path) as lat, \
+            make_runner("openvino", mini_artifacts / "dense.onnx", hint="throughput", cache_dir=tmp_path) as thr:
+        a, b = lat.infer({"input": x}), thr.infer({"input": x})
+        one = lat.infer({"input": x[:1]})
+    assert a["score_map"].shape == (8, 10, 3, 6)
+    np.testing.assert_allclose(a["logits"], b["logits"], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(one["logits"], a["logits"][:1], rtol=1e-5, atol=1e-5)
+
+
+def test_model_cache_is_written_and_reused(mini_artifacts, tmp_path):
+    cache = tmp_path / "cache"
+    with make_runner("openvino", mini_artifacts / "classifier.onnx", cache_dir=cache) as r:
+        assert r.used_cache
+    assert any(cache.iterdir())
+    with make_runner("openvino", mini_artifacts / "classifier.onnx", cache_dir=cache) as r:
+        r.infer({"input": np.zeros((1, 1, 32, 32), np.float32)})
+
+
+def test_unwritable_cache_runs_without_it(mini_artifacts, tmp_path, caplog):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with make_runner("openvino", mini_artifacts / "classifier.onnx", cache_dir=blocker / "cache") as r:
+        out = r.infer({"input": np.zeros((2, 1, 32, 32), np.float32)})
+        assert not r.used_cache
+    assert out["logits"].shape == (2, 10)
+    assert "running without a model cache" in caplog.text
+
+
+@pytest.mark.parametrize("backend", ["openvino", "onnxruntime"])
+def test_input_size_the_artifact_does_not_allow(mini_artifacts, backend):
+    with make_runner(backend, mini_artifacts / "dense.onnx") as r:
+        with pytest.raises(BadInput, match="too small for the dense form"):
+            r.infer({"input": np.zeros((1, 1, 16, 40), np.float32)})
+    with make_runner(backend, mini_artifacts / "classifier.onnx") as r:
+        with pytest.raises(BadInput, match="takes 32x32 only"):
+            r.infer({"input": np.zeros((1, 1, 40, 40), np.float32)})
+
+
+def test_openvino_missing_is_an_environment_error(mini_artifacts, monkeypatch, run):
+    monkeypatch.setitem(sys.modules, "openvino", None)  # what `import openvino` meets where it isn't installed
+    with pytest.raises(MissingEnvironment, match="OpenVINO is not installed"):
+        make_runner("openvino", mini_artifacts / "classifier.onnx").activate()
+    code, _, err = run("bench", mini_artifacts / "classifier.onnx", "--backend", "openvino", "--runs", "1")
+    assert code == 3 and "pip install openvino" in err
+    assert default_cpu_backend("int8") == "onnxruntime"  # the CPU default falls back
+
+
+def test_cli_bench_uses_the_fastest_cpu_runtime_per_precision(run, mini_copy):
+    assert run("quantize", mini_copy / "classifier.onnx", "--int8", "--target", "cpu")[0] == 0
+    code, out, err = run("bench", mini_copy / "classifier.int8-cpu.onnx", "--batch", "1,4", "--runs", "2")
+    assert code == 0, err
+    assert "openvino[CPU,latency,f32]" in out and "openvino[CPU,throughput,f32]" in out
