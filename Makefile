@@ -14,11 +14,17 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[cpu,dev]'
 	touch $@
 
-# The main job on an embedded default, offline: a seeded VGG16 in all three forms, checked against
-# eager PyTorch on the bundled photos.
+# The main job on embedded defaults, offline: the bundled trained vgg-mini in all three forms, FP16
+# and INT8 for both targets, checked and timed; then a seeded VGG16 in all three forms and INT8 for CPU,
+# checked against eager PyTorch on the bundled photos.
 demo: setup
+	$(VGG) export vgg-mini --form all --fp16 --int8 --target cpu --force
+	$(VGG) quantize engines/vgg-mini/classifier.onnx --int8 --target tensorrt --force
+	$(VGG) inspect --check-qdq tensorrt engines/vgg-mini/classifier.int8-tensorrt.onnx
 	$(VGG) export vgg16 --weights random --seed 0 --form all --force
-	$(VGG) inspect engines/vgg16-random0/dense.onnx
+	$(VGG) quantize engines/vgg16-random0/classifier.onnx --int8 --target cpu --force
+	$(VGG) bench engines/vgg16-random0/classifier.onnx --backend onnxruntime --batch 1 --runs 5
+	$(VGG) bench engines/vgg16-random0/classifier.int8-cpu.onnx --batch 1 --runs 5
 
 test: setup
 	$(PY) -m pytest -q -rs
@@ -28,6 +34,7 @@ test-fast: setup
 
 bench: setup
 	$(PY) benchmarks/export_bench.py
+	$(PY) benchmarks/cpu_bench.py
 
 clean:
 	rm -rf engines/*/ .pytest_cache

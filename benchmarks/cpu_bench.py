@@ -104,6 +104,9 @@ def mini_accuracy(work: Path) -> list[dict]:
             out = d / method
             files[f"int8-{target} ({method})"] = to_int8(d / "classifier.onnx", out, target=target, method=method,
                                                          calib=str(calib), verify=False, force=True)
+    files["int8-tensorrt (minmax, first+last FP32)"] = to_int8(
+        d / "classifier.onnx", d / "keep", target="tensorrt", calib=str(calib), keep_fp32=["first", "last"],
+        verify=False, force=True)
     x, y = split()["test_x"], split()["test_y"]
     rows, ref = [], None
     for backend in ("onnxruntime", "openvino"):

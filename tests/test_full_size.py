@@ -27,3 +27,18 @@ def test_vgg11_bn_classifier_and_dense_through_the_console_script(tmp_path):
         np.testing.assert_allclose(d.infer({"input": x})["logits"], c.infer({"input": x})["logits"], rtol=1e-4, atol=1e-5)
         score_map = d.infer({"input": np.zeros((1, 3, 480, 640), np.float32)})["score_map"]
     assert score_map.shape == (1, 1000, 480 // 32 - 6, 640 // 32 - 6)
+
+
+def test_vgg16_int8_for_tensorrt_follows_the_rules_and_agrees(tmp_path):
+    import onnx
+
+    from vggdeploy import export_onnx, load_model
+    from vggdeploy.precision import to_int8
+    from vggdeploy.qdq import check_qdq_tensorrt
+
+    loaded = load_model("vgg16", "random", seed=0)
+    export_onnx(loaded, ["classifier"], tmp_path, verify=False)
+    path = to_int8(tmp_path / "classifier.onnx", target="tensorrt", method="entropy", backend="onnxruntime")
+    assert check_qdq_tensorrt(onnx.load(str(path), load_external_data=False)) == []
+    parity = json.loads((tmp_path / "manifest.json").read_text())["artifacts"][path.name]["parity"]
+    assert parity["cosine"] >= 0.97 and parity["top1_agreement"] >= 0.75

@@ -54,6 +54,9 @@ def calibration_sizes(v: Variant, form: str, fixed: tuple[int, int] | None, min_
 def load_calibration(source: str | None, v: Variant, sizes: list[tuple[int, int]], count: int | None,
                      min_size: int) -> CalibrationSet:
     if source in (None, "samples"):
+        if v.config == "mini":  # the model trained on bundled digits calibrates on them
+            n = count or 256
+            return CalibrationSet("samples (MNIST training digits)", sizes, [_batches(_digits(n, hw)) for hw in sizes], n)
         log.warning("calibrating on the 8 bundled sample photos: a small sample; pass --calib DIR for real data")
         n = count or 8
         chunks = [_batches(photo_batch(v, hw, n)[1]) for hw in sizes]
@@ -65,6 +68,17 @@ def load_calibration(source: str | None, v: Variant, sizes: list[tuple[int, int]
         return _from_tensors(path, v, count, min_size, fixed=sizes[0] if len(sizes) == 1 else None)
     raise BadInput(f"calibration source {source!r} not found or not supported",
                    hint="give an image folder, a .npy/.npz file of (N, C, H, W) float32, or 'samples'")
+
+
+def _digits(n: int, size: tuple[int, int]) -> np.ndarray:
+    import torch
+
+    from .mnist import split
+
+    x = split()["train_x"][:n]
+    if tuple(x.shape[2:]) != tuple(size):
+        x = torch.nn.functional.interpolate(torch.from_numpy(x), size=size, mode="bilinear").numpy()
+    return x
 
 
 def _batches(x: np.ndarray) -> list[np.ndarray]:
