@@ -92,3 +92,12 @@ def test_cli_bench_uses_the_fastest_cpu_runtime_per_precision(run, mini_copy):
     code, out, err = run("bench", mini_copy / "classifier.int8-cpu.onnx", "--batch", "1,4", "--runs", "2")
     assert code == 0, err
     assert "openvino[CPU,latency,f32]" in out and "openvino[CPU,throughput,f32]" in out
+
+
+def test_fp16_artifact_keeps_its_output_names(mini_copy):
+    from vggdeploy.precision import to_fp16
+
+    path = to_fp16(mini_copy / "dense.onnx", backend="openvino")
+    with make_runner("openvino", path) as r:
+        out = r.infer({"input": np.zeros((2, 1, 40, 48), np.float32)})
+    assert list(out) == ["score_map", "logits"] and out["logits"].dtype == np.float32

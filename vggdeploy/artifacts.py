@@ -63,6 +63,7 @@ def staging(out_dir: Path):
 def publish(staged_onnx: Path, out_dir: Path) -> Path:
     """Move an ONNX (and its side file) from staging into out_dir; the .onnx lands last."""
     for part in reversed(side_files(staged_onnx)):
+        os.chmod(part, 0o644)  # some writers create the side file 0600; servers often run as another user
         os.replace(part, out_dir / part.name)
     return out_dir / staged_onnx.name
 

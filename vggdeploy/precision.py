@@ -139,12 +139,7 @@ def to_int8(src: Path, out_dir: Path | None = None, *, target: str, method: str 
             force: bool = False, backend: str = "cpu") -> Path:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    if target not in TARGETS:
-        raise BadInput(f"unknown target {target!r}", hint=f"choose from: {', '.join(TARGETS)} (INT8 needs a target)")
-    if method not in METHODS:
-        raise BadInput(f"unknown calibration method {method!r}", hint=f"choose from: {', '.join(METHODS)}")
-    if cpu_layout not in CPU_LAYOUTS:
-        raise BadInput(f"unknown CPU layout {cpu_layout!r}", hint=f"choose from: {', '.join(CPU_LAYOUTS)}")
+    check_int8_options(target, method, cpu_layout)
     graph, meta, v, spec = source_model(src)
     out_dir = out_dir or src.parent
     tag = f"int8-{target}"
@@ -206,6 +201,18 @@ def _quiet_root_logger():
         yield
     finally:
         root.setLevel(level)
+
+
+def check_int8_options(target: str | None, method: str, cpu_layout: str | None = None) -> None:
+    if not target:
+        raise BadInput("--int8 needs --target", hint=f"one of: {', '.join(TARGETS)} (a TensorRT INT8 graph is slow "
+                                                      "on CPUs and a CPU one is rejected by TensorRT)")
+    if target not in TARGETS:
+        raise BadInput(f"unknown target {target!r}", hint=f"choose from: {', '.join(TARGETS)} (INT8 needs a target)")
+    if method not in METHODS:
+        raise BadInput(f"unknown calibration method {method!r}", hint=f"choose from: {', '.join(METHODS)}")
+    if cpu_layout and cpu_layout not in CPU_LAYOUTS:
+        raise BadInput(f"unknown CPU layout {cpu_layout!r}", hint=f"choose from: {', '.join(CPU_LAYOUTS)}")
 
 
 def resolve_keep_fp32(graph: onnx.ModelProto, keep: list[str]) -> list[str]:

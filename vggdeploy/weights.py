@@ -16,7 +16,7 @@ import torch
 from .artifacts import sha256_file
 from .errors import BadInput, MissingEnvironment
 from .models import VGG
-from .variants import CONFIGS, Variant, get_variant, layer_plan
+from .variants import CONFIGS, VARIANTS, Variant, get_variant, layer_plan
 
 WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "weights")
 
@@ -165,17 +165,10 @@ def _variant_for(config: str, bn: bool, in_ch: int, sd: dict, label: str) -> Var
     pool = math.isqrt(fc1.shape[1] // last_channels)
     if pool * pool * last_channels != fc1.shape[1]:
         raise BadInput(f"{label}: classifier.0.weight {tuple(fc1.shape)} fits no square pool of {last_channels} channels")
-    base = next((v for v in _named(config, bn)), None)
-    template = base or Variant(label, config, bn)
-    return replace(template, name=label, num_classes=fc3.shape[0], hidden=fc1.shape[0], pool=pool,
+    # a named variant of this config lends its preprocessing (mini: MNIST; the rest: ImageNet)
+    template = next((v for v in VARIANTS.values() if v.config == config and v.batch_norm == bn), None)
+    return replace(template or Variant(label, config, bn), name=label, num_classes=fc3.shape[0], hidden=fc1.shape[0], pool=pool,
                    in_channels=in_ch, tv_weights=None)
-
-
-def _named(config: str, bn: bool):
-    """Known variants of this config, for their preprocessing (mini: MNIST; the rest: ImageNet)."""
-    from .variants import VARIANTS
-
-    return (v for v in VARIANTS.values() if v.config == config and v.batch_norm == bn)
 
 
 def random_model(variant: Variant, seed: int) -> VGG:

@@ -41,12 +41,16 @@ class ArtifactRunner(Runner):
 
         self.path = Path(path)
         self.spec = None
+        self.graph_outputs: list[str] = []
 
     def load_spec(self) -> None:
+        """Read the declared input sizes and the output names from the graph (not the weights)."""
         from ..export import spec_from_metadata
         from ..inspect import load_graph, metadata_of
 
-        self.spec = spec_from_metadata(metadata_of(load_graph(self.path)))
+        graph = load_graph(self.path)
+        self.spec = spec_from_metadata(metadata_of(graph))
+        self.graph_outputs = [o.name for o in graph.graph.output]
 
     def check_feed(self, feed: dict[str, np.ndarray]) -> None:
         for x in feed.values():

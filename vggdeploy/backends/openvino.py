@@ -60,7 +60,9 @@ class OpenVinoRunner(ArtifactRunner):
 
     @property
     def output_names(self) -> list[str]:
-        return [o.get_any_name() for o in self.compiled.outputs]
+        # OpenVINO keeps the ONNX outputs' order, not always their names (an FP16 graph's I/O
+        # Casts give them aliases)
+        return self.graph_outputs or [o.get_any_name() for o in self.compiled.outputs]
 
     def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         self.check_feed(feed)
