@@ -101,3 +101,14 @@ def test_fp16_artifact_keeps_its_output_names(mini_copy):
     with make_runner("openvino", path) as r:
         out = r.infer({"input": np.zeros((2, 1, 40, 48), np.float32)})
     assert list(out) == ["score_map", "logits"] and out["logits"].dtype == np.float32
+
+
+def test_convert_to_openvino_ir_runs_the_same(run, mini_copy):
+    code, out, err = run("convert", mini_copy / "dense.onnx", "--to", "openvino")
+    assert code == 0, err
+    xml = mini_copy / "dense.xml"
+    assert xml.exists() and (mini_copy / "dense.bin").exists()
+    x = np.random.default_rng(1).standard_normal((2, 1, 40, 56), dtype=np.float32)
+    with make_runner("openvino", mini_copy / "dense.onnx") as a, make_runner("openvino", xml) as b:
+        np.testing.assert_allclose(a.infer({"input": x})["logits"], b.infer({"input": x})["logits"], rtol=1e-5, atol=1e-6)
+    assert run("convert", mini_copy / "dense.onnx")[0] == 2  # exists: --force needed

@@ -249,6 +249,20 @@ def bench(onnx_path: Path, backend, batch, size, runs, hint, as_json) -> None:
 
 
 @cli.command()
+@click.argument("onnx_path", type=click.Path(path_type=Path))
+@click.option("--to", "fmt", type=click.Choice(["openvino"]), default="openvino", show_default=True,
+              help="Target format.")
+@click.option("--force", is_flag=True, help="Overwrite an existing IR.")
+def convert(onnx_path: Path, fmt: str, force: bool) -> None:
+    """Convert an ONNX artifact for a runtime's own format (OpenVINO IR: NAME.xml + NAME.bin)."""
+    from .backends.openvino import save_ir
+
+    if not onnx_path.is_file():
+        raise BadInput(f"{onnx_path} not found")
+    click.echo(save_ir(onnx_path, force=force))
+
+
+@cli.command()
 def doctor() -> None:
     """What this machine can run: runtimes, execution providers, GPU, TensorRT."""
     from .doctor import diagnose

@@ -68,7 +68,13 @@ def _imagenet(variant: Variant) -> LoadedModel:
                 f"cannot download {variant.name}'s ImageNet weights ({type(e).__name__}: {e})",
                 hint=f"offline? put {cache.name} at {cache}, or pass --weights PATH or --weights random",
             ) from None
-    return _from_checkpoint(cache, variant, label="imagenet")
+    loaded = _from_checkpoint(cache, variant, label="imagenet")
+    expected = cache.stem.rsplit("-", 1)[-1]  # torchvision names its files NAME-<sha256 prefix>.pth
+    if not loaded.weights_sha256.startswith(expected):
+        cache.unlink()
+        raise MissingEnvironment(f"{cache.name} is corrupt (sha256 {loaded.weights_sha256[:8]}..., expected {expected}...)",
+                                 hint="removed it; run again to download it anew")
+    return loaded
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:

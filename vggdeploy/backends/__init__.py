@@ -16,7 +16,7 @@ BACKENDS = ("cpu", "onnxruntime", "openvino", "onnxruntime-cuda", "onnxruntime-t
 
 # The CPU runtime measured fastest per precision (benchmarks/results/cpu.md): for INT8 OpenVINO
 # reaches the GEMM floor on both targets' layouts, ORT runs the TensorRT layout 5x slower.
-CPU_DEFAULTS = {"fp32": "onnxruntime", "fp16": "onnxruntime", "int8": "openvino"}
+CPU_DEFAULTS = {"fp32": "onnxruntime", "fp16": "openvino", "int8": "openvino"}
 
 
 def default_cpu_backend(precision: str = "fp32") -> str:

@@ -48,6 +48,8 @@ class ArtifactRunner(Runner):
         from ..export import spec_from_metadata
         from ..inspect import load_graph, metadata_of
 
+        if self.path.suffix != ".onnx":  # e.g. an OpenVINO IR: no vggdeploy metadata to check against
+            return
         graph = load_graph(self.path)
         self.spec = spec_from_metadata(metadata_of(graph))
         self.graph_outputs = [o.name for o in graph.graph.output]

@@ -99,3 +99,30 @@ def _writable(folder: Path) -> bool:
             return True
     except OSError:
         return False
+
+
+def save_ir(onnx_path: Path, out_dir: Path | None = None, force: bool = False) -> Path:
+    """Write the OpenVINO IR (NAME.xml + NAME.bin) of an ONNX artifact, for serving with OpenVINO
+    directly. Weights stay in the artifact's precision (no FP16 compression of an FP32 model)."""
+    from ..artifacts import prepare_out_dir, record, sha256_file, staging
+
+    try:
+        import openvino as ov
+    except ImportError:
+        raise MissingEnvironment("OpenVINO is not installed", hint="pip install openvino") from None
+    out_dir = out_dir or onnx_path.parent
+    stem = onnx_path.name.removesuffix(".onnx")
+    prepare_out_dir(out_dir, [f"{stem}.xml"], force)
+    model = ov.Core().read_model(str(onnx_path))
+    with staging(out_dir) as tmp:
+        ov.save_model(model, str(tmp / f"{stem}.xml"), compress_to_fp16=False)
+        files = {}
+        for suffix in (".bin", ".xml"):  # the .xml lands last: a present .xml has its weights
+            part = tmp / f"{stem}{suffix}"
+            os.chmod(part, 0o644)
+            files[part.name] = {"sha256": sha256_file(part), "bytes": part.stat().st_size}
+            os.replace(part, out_dir / part.name)
+    record(out_dir, f"{stem}.xml", {"kind": "openvino-ir", "source": onnx_path.name, "files": files,
+                                     "bytes": sum(f["bytes"] for f in files.values()),
+                                     "versions": {"openvino": ov.get_version()}})
+    return out_dir / f"{stem}.xml"
