@@ -119,3 +119,13 @@ def test_not_an_onnx_file(run, tmp_path):
     bad.write_bytes(b"\x00\x01garbage")
     code, _, err = run("inspect", bad)
     assert code == 2 and "is not an ONNX model" in err
+
+
+def test_nan_outputs_fail_parity():
+    from vggdeploy.parity import Case, compare_output
+
+    ref = np.ones((2, 10), np.float32)
+    got = ref.copy()
+    got[1, 3] = np.nan
+    r = compare_output(Case("c", ["a", "b"], ref), "logits", ref, got, THRESHOLDS["fp16"], is_logits=True)
+    assert r.failed_inputs == ["b"]

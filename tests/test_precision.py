@@ -155,3 +155,18 @@ def test_a_quantized_model_is_not_converted_again(run, mini_copy):
     assert run("quantize", mini_copy / "classifier.onnx", "--int8", "--target", "tensorrt")[0] == 0
     code, _, err = run("quantize", mini_copy / "classifier.int8-tensorrt.onnx", "--fp16")
     assert code == 2 and "is already int8-tensorrt" in err
+
+
+def test_fp16_keeps_nodes_whose_activations_near_its_range_in_fp32(tmp_path):
+    import torch
+
+    loaded = load_model("vgg-mini", "random", seed=0)
+    with torch.no_grad():  # a model whose activations reach ~1e5 (FP16's max is 65504) from conv1 on
+        loaded.model.features[1].weight.mul_(2e4)
+    export_onnx(loaded, ["classifier"], tmp_path, verify=False)
+    path = to_fp16(tmp_path / "classifier.onnx", backend="onnxruntime")
+    kept = json.loads((tmp_path / "manifest.json").read_text())["artifacts"][path.name]["fp32_nodes"]
+    assert kept and any("Conv" in k for k in kept)
+    x = np.random.default_rng(0).standard_normal((2, 1, 32, 32), dtype=np.float32)
+    with make_runner("onnxruntime", path) as r:
+        assert np.isfinite(r.infer({"input": x})["logits"]).all()

@@ -21,6 +21,11 @@ from .errors import BadInput
 MANIFEST = "manifest.json"
 
 
+def cache_root() -> Path:
+    """Where calibration ranges and OpenVINO's compiled models are cached ($VGGDEPLOY_CACHE)."""
+    return Path(os.environ.get("VGGDEPLOY_CACHE", Path.home() / ".cache" / "vggdeploy"))
+
+
 def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

@@ -6,6 +6,7 @@ import json
 import logging
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -147,6 +148,12 @@ def export_one(loaded: LoadedModel, spec: FormSpec, out_dir: Path, *, opset: int
     outputs = output_names(spec.form, list(spec.taps))
     t0 = time.perf_counter()
     log.info("exporting %s %s form (opset %d) ...", v.name, spec.form, opset)
+    entry = {
+        "kind": "onnx", "form": spec.form, "precision": "fp32", "variant": v.name, "opset": opset,
+        "input": {"name": "input", "shape": ["batch", v.in_channels, *(("height", "width") if spec.dynamic_hw else spec.size)]},
+        "input_sizes": spec.input_sizes(), "outputs": outputs,
+        "weights": loaded.weights, "weights_sha256": loaded.weights_sha256,
+    }
     with staging(out_dir) as tmp:
         staged = tmp / name
         program = _torch_export(module, v, spec, outputs, opset)
@@ -154,26 +161,23 @@ def export_one(loaded: LoadedModel, spec: FormSpec, out_dir: Path, *, opset: int
         program.model.doc_string = f"{v.name} ({spec.form} form) exported by vggdeploy {__version__}"
         program.save(staged, external_data=True)  # a 550 MB single-file save peaks at 4 GB RSS
         del program
-        try:
-            onnx.checker.check_model(str(staged), full_check=True)
-        except onnx.checker.ValidationError as e:
-            raise CheckFailed(f"onnx.checker rejected the {spec.form} export: {str(e).splitlines()[0]}") from None
-        log.info("exported and checked in %.1f s", time.perf_counter() - t0)
-        parity = None
-        if verify:
-            parity = verify_artifact(staged, TorchRunner(module, outputs), loaded.variant, spec, backend=backend)
-        path = publish(staged, out_dir)
-    entry = {
-        "kind": "onnx", "form": spec.form, "precision": "fp32", "variant": v.name, "opset": opset,
-        "input": {"name": "input", "shape": ["batch", v.in_channels, *(("height", "width") if spec.dynamic_hw else spec.size)]},
-        "input_sizes": spec.input_sizes(), "outputs": outputs,
-        "weights": loaded.weights, "weights_sha256": loaded.weights_sha256,
-        "versions": tool_versions(), **file_entry(path),
-    }
-    if parity is not None:
-        entry["parity"] = parity
-    record(out_dir, name, entry)
-    return path
+        log.info("exported in %.1f s", time.perf_counter() - t0)
+        check = (lambda path: verify_artifact(path, TorchRunner(module, outputs), v, spec, backend=backend)) if verify else None
+        return check_and_publish(staged, out_dir, entry, check)
+
+
+def check_and_publish(staged: Path, out_dir: Path, entry: dict, verify: Callable[[Path], dict] | None) -> Path:
+    """onnx.checker's full check, then the parity check, then move into out_dir and record in the
+    manifest. Any failure leaves out_dir as it was."""
+    try:
+        onnx.checker.check_model(str(staged), full_check=True)
+    except onnx.checker.ValidationError as e:
+        raise CheckFailed(f"onnx.checker rejected {staged.name}: {str(e).splitlines()[0]}") from None
+    if verify:
+        entry = {**entry, "parity": verify(staged)}
+    final = publish(staged, out_dir)
+    record(out_dir, final.name, {**entry, "versions": tool_versions(), **file_entry(final)})
+    return final
 
 
 def _torch_export(module: torch.nn.Module, v: Variant, spec: FormSpec, outputs: list[str], opset: int):

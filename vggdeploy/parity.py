@@ -103,7 +103,7 @@ def compare_output(case: Case, output: str, ref: np.ndarray, got: np.ndarray, th
     max_abs = diff.max(axis=1)
     rel = np.linalg.norm(r - g, axis=1) / np.maximum(np.linalg.norm(r, axis=1), 1e-12)
     cos = (r * g).sum(1) / np.maximum(np.linalg.norm(r, axis=1) * np.linalg.norm(g, axis=1), 1e-12)
-    bad = (rel > th.rel_l2) | (cos < th.cosine)
+    bad = ~(rel <= th.rel_l2) | ~(cos >= th.cosine)  # NaN/inf (an FP16 overflow) fails too
     result = OutputResult(case.label, output, float(max_abs.max()), float(rel.max()), float(cos.min()))
     if is_logits:
         ref_top, got_top = r.argmax(1), g.argmax(1)

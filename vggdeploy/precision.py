@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from .artifacts import file_entry, prepare_out_dir, publish, record, sha256_file, side_files, staging
+from .artifacts import cache_root, prepare_out_dir, sha256_file, side_files, staging
 from .backends.base import Runner
 from .calibration import Reader, calibration_sizes, load_calibration
 from .errors import BadInput, CheckFailed
-from .export import FormSpec, spec_from_metadata, tool_versions, verify_artifact
+from .export import FormSpec, check_and_publish, spec_from_metadata, verify_artifact
 from .inspect import load_graph, metadata_of
 from .qdq import check_qdq_tensorrt, compute_nodes
 from .variants import Variant
@@ -31,9 +31,10 @@ log = logging.getLogger("vggdeploy")
 TARGETS = ("tensorrt", "cpu")
 METHODS = ("minmax", "entropy", "percentile")
 FP16_SAFE = 65504 / 4  # keep a node in FP32 when its activations come within 4x of FP16's max
-CACHE_DIR = Path(os.environ.get("VGGDEPLOY_CACHE", Path.home() / ".cache" / "vggdeploy")) / "calibration"
+CACHE_DIR = cache_root() / "calibration"
 
-# CPU layouts measured in benchmarks/precision_bench.py; the default is the fastest there.
+# CPU layouts timed in benchmarks/cpu_bench.py (results/cpu.md): u8s8-tensor is the fastest on
+# ONNX Runtime (50 ms vs 55 and 234 for VGG16) and ties u8s8-channel on OpenVINO (44 ms).
 CPU_LAYOUTS = {
     "u8s8-tensor": {"activation": "QUInt8", "per_channel": False},
     "u8s8-channel": {"activation": "QUInt8", "per_channel": True},
@@ -96,7 +97,9 @@ def to_fp16(src: Path, out_dir: Path | None = None, *, io: str = "fp32", referen
     model = onnx.load(str(src))
     model = convert_float_to_float16(model, keep_io_types=io == "fp32", node_block_list=keep or None,
                                      disable_shape_infer=True)
+    _drop_round_trips(model.graph)
     _topological_sort(model.graph)  # the converter appends its I/O Casts at the end
+    del model.graph.value_info[:]  # and leaves stale FP16 types on blocked nodes' outputs
     _set_meta(model, {"vggdeploy.precision": "fp16", "vggdeploy.io": io, "vggdeploy.fp32_nodes": json.dumps(keep)})
     log.info("converted to FP16 in %.1f s", time.perf_counter() - t0)
     extra = {"io": io, "fp32_nodes": keep}
@@ -104,10 +107,11 @@ def to_fp16(src: Path, out_dir: Path | None = None, *, io: str = "fp32", referen
 
 
 def _overflowing_nodes(src: Path, graph: onnx.ModelProto, v: Variant, spec: FormSpec) -> set[str]:
-    """Nodes whose outputs reach FP16_SAFE on the bundled photos (run once in FP32 on ORT)."""
+    """Nodes that read or write tensors reaching FP16_SAFE on the bundled photos or the parity
+    check's noise (run once in FP32 on ORT)."""
     import onnxruntime as ort
 
-    from .data import photo_batch
+    from .data import photo_batch, random_batch
 
     probe = onnx.shape_inference.infer_shapes(graph)
     known = {o.name for o in probe.graph.output}
@@ -121,14 +125,16 @@ def _overflowing_nodes(src: Path, graph: onnx.ModelProto, v: Variant, spec: Form
         names = [o.name for o in sess.get_outputs()]
         peaks: dict[str, float] = {}
         for hw in calibration_sizes(v, spec.form, spec.size, spec.min_size)[:2]:
-            outs = sess.run(None, {"input": photo_batch(v, hw, 4)[1]})
+            batch = np.concatenate([photo_batch(v, hw, 4)[1], random_batch(v, hw, 2, seed=0)])
+            outs = sess.run(None, {"input": batch})
             for k, a in zip(names, outs):
                 if a.dtype.kind == "f" and a.size:
                     peaks[k] = max(peaks.get(k, 0.0), float(np.abs(a).max()))
     finally:
         tmp.unlink(missing_ok=True)
-    producer = {o: n.name for n in graph.graph.node for o in n.output}
-    return {producer[k] for k, p in peaks.items() if p >= FP16_SAFE and k in producer}
+    # a node reading a large tensor must stay FP32 too: casting its input to FP16 would overflow
+    return {n.name for n in graph.graph.node
+            if max((peaks.get(t, 0.0) for t in [*n.input, *n.output]), default=0.0) >= FP16_SAFE}
 
 
 # ---------------------------------------------------------------------------- INT8
@@ -148,9 +154,8 @@ def to_int8(src: Path, out_dir: Path | None = None, *, target: str, method: str 
     excluded = resolve_keep_fp32(graph, keep_fp32 or [])
     data = load_calibration(calib, v, calibration_sizes(v, spec.form, spec.size, spec.min_size), calib_count,
                             spec.min_size)
-    model_sha = "".join(sha256_file(p) for p in side_files(src))
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    cache = CACHE_DIR / f"{_short(model_sha)}-{data.sha256[:16]}-{method}.json"
+    cache = CACHE_DIR / f"{_model_key(src)}-{data.sha256[:16]}-{method}.json"
     hit = cache.exists()
     log.info("INT8 for %s: %s calibration on %d input(s) x %d size(s) from %s%s", target, method, data.count,
              len(data.sizes), data.source, " (cached ranges)" if hit else "")
@@ -233,13 +238,39 @@ def resolve_keep_fp32(graph: onnx.ModelProto, keep: list[str]) -> list[str]:
     return sorted(set(out))
 
 
-def _short(sha_concat: str) -> str:
+def _model_key(src: Path) -> str:
+    """A short hash over the model's files (graph and weights)."""
     import hashlib
 
-    return hashlib.sha256(sha_concat.encode()).hexdigest()[:16]
+    return hashlib.sha256("".join(sha256_file(p) for p in side_files(src)).encode()).hexdigest()[:16]
 
 
 # ---------------------------------------------------------------------------- shared
+
+def _drop_round_trips(graph: onnx.GraphProto) -> None:
+    """Remove FP32 -> FP16 -> FP32 Cast pairs that the converter puts between two FP32 (blocked)
+    nodes: the detour through FP16 is what blocking them was meant to avoid."""
+    def cast_to(n):
+        return next((a.i for a in n.attribute if a.name == "to"), None) if n.op_type == "Cast" else None
+
+    producer = {o: n for n in graph.node for o in n.output}
+    outputs = {o.name for o in graph.output}
+    rename = {}
+    for n in graph.node:
+        src = producer.get(n.input[0]) if n.input else None
+        if cast_to(n) == onnx.TensorProto.FLOAT and src is not None and cast_to(src) == onnx.TensorProto.FLOAT16 \
+                and n.output[0] not in outputs:
+            rename[n.output[0]] = src.input[0]
+    kept = [n for n in graph.node if n.output[0] not in rename]
+    for n in kept:
+        for i, name in enumerate(n.input):
+            n.input[i] = rename.get(name, name)
+    used = {i for n in kept for i in n.input} | outputs
+    kept = [n for n in kept if cast_to(n) != onnx.TensorProto.FLOAT16 or n.output[0] in used]
+    copies = [onnx.NodeProto.FromString(n.SerializeToString()) for n in kept]
+    del graph.node[:]
+    graph.node.extend(copies)
+
 
 def _topological_sort(graph: onnx.GraphProto) -> None:
     ready = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {""}
@@ -268,30 +299,15 @@ def _set_meta(model: onnx.ModelProto, values: dict[str, str]) -> None:
 
 def _finish(model, src: Path, out_dir: Path, name: str, precision: str, v: Variant, spec: FormSpec,
             reference: Runner | None, verify: bool, backend: str, extra: dict, staged: Path | None = None) -> Path:
-    """Save (if not yet), check, compare with the reference, publish, record."""
+    """Save (unless already staged), then check, compare with the reference, publish, record."""
     from .backends.ort import OrtRunner
 
-    def _check_and_publish(path: Path) -> Path:
-        try:
-            onnx.checker.check_model(str(path), full_check=True)
-        except onnx.checker.ValidationError as e:
-            raise CheckFailed(f"onnx.checker rejected {name}: {str(e).splitlines()[0]}") from None
-        parity = None
-        if verify:
-            ref = reference or OrtRunner(src)
-            parity = verify_artifact(path, ref, v, spec, precision, backend)
-        final = publish(path, out_dir)
-        entry = {"kind": "onnx", "form": spec.form, "precision": precision,
-                 "source": src.name, "variant": v.name, "input_sizes": spec.input_sizes(),
-                 "versions": tool_versions(), **extra, **file_entry(final)}
-        if parity:
-            entry["parity"] = parity
-        record(out_dir, name, entry)
-        return final
-
+    entry = {"kind": "onnx", "form": spec.form, "precision": precision, "source": src.name, "variant": v.name,
+             "input_sizes": spec.input_sizes(), **extra}
+    check = (lambda path: verify_artifact(path, reference or OrtRunner(src), v, spec, precision, backend)) if verify else None
     if staged is not None:
-        return _check_and_publish(staged)
+        return check_and_publish(staged, out_dir, entry, check)
     with staging(out_dir) as tmp:
         path = tmp / name
         onnx.save(model, str(path), save_as_external_data=True, location=name + ".data")
-        return _check_and_publish(path)
+        return check_and_publish(path, out_dir, entry, check)

@@ -16,11 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..artifacts import cache_root
 from ..errors import BadInput, MissingEnvironment
 from .base import ArtifactRunner
 
 log = logging.getLogger("vggdeploy")
-DEFAULT_CACHE = Path(os.environ.get("VGGDEPLOY_CACHE", Path.home() / ".cache" / "vggdeploy")) / "openvino"
+DEFAULT_CACHE = cache_root() / "openvino"
 HINTS = ("latency", "throughput")
 
 
