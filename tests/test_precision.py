@@ -137,6 +137,28 @@ def test_calibration_set_smaller_than_asked(mini_copy, tmp_path):
     np.save(tmp_path / "few.npy", np.zeros((5, 1, 32, 32), np.float32))
     with pytest.raises(BadInput, match="has 5 inputs, fewer than the 16 asked"):
         to_int8(mini_copy / "classifier.onnx", target="cpu", calib=str(tmp_path / "few.npy"), calib_count=16)
+    from skimage import data
+    from skimage.io import imsave
+
+    (tmp_path / "imgs").mkdir()
+    for i in range(3):
+        imsave(tmp_path / "imgs" / f"{i}.png", data.astronaut()[::8, ::8])
+    with pytest.raises(BadInput, match="has 3 inputs, fewer than the 4 asked"):
+        to_int8(mini_copy / "classifier.onnx", target="cpu", calib=str(tmp_path / "imgs"), calib_count=4)
+
+
+def test_image_folder_calibration(mini_copy, tmp_path):
+    from skimage import data
+    from skimage.io import imsave
+
+    folder = tmp_path / "photos" / "nested"
+    folder.mkdir(parents=True)
+    imsave(folder / "coffee.png", data.coffee())
+    imsave(tmp_path / "photos" / "camera.png", data.camera())  # grayscale: converted
+    path = to_int8(mini_copy / "features.onnx", target="cpu", calib=str(tmp_path / "photos"), backend="onnxruntime")
+    meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    calib = json.loads(meta["vggdeploy.calibration"])
+    assert calib["count"] == 2 and calib["source"].endswith("photos")
 
 
 @pytest.mark.parametrize("argv,message", [

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import photo_batch, preprocess
+from .data import SAMPLE_PHOTOS, photo_batch, preprocess
 from .errors import BadInput
 from .variants import Variant
 
@@ -55,10 +55,14 @@ def load_calibration(source: str | None, v: Variant, sizes: list[tuple[int, int]
                      min_size: int) -> CalibrationSet:
     if source in (None, "samples"):
         if v.config == "mini":  # the model trained on bundled digits calibrates on them
+            from .mnist import TRAIN
+
+            _check_count(TRAIN, count, "samples (MNIST training digits)")
             n = count or 256
             return CalibrationSet("samples (MNIST training digits)", sizes, [_batches(_digits(n, hw)) for hw in sizes], n)
         log.warning("calibrating on the 8 bundled sample photos: a small sample; pass --calib DIR for real data")
-        n = count or 8
+        _check_count(len(SAMPLE_PHOTOS), count, "samples (bundled photos)")
+        n = count or len(SAMPLE_PHOTOS)
         chunks = [_batches(photo_batch(v, hw, n)[1]) for hw in sizes]
         return CalibrationSet("samples", sizes, chunks, n)
     path = Path(source)
