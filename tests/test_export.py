@@ -96,6 +96,8 @@ def test_failed_parity_leaves_nothing_behind(run, tmp_path, monkeypatch):
     (["export", "vgg-mini", "--weights", "random", "--form", "features", "--taps", "relu9_9"], 2, "unknown tap"),
     (["export", "vgg-mini", "--weights", "random", "--opset", "11"], 2, "opset 11 is not supported"),
     (["export", "C"], 2, "C has no published weights"),
+    (["export", "vgg16", "--weights", "bundled"], 2, "vgg16 has no bundled weights"),
+    (["export", "vgg-mini", "--form", ""], 2, "no form given"),
     (["export", "missing.pth"], 2, "checkpoint missing.pth not found"),
     (["inspect", "nothing.onnx"], 2, "nothing.onnx not found"),
 ])

@@ -139,6 +139,8 @@ def export(model, forms, weights, seed, size, taps, opset, out_dir, force, no_ve
 
     check_precision_args(**precision)
     form_list = list(FORMS) if forms == "all" else split_list(forms) or []
+    if not form_list:
+        raise BadInput("no form given", hint=f"--form {','.join(FORMS)} or all")
     parsed_size = parse_size(size)
     check_opset(opset)
     loaded = load_model(model, weights, seed)

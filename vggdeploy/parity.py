@@ -27,7 +27,7 @@ class Thresholds:
 THRESHOLDS = {
     "fp32": Thresholds(rel_l2=1e-4, cosine=0.99999, top1=1.0, top5=0.98),
     "fp16": Thresholds(rel_l2=1e-2, cosine=0.9995, top1=0.9, top5=0.8),
-    "int8": Thresholds(rel_l2=0.25, cosine=0.97, top1=0.75, top5=0.6),
+    "int8": Thresholds(rel_l2=0.15, cosine=0.99, top1=0.75, top5=0.6),
 }
 
 

@@ -39,7 +39,9 @@ def load_model(name_or_path: str, weights: str | None = None, seed: int = 0) -> 
         return _from_checkpoint(path, None)
     variant = get_variant(name_or_path)
     weights = weights or ("imagenet" if variant.tv_weights else "bundled" if variant.bundled else None)
-    if weights == "bundled" and variant.bundled:
+    if weights == "bundled":
+        if not variant.bundled:
+            raise BadInput(f"{variant.name} has no bundled weights", hint="only vgg-mini ships a checkpoint")
         path = Path(__file__).parent / "assets" / variant.bundled
         return _from_checkpoint(path, variant, label=f"bundled:{variant.bundled}")
     if weights is None:
@@ -61,6 +63,7 @@ def _imagenet(variant: Variant) -> LoadedModel:
     w = get_weight(variant.tv_weights)
     cache = Path(torch.hub.get_dir()) / "checkpoints" / Path(w.url).name
     if not cache.exists():
+        cache.parent.mkdir(parents=True, exist_ok=True)
         try:
             torch.hub.download_url_to_file(w.url, str(cache), progress=True)
         except Exception as e:  # urllib raises several types for "no network"
