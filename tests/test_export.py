@@ -131,3 +131,16 @@ def test_nan_outputs_fail_parity():
     got[1, 3] = np.nan
     r = compare_output(Case("c", ["a", "b"], ref), "logits", ref, got, THRESHOLDS["fp16"], is_logits=True)
     assert r.failed_inputs == ["b"]
+
+
+def test_running_an_artifact_does_not_import_torch(mini_artifacts):
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np, vggdeploy\n"
+            f"with vggdeploy.make_runner('onnxruntime', {str(mini_artifacts / 'dense.onnx')!r}) as r:\n"
+            "    out = r.infer({'input': np.zeros((1, 1, 40, 40), np.float32)})\n"
+            "assert out['score_map'].shape == (1, 10, 2, 2)\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-1500:]

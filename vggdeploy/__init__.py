@@ -4,24 +4,39 @@ Public API (the CLI is a thin layer over these):
 
     load_model(name_or_checkpoint, weights=None, seed=0) -> LoadedModel
     export_onnx(loaded, forms, out_dir, size=..., taps=..., opset=..., verify=True, force=False)
-    inspect_onnx(path) -> dict
+    to_fp16(onnx_path, ...), to_int8(onnx_path, target=..., method=..., calib=...)
+    inspect_onnx(path) -> dict;  check_qdq_tensorrt(model) -> [violations]
     make_runner(backend, path) -> Runner       (context manager; .infer({name: array}))
     check_parity(reference, candidate, cases, thresholds) -> ParityReport
+
+Names load on first use, so running an artifact (`make_runner`) does not import torch.
 """
+
+from importlib import import_module
 
 __version__ = "0.1.0"
 
-from .backends import BACKENDS, Runner, make_runner  # noqa: E402
-from .errors import BadInput, CheckFailed, MissingEnvironment, VggDeployError  # noqa: E402
-from .export import export_onnx, form_spec  # noqa: E402
-from .inspect import inspect_onnx  # noqa: E402
-from .models import FORMS, VGG, build_form  # noqa: E402
-from .parity import THRESHOLDS, check_parity, default_cases  # noqa: E402
-from .variants import VARIANTS, Variant, get_variant  # noqa: E402
-from .weights import LoadedModel, load_model  # noqa: E402
+_API = {
+    "BACKENDS": "backends", "Runner": "backends", "make_runner": "backends",
+    "BadInput": "errors", "CheckFailed": "errors", "MissingEnvironment": "errors", "VggDeployError": "errors",
+    "export_onnx": "export",
+    "FORMS": "forms", "FormSpec": "forms", "form_spec": "forms",
+    "inspect_onnx": "inspect",
+    "VGG": "models", "build_form": "models",
+    "THRESHOLDS": "parity", "check_parity": "parity", "default_cases": "parity",
+    "to_fp16": "precision", "to_int8": "precision",
+    "check_qdq_tensorrt": "qdq",
+    "VARIANTS": "variants", "Variant": "variants", "get_variant": "variants",
+    "LoadedModel": "weights", "load_model": "weights",
+}
+__all__ = sorted(_API)
 
-__all__ = [
-    "BACKENDS", "FORMS", "THRESHOLDS", "VARIANTS", "VGG", "BadInput", "CheckFailed", "LoadedModel",
-    "MissingEnvironment", "Runner", "Variant", "VggDeployError", "build_form", "check_parity",
-    "default_cases", "export_onnx", "form_spec", "get_variant", "inspect_onnx", "load_model", "make_runner",
-]
+
+def __getattr__(name: str):
+    if name in _API:
+        return getattr(import_module(f".{_API[name]}", __name__), name)
+    raise AttributeError(f"module 'vggdeploy' has no attribute {name!r}")
+
+
+def __dir__():
+    return __all__

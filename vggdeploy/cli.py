@@ -133,8 +133,9 @@ def check_precision_args(int8: bool, target: str | None, calib_method: str, cpu_
 def export(model, forms, weights, seed, size, taps, opset, out_dir, force, no_verify, **precision) -> None:
     """Export MODEL (a variant name or a checkpoint) to ONNX, checked against eager PyTorch."""
     from .backends.eager import TorchRunner
-    from .export import check_opset, export_onnx, form_spec
-    from .models import FORMS, build_form, output_names
+    from .export import check_opset, export_onnx
+    from .forms import FORMS, form_spec
+    from .models import build_form, output_names
     from .weights import load_model
 
     check_precision_args(**precision)

@@ -7,7 +7,6 @@ import logging
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import onnx
@@ -18,70 +17,14 @@ from .backends.base import Runner
 from .backends.eager import TorchRunner
 from .artifacts import file_entry, prepare_out_dir, publish, record, staging
 from .errors import BadInput, CheckFailed
-from .models import FORMS, build_form, output_names
-from .variants import Variant, default_taps, layer_plan
+from .forms import FormSpec, form_spec
+from .models import build_form, output_names
+from .variants import Variant
 from .weights import LoadedModel
 
 log = logging.getLogger("vggdeploy")
 
 MIN_OPSET, MAX_OPSET, DEFAULT_OPSET = 18, 23, 18  # the dynamo exporter starts at 18; ORT 1.32 runs <= 23
-
-
-@dataclass(frozen=True)
-class FormSpec:
-    """What one exported form accepts: a fixed size (classifier) or a minimum (dense, features)."""
-
-    form: str
-    size: tuple[int, int]  # classifier: the fixed size; others: the example size used for export
-    min_size: int
-    stride: int
-    taps: tuple[str, ...] = ()
-
-    @property
-    def dynamic_hw(self) -> bool:
-        return self.form != "classifier"
-
-    def input_sizes(self) -> dict:
-        if self.dynamic_hw:
-            return {"min": [self.min_size, self.min_size], "stride": self.stride}
-        return {"fixed": list(self.size)}
-
-    def check_size(self, h: int, w: int) -> None:
-        if not self.dynamic_hw and (h, w) != tuple(self.size):
-            raise BadInput(f"the {self.form} form takes {self.size[0]}x{self.size[1]} only, got {h}x{w}",
-                           hint="use the dense or features form for other sizes")
-        if min(h, w) < self.min_size:
-            raise BadInput(f"{h}x{w} is too small for the {self.form} form (minimum {self.min_size}x{self.min_size})")
-
-
-def spec_from_metadata(meta: dict) -> FormSpec | None:
-    """The FormSpec an artifact declares in its vggdeploy metadata (None for foreign ONNX files)."""
-    sizes = meta.get("vggdeploy.input_sizes")
-    if not isinstance(sizes, dict) or "vggdeploy.form" not in meta:
-        return None
-    fixed = tuple(sizes["fixed"]) if "fixed" in sizes else None
-    return FormSpec(meta["vggdeploy.form"], fixed or tuple(sizes["min"]), min(fixed) if fixed else sizes["min"][0],
-                    sizes.get("stride", 1), tuple(meta.get("vggdeploy.taps", ())))
-
-
-def form_spec(v: Variant, form: str, size: tuple[int, int] | None = None, taps: list[str] | None = None) -> FormSpec:
-    if form not in FORMS:
-        raise BadInput(f"unknown form {form!r}", hint=f"choose from: {', '.join(FORMS)}")
-    taps = tuple(taps or default_taps(v)) if form == "features" else ()
-    if form == "classifier":
-        min_size = v.stride  # pool5 must keep at least one cell; the adaptive pool does the rest
-    elif form == "dense":
-        min_size = v.min_dense_size  # pool5 must hold one full FC1 window
-    else:
-        plan = {s.tap: s.index for s in layer_plan(v.config, v.batch_norm)}
-        deepest = max((plan[t] for t in taps if t in plan), default=0)
-        min_size = 2 ** sum(1 for s in layer_plan(v.config, v.batch_norm) if s.kind == "pool" and s.index <= deepest)
-    default = (v.image_size, v.image_size) if form == "classifier" else (v.min_dense_size + v.stride, v.min_dense_size + 2 * v.stride)
-    spec = FormSpec(form, tuple(size or default), min_size, v.stride, taps)
-    if min(spec.size) < min_size:
-        raise BadInput(f"{spec.size[0]}x{spec.size[1]} is too small for the {form} form of {v.name} "
-                       f"(minimum {min_size}x{min_size})")
-    return spec
 
 
 def check_opset(opset: int) -> None:

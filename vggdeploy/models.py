@@ -6,10 +6,8 @@ import torch
 from torch import nn
 
 from .errors import BadInput
+from .forms import FORMS
 from .variants import Variant, all_taps, layer_plan
-
-FORMS = ("classifier", "dense", "features")
-
 
 class VGG(nn.Module):
     """Same module names as torchvision's VGG (features, avgpool, classifier)."""

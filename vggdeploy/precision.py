@@ -21,7 +21,8 @@ from .artifacts import cache_root, prepare_out_dir, sha256_file, side_files, sta
 from .backends.base import Runner
 from .calibration import Reader, calibration_sizes, load_calibration
 from .errors import BadInput, CheckFailed
-from .export import FormSpec, check_and_publish, spec_from_metadata, verify_artifact
+from .export import check_and_publish, verify_artifact
+from .forms import FormSpec, spec_from_metadata
 from .inspect import load_graph, metadata_of
 from .qdq import check_qdq_tensorrt, compute_nodes
 from .variants import Variant

@@ -45,7 +45,7 @@ class ArtifactRunner(Runner):
 
     def load_spec(self) -> None:
         """Read the declared input sizes and the output names from the graph (not the weights)."""
-        from ..export import spec_from_metadata
+        from ..forms import spec_from_metadata
         from ..inspect import load_graph, metadata_of
 
         if self.path.suffix != ".onnx":  # e.g. an OpenVINO IR: no vggdeploy metadata to check against
