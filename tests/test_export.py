@@ -98,6 +98,7 @@ def test_failed_parity_leaves_nothing_behind(run, tmp_path, monkeypatch):
     (["export", "C"], 2, "C has no published weights"),
     (["export", "vgg16", "--weights", "bundled"], 2, "vgg16 has no bundled weights"),
     (["export", "vgg-mini", "--form", ""], 2, "no form given"),
+    (["export", "vgg-mini", "--form", "dense", "--size", "64"], 2, "--size sets the classifier form's input size"),
     (["export", "missing.pth"], 2, "checkpoint missing.pth not found"),
     (["inspect", "nothing.onnx"], 2, "nothing.onnx not found"),
 ])

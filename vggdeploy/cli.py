@@ -143,6 +143,9 @@ def export(model, forms, weights, seed, size, taps, opset, out_dir, force, no_ve
     if not form_list:
         raise BadInput("no form given", hint=f"--form {','.join(FORMS)} or all")
     parsed_size = parse_size(size)
+    if parsed_size and "classifier" not in form_list:
+        raise BadInput("--size sets the classifier form's input size",
+                       hint="the dense and features forms take any size from their minimum up")
     check_opset(opset)
     loaded = load_model(model, weights, seed)
     if loaded.inferred:
