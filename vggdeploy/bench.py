@@ -41,6 +41,7 @@ def bench_artifact(path: Path, backend: str, batches: list[int], size: tuple[int
     size = size or tuple(spec.size)
     spec.check_size(*size)
     if backend == "cpu":
+        # resolved here, not by make_runner, because the OpenVINO hint depends on it
         backend = default_cpu_backend(meta.get("vggdeploy.precision", "fp32"))
     rows = []
     for b in batches:

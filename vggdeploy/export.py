@@ -145,7 +145,7 @@ def verify_artifact(path: Path, reference: Runner, v: Variant, spec: FormSpec, p
 
     kind = precision.split("-")[0]
     cases = default_cases(v, spec.form, spec.size, noise=kind != "int8")
-    with reference as ref, make_runner(backend, path, **({"precision": precision} if backend == "cpu" else {})) as got:
+    with reference as ref, make_runner(backend, path) as got:
         report = check_parity(ref, got, cases, THRESHOLDS[kind])
     log_parity(report)
     report.raise_on_failure()

@@ -29,13 +29,22 @@ def default_cpu_backend(precision: str = "fp32") -> str:
     return choice
 
 
+def artifact_precision(path: Path) -> str:
+    """The precision in a vggdeploy artifact's metadata (fp32 for other models and formats)."""
+    if path.suffix != ".onnx":
+        return "fp32"
+    from ..inspect import load_graph, metadata_of
+
+    return metadata_of(load_graph(path)).get("vggdeploy.precision", "fp32")
+
+
 def make_runner(backend: str, model_path: str | Path, **options) -> Runner:
     """A runner for a serialized artifact. Imports the runtime only when asked for.
 
-    backend "cpu" picks the fastest CPU runtime for the artifact's precision.
+    backend "cpu" picks the fastest CPU runtime for the precision the artifact declares.
     """
     if backend == "cpu":
-        backend = default_cpu_backend(options.pop("precision", "fp32"))
+        backend = default_cpu_backend(artifact_precision(Path(model_path)))
     if backend.startswith("onnxruntime"):
         from .ort import OrtRunner
 
