@@ -45,12 +45,19 @@ def prepare_out_dir(out_dir: Path, names: list[str], force: bool) -> None:
     existing = [n for n in names if (out_dir / n).exists()]
     if existing and not force:
         raise BadInput(f"{out_dir / existing[0]} already exists", hint="pass --force to overwrite it")
+    error = write_error(out_dir)
+    if error:
+        raise BadInput(f"cannot write to {out_dir}: {error.strerror or error}", hint="choose another --out")
+
+
+def write_error(folder: Path) -> OSError | None:
+    """Create folder if needed and try a file in it: None if it can be written, else the error."""
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out_dir, prefix=".write-test-"):
-            pass
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+            return None
     except OSError as e:
-        raise BadInput(f"cannot write to {out_dir}: {e.strerror or e}", hint="choose another --out") from None
+        return e
 
 
 @contextlib.contextmanager
@@ -65,12 +72,13 @@ def staging(out_dir: Path):
         tmp.rmdir()
 
 
-def publish(staged_onnx: Path, out_dir: Path) -> Path:
-    """Move an ONNX (and its side file) from staging into out_dir; the .onnx lands last."""
-    for part in reversed(side_files(staged_onnx)):
-        os.chmod(part, 0o644)  # some writers create the side file 0600; servers often run as another user
+def publish(files: list[Path], out_dir: Path) -> Path:
+    """Move one artifact's files (main file first, e.g. side_files(x.onnx)) from staging into
+    out_dir; the main file lands last, so a present main file always has its side files."""
+    for part in reversed(files):
+        os.chmod(part, 0o644)  # some writers create side files 0600; servers often run as another user
         os.replace(part, out_dir / part.name)
-    return out_dir / staged_onnx.name
+    return out_dir / files[0].name
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -86,8 +94,8 @@ def atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
-def file_entry(onnx_path: Path) -> dict:
-    files = side_files(onnx_path)
+def file_entry(files: list[Path]) -> dict:
+    """Manifest fields for one artifact's files: sha256 and size of each, total size."""
     return {
         "files": {p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size} for p in files},
         "bytes": sum(p.stat().st_size for p in files),

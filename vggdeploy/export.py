@@ -15,7 +15,7 @@ import torch
 from . import __version__
 from .backends.base import Runner
 from .backends.eager import TorchRunner
-from .artifacts import file_entry, prepare_out_dir, publish, record, staging
+from .artifacts import file_entry, prepare_out_dir, publish, record, side_files, staging
 from .errors import BadInput, CheckFailed
 from .forms import FormSpec, form_spec
 from .models import build_form, output_names
@@ -118,8 +118,8 @@ def check_and_publish(staged: Path, out_dir: Path, entry: dict, verify: Callable
         raise CheckFailed(f"onnx.checker rejected {staged.name}: {str(e).splitlines()[0]}") from None
     if verify:
         entry = {**entry, "parity": verify(staged)}
-    final = publish(staged, out_dir)
-    record(out_dir, final.name, {**entry, "versions": tool_versions(), **file_entry(final)})
+    final = publish(side_files(staged), out_dir)
+    record(out_dir, final.name, {**entry, "versions": tool_versions(), **file_entry(side_files(final))})
     return final
 
 

@@ -10,13 +10,11 @@ a silent precision change, so `inference_precision` is f32 unless you ask for bf
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from ..artifacts import cache_root
+from ..artifacts import cache_root, write_error
 from ..errors import BadInput, MissingEnvironment
 from .base import ArtifactRunner
 
@@ -47,7 +45,7 @@ class OpenVinoRunner(ArtifactRunner):
         self.load_spec()
         core = ov.Core()
         if self.cache_dir:
-            self.used_cache = _writable(self.cache_dir)
+            self.used_cache = write_error(self.cache_dir) is None
             if self.used_cache:
                 core.set_property({"CACHE_DIR": str(self.cache_dir)})
             else:
@@ -93,19 +91,10 @@ class OpenVinoRunner(ArtifactRunner):
         self.compiled = self.request = self.queue = None
 
 
-def _writable(folder: Path) -> bool:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder):
-            return True
-    except OSError:
-        return False
-
-
 def save_ir(onnx_path: Path, out_dir: Path | None = None, force: bool = False) -> Path:
     """Write the OpenVINO IR (NAME.xml + NAME.bin) of an ONNX artifact, for serving with OpenVINO
     directly. Weights stay in the artifact's precision (no FP16 compression of an FP32 model)."""
-    from ..artifacts import prepare_out_dir, record, sha256_file, staging
+    from ..artifacts import file_entry, prepare_out_dir, publish, record, staging
 
     try:
         import openvino as ov
@@ -117,13 +106,7 @@ def save_ir(onnx_path: Path, out_dir: Path | None = None, force: bool = False) -
     model = ov.Core().read_model(str(onnx_path))
     with staging(out_dir) as tmp:
         ov.save_model(model, str(tmp / f"{stem}.xml"), compress_to_fp16=False)
-        files = {}
-        for suffix in (".bin", ".xml"):  # the .xml lands last: a present .xml has its weights
-            part = tmp / f"{stem}{suffix}"
-            os.chmod(part, 0o644)
-            files[part.name] = {"sha256": sha256_file(part), "bytes": part.stat().st_size}
-            os.replace(part, out_dir / part.name)
-    record(out_dir, f"{stem}.xml", {"kind": "openvino-ir", "source": onnx_path.name, "files": files,
-                                     "bytes": sum(f["bytes"] for f in files.values()),
-                                     "versions": {"openvino": ov.get_version()}})
-    return out_dir / f"{stem}.xml"
+        xml = publish([tmp / f"{stem}.xml", tmp / f"{stem}.bin"], out_dir)
+    record(out_dir, xml.name, {"kind": "openvino-ir", "source": onnx_path.name, "versions": {"openvino": ov.get_version()},
+                               **file_entry([xml, xml.with_suffix(".bin")])})
+    return xml
