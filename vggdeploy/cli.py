@@ -95,7 +95,7 @@ def run_precision(paths, fp16, io, int8, target, calib, calib_method, calib_coun
                   backend, verify, force, reference=None) -> list[Path]:
     """FP16/INT8 from each FP32 path; `reference(path)` makes the runner to compare with (default:
     the FP32 ONNX itself)."""
-    from .precision import CPU_DEFAULT, to_fp16, to_int8
+    from .precision import to_fp16, to_int8
 
     out = []
     for p in paths:
@@ -104,7 +104,7 @@ def run_precision(paths, fp16, io, int8, target, calib, calib_method, calib_coun
             out.append(to_fp16(p, io=io, reference=make_ref(), verify=verify, force=force, backend=backend))
         if int8:
             out.append(to_int8(p, target=target, method=calib_method, calib=calib, calib_count=calib_count,
-                               keep_fp32=split_list(keep_fp32), cpu_layout=cpu_layout or CPU_DEFAULT,
+                               keep_fp32=split_list(keep_fp32), cpu_layout=cpu_layout,
                                reference=make_ref(), verify=verify, force=force, backend=backend))
     return out
 

@@ -103,8 +103,11 @@ def to_fp16(src: Path, out_dir: Path | None = None, *, io: str = "fp32", referen
     del model.graph.value_info[:]  # and leaves stale FP16 types on blocked nodes' outputs
     _set_meta(model, {"vggdeploy.precision": "fp16", "vggdeploy.io": io, "vggdeploy.fp32_nodes": json.dumps(keep)})
     log.info("converted to FP16 in %.1f s", time.perf_counter() - t0)
-    extra = {"io": io, "fp32_nodes": keep}
-    return _finish(model, src, out_dir, name, "fp16", v, spec, reference, verify, backend, extra)
+    with staging(out_dir) as tmp:
+        staged = tmp / name
+        onnx.save(model, str(staged), save_as_external_data=True, location=name + ".data")
+        del model
+        return _finish(staged, out_dir, src, "fp16", v, spec, reference, verify, backend, {"io": io, "fp32_nodes": keep})
 
 
 def _overflowing_nodes(src: Path, graph: onnx.ModelProto, v: Variant, spec: FormSpec) -> set[str]:
@@ -142,11 +145,12 @@ def _overflowing_nodes(src: Path, graph: onnx.ModelProto, v: Variant, spec: Form
 
 def to_int8(src: Path, out_dir: Path | None = None, *, target: str, method: str = "minmax",
             calib: str | None = None, calib_count: int | None = None, keep_fp32: list[str] | None = None,
-            cpu_layout: str = CPU_DEFAULT, reference: Runner | None = None, verify: bool = True,
+            cpu_layout: str | None = None, reference: Runner | None = None, verify: bool = True,
             force: bool = False, backend: str = "cpu") -> Path:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     check_int8_options(target, method, cpu_layout)
+    cpu_layout = cpu_layout or CPU_DEFAULT
     graph, meta, v, spec = source_model(src)
     out_dir = out_dir or src.parent
     tag = f"int8-{target}"
@@ -193,8 +197,7 @@ def to_int8(src: Path, out_dir: Path | None = None, *, target: str, method: str 
         extra_entry = {"target": target, "calibration": calib_info, "fp32_nodes": excluded}
         if target == "cpu":
             extra_entry["cpu_layout"] = cpu_layout
-        return _finish(None, src, out_dir, name, tag, v, spec, reference, verify, backend, extra_entry,
-                       staged=staged)
+        return _finish(staged, out_dir, src, tag, v, spec, reference, verify, backend, extra_entry)
 
 
 @contextlib.contextmanager
@@ -292,23 +295,15 @@ def _topological_sort(graph: onnx.GraphProto) -> None:
 
 
 def _set_meta(model: onnx.ModelProto, values: dict[str, str]) -> None:
-    props = {p.key: p.value for p in model.metadata_props} | values
-    del model.metadata_props[:]
-    for k, val in props.items():
-        model.metadata_props.add(key=k, value=val)
+    onnx.helper.set_model_props(model, {p.key: p.value for p in model.metadata_props} | values)
 
 
-def _finish(model, src: Path, out_dir: Path, name: str, precision: str, v: Variant, spec: FormSpec,
-            reference: Runner | None, verify: bool, backend: str, extra: dict, staged: Path | None = None) -> Path:
-    """Save (unless already staged), then check, compare with the reference, publish, record."""
+def _finish(staged: Path, out_dir: Path, src: Path, precision: str, v: Variant, spec: FormSpec, reference: Runner | None,
+            verify: bool, backend: str, extra: dict) -> Path:
+    """Check, compare with the reference (default: the FP32 ONNX), publish, record."""
     from .backends.ort import OrtRunner
 
     entry = {"kind": "onnx", "form": spec.form, "precision": precision, "source": src.name, "variant": v.name,
              "input_sizes": spec.input_sizes(), **extra}
     check = (lambda path: verify_artifact(path, reference or OrtRunner(src), v, spec, precision, backend)) if verify else None
-    if staged is not None:
-        return check_and_publish(staged, out_dir, entry, check)
-    with staging(out_dir) as tmp:
-        path = tmp / name
-        onnx.save(model, str(path), save_as_external_data=True, location=name + ".data")
-        return check_and_publish(path, out_dir, entry, check)
+    return check_and_publish(staged, out_dir, entry, check)
