@@ -150,16 +150,15 @@ def export(model, forms, weights, seed, size, taps, opset, out_dir, force, no_ve
     loaded = load_model(model, weights, seed)
     if loaded.inferred:
         log.info(loaded.inferred)
-    for f in form_list:  # validate every form before any long work
-        form_spec(loaded.variant, f, parsed_size if f == "classifier" else None, split_list(taps))
+    specs = {f: form_spec(loaded.variant, f, parsed_size if f == "classifier" else None, split_list(taps))
+             for f in form_list}  # every form validated before any long work
     out_dir = out_dir or Path("engines") / default_folder(loaded)
     paths = export_onnx(loaded, form_list, out_dir, size=parsed_size, taps=split_list(taps), opset=opset,
                         verify=not no_verify, force=force, backend=precision["backend"])
 
     def eager_reference(path: Path):  # FP16/INT8 are compared with eager FP32 PyTorch
-        form = path.stem
-        spec = form_spec(loaded.variant, form, parsed_size if form == "classifier" else None, split_list(taps))
-        return TorchRunner(build_form(loaded.model, form, list(spec.taps)), output_names(form, list(spec.taps)))
+        form, taps_of = path.stem, list(specs[path.stem].taps)
+        return TorchRunner(build_form(loaded.model, form, taps_of), output_names(form, taps_of))
 
     paths += run_precision(paths, verify=not no_verify, force=force, reference=eager_reference, **precision)
     for p in paths:
@@ -182,9 +181,7 @@ def quantize(onnx_path: Path, force, no_verify, **precision) -> None:
 
 def default_folder(loaded) -> str:
     w = loaded.weights
-    if w == "imagenet":
-        return loaded.variant.name
-    if w.startswith("bundled:"):
+    if w == "imagenet" or w.startswith("bundled:"):
         return loaded.variant.name
     if w.startswith("random:"):
         return f"{loaded.variant.name}-random{w.split(':')[1]}"
@@ -198,12 +195,12 @@ def default_folder(loaded) -> str:
 def inspect(path: Path, as_json: bool, check_qdq: str | None) -> None:
     """Inputs, outputs, dynamic axes, metadata, op counts and parameters of an ONNX file."""
     from .errors import CheckFailed
-    from .inspect import inspect_onnx, load_graph
+    from .inspect import inspect_onnx, load_graph, metadata_of
     from .qdq import check_qdq_tensorrt
 
     if check_qdq:
         graph = load_graph(path)
-        kept = set(json.loads(next((p.value for p in graph.metadata_props if p.key == "vggdeploy.fp32_nodes"), "[]")))
+        kept = set(metadata_of(graph).get("vggdeploy.fp32_nodes", []))
         problems = check_qdq_tensorrt(graph, allow_float=kept)
         for line in problems:
             click.echo(f"violation: {line}")

@@ -7,15 +7,13 @@ The split is fixed: a seeded permutation, the first 4,000 for training and calib
 from __future__ import annotations
 
 from functools import cache
-from pathlib import Path
 
 import numpy as np
 
 from .errors import MissingEnvironment
-from .variants import get_variant
+from .variants import ASSETS, get_variant
 
-ASSETS = Path(__file__).parent / "assets"
-CHECKPOINT = ASSETS / "vgg-mini-mnist.pth"
+CHECKPOINT = ASSETS / get_variant("vgg-mini").bundled
 TRAIN, HELD_OUT = 4000, 1000
 
 

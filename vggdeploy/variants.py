@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass, field
 from functools import cache
+from pathlib import Path
 
 from .errors import BadInput
 
@@ -26,6 +27,8 @@ CONFIGS: dict[str, tuple] = {
     # DESIGN.md fact 11: trains on MNIST padded to 32x32 in under a minute on 2 cores.
     "mini": (16, "M", 32, "M", 64, 64, "M"),
 }
+
+ASSETS = Path(__file__).parent / "assets"  # checkpoints shipped with the package (Variant.bundled)
 
 # ImageNet preprocessing as torchvision's VGG weights declare it.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -47,7 +50,7 @@ class Variant:
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
     dropout: float = 0.5
-    bundled: str | None = None  # a checkpoint shipped in vggdeploy/assets
+    bundled: str | None = None  # a checkpoint file in ASSETS
     aliases: tuple[str, ...] = field(default=())
 
     @property

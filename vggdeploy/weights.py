@@ -16,7 +16,7 @@ import torch
 from .artifacts import sha256_file
 from .errors import BadInput, MissingEnvironment
 from .models import VGG
-from .variants import CONFIGS, VARIANTS, Variant, get_variant, layer_plan
+from .variants import ASSETS, CONFIGS, VARIANTS, Variant, get_variant, layer_plan
 
 WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "weights")
 
@@ -42,8 +42,7 @@ def load_model(name_or_path: str, weights: str | None = None, seed: int = 0) -> 
     if weights == "bundled":
         if not variant.bundled:
             raise BadInput(f"{variant.name} has no bundled weights", hint="only vgg-mini ships a checkpoint")
-        path = Path(__file__).parent / "assets" / variant.bundled
-        return _from_checkpoint(path, variant, label=f"bundled:{variant.bundled}")
+        return _from_checkpoint(ASSETS / variant.bundled, variant, label=f"bundled:{variant.bundled}")
     if weights is None:
         raise BadInput(f"{variant.name} has no published weights",
                        hint="pass --weights PATH (a checkpoint) or --weights random --seed N")
