@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 VGG := $(VENV)/bin/vggdeploy
 
-.PHONY: setup demo test test-fast bench clean
+.PHONY: setup setup-gpu demo test test-fast bench gpu-check clean
 setup: $(VENV)/.installed
 
 # torch first, pinned as DESIGN.md says (pip takes it from this machine's disk; a newer pin downloads GBs)
@@ -12,6 +12,15 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
 	$(PY) -m pip install -q -e '.[cpu,dev]'
+	touch $@
+
+# A GPU host's environment, beside .venv: onnxruntime-gpu replaces onnxruntime (never both), plus TensorRT
+setup-gpu: .venv-gpu/.installed
+.venv-gpu/.installed: pyproject.toml
+	python3 -m venv .venv-gpu
+	.venv-gpu/bin/python -m pip install -q --upgrade pip
+	.venv-gpu/bin/python -m pip install -q torch==2.14.1 torchvision==0.29.1
+	.venv-gpu/bin/python -m pip install -q -e '.[gpu,dev]' openvino
 	touch $@
 
 # The main job on embedded defaults, offline: the bundled trained vgg-mini in all three forms, FP16
@@ -35,6 +44,10 @@ test-fast: setup
 bench: setup
 	$(PY) benchmarks/export_bench.py
 	$(PY) benchmarks/cpu_bench.py
+
+# On a GPU host: the gpu tests and benchmarks/gpu_bench.py; elsewhere one line and exit 3
+gpu-check:
+	bash scripts/gpu_check.sh
 
 clean:
 	rm -rf engines/*/ .pytest_cache

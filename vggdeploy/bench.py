@@ -27,15 +27,60 @@ def time_runner(runner: Runner, feed: dict[str, np.ndarray], warmup: int = 2, ru
             "runs": len(times), "batch": batch, "images_per_s": round(batch * 1e3 / med, 2)}
 
 
+def time_runner_cuda(make, feed: dict[str, np.ndarray], warmup: int = 3, runs: int = 20) -> dict:
+    """GPU timing with CUDA events, after a synchronised warm-up, two ways: `host` (numpy in and
+    out: the host<->device copies included) and `device` (input already a CUDA tensor, outputs
+    left on the GPU: the engine alone). Events are recorded on the runner's own stream.
+    `make(device_io)` returns an active-able runner."""
+    import torch
+
+    name, x = next(iter(feed.items()))
+    batch = len(x)
+    rows = {}
+    for mode, device_io in (("host", False), ("device", True)):
+        with make(device_io) as runner:
+            stream = torch.cuda.ExternalStream(runner.stream_handle) if hasattr(runner, "stream_handle") else None
+            data = {name: torch.from_numpy(x).cuda()} if device_io else feed
+            for _ in range(warmup):
+                runner.infer(data)
+            torch.cuda.synchronize()
+            times = []
+            for _ in range(runs):
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start.record(stream)
+                runner.infer(data)
+                end.record(stream)
+                end.synchronize()
+                times.append(start.elapsed_time(end))
+            med = statistics.median(times)
+            rows[mode] = {"median_ms": round(med, 3), "min_ms": round(min(times), 3), "max_ms": round(max(times), 3),
+                          "runs": runs, "batch": batch, "images_per_s": round(batch * 1e3 / med, 1),
+                          "timing": f"cuda-events,{mode}-io", "runtime": runner.name}
+    return list(rows.values())
+
+
+def artifact_source(path: Path) -> Path:
+    """The ONNX whose metadata describes an artifact: itself, or the source of a .plan engine."""
+    if path.suffix != ".plan":
+        return path
+    from .engine import manifest_entry
+    from .errors import BadInput
+
+    entry = manifest_entry(path)
+    if not entry:
+        raise BadInput(f"{path} is not in its folder's manifest.json", hint="build it with `vggdeploy build`")
+    return path.with_name(entry["source"])
+
+
 def bench_artifact(path: Path, backend: str, batches: list[int], size: tuple[int, int] | None = None,
                    runs: int = 10, hint: str = "auto") -> list[dict]:
     """Time one artifact on one runtime at several batch sizes, on the bundled photos."""
-    from .backends import default_cpu_backend, make_runner
+    from .backends import GPU_BACKENDS, default_cpu_backend, make_runner
     from .data import photo_batch
     from .errors import BadInput
     from .precision import source_variant
 
-    meta, v, spec = source_variant(path)
+    meta, v, spec = source_variant(artifact_source(path))
     if not batches or min(batches) < 1:
         raise BadInput("--batch needs positive batch sizes")
     size = size or tuple(spec.size)
@@ -44,6 +89,12 @@ def bench_artifact(path: Path, backend: str, batches: list[int], size: tuple[int
         # resolved here, not by make_runner, because the OpenVINO hint depends on it
         backend = default_cpu_backend(meta.get("vggdeploy.precision", "fp32"))
     rows = []
+    if backend in GPU_BACKENDS:
+        for b in batches:
+            for row in time_runner_cuda(lambda io: make_runner(backend, path, **_io(backend, io)),
+                                        {"input": photo_batch(v, size, b)[1]}, runs=runs):
+                rows.append({**row, "size": f"{size[0]}x{size[1]}"})
+        return rows
     for b in batches:
         options = {}
         if backend == "openvino":
@@ -54,6 +105,12 @@ def bench_artifact(path: Path, backend: str, batches: list[int], size: tuple[int
             stats = time_runner(runner, {"input": photo_batch(v, size, b)[1]}, runs=runs)
             rows.append({"runtime": runner.name, "size": f"{size[0]}x{size[1]}", "start_s": round(start, 2), **stats})
     return rows
+
+
+def _io(backend: str, device_io: bool) -> dict:
+    if backend.startswith("onnxruntime"):
+        return {}  # ORT's run takes and returns host arrays: both modes include the copies
+    return {"device_io": device_io}
 
 
 def gemm_rates(n: int = 2048, runs: int = 5) -> dict[str, float]:

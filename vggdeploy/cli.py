@@ -129,8 +129,10 @@ def check_precision_args(int8: bool, target: str | None, calib_method: str, cpu_
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), help="Artifact folder (default engines/NAME).")
 @click.option("--force", is_flag=True, help="Overwrite existing artifacts.")
 @click.option("--no-verify", is_flag=True, help="Skip the parity check against eager PyTorch.")
+@click.option("--engine", is_flag=True, help="Also build TensorRT engines (FP16/INT8-tensorrt if asked, else FP32) "
+                                             "with the default profiles; needs a GPU host.")
 @precision_options
-def export(model, forms, weights, seed, size, taps, opset, out_dir, force, no_verify, **precision) -> None:
+def export(model, forms, weights, seed, size, taps, opset, out_dir, force, no_verify, engine, **precision) -> None:
     """Export MODEL (a variant name or a checkpoint) to ONNX, checked against eager PyTorch."""
     from .backends.eager import TorchRunner
     from .export import check_opset, export_onnx
@@ -139,6 +141,9 @@ def export(model, forms, weights, seed, size, taps, opset, out_dir, force, no_ve
     from .weights import load_model
 
     check_precision_args(**precision)
+    if engine and precision["int8"] and precision["target"] != "tensorrt" and not precision["fp16"]:
+        raise BadInput("--engine builds TensorRT engines; --int8 --target cpu makes a CPU-only graph",
+                       hint="use --int8 --target tensorrt with --engine")
     form_list = list(FORMS) if forms == "all" else split_list(forms) or []
     if not form_list:
         raise BadInput("no form given", hint=f"--form {','.join(FORMS)} or all")
@@ -162,6 +167,30 @@ def export(model, forms, weights, seed, size, taps, opset, out_dir, force, no_ve
 
     paths += run_precision(paths, verify=not no_verify, force=force, reference=eager_reference, **precision)
     for p in paths:
+        click.echo(p)
+    if engine:
+        from .engine import build_engines, engine_sources
+
+        for p in build_engines(engine_sources(paths), force=force):
+            click.echo(p)
+
+
+@cli.command()
+@click.argument("onnx_path", type=click.Path(path_type=Path))
+@click.option("--profile", "profiles", multiple=True,
+              help="NAME:MIN:OPT:MAX, shapes NxCxHxW (repeat for several profiles). Default: from the artifact's form.")
+@click.option("--timing-cache", type=click.Path(path_type=Path), help="TensorRT timing cache file (read and updated).")
+@click.option("--workspace", help="Workspace memory pool limit, e.g. 4G or 512M.")
+@click.option("--opt-level", type=int, help="Builder optimisation level 0-5 (TensorRT's default 3).")
+@click.option("--hardware-compat", default="none", show_default=True, help="none or ampere+ (one engine for Ampere and newer).")
+@click.option("--out", type=click.Path(path_type=Path), help="Engine file (default FORM.PRECISION.plan beside the ONNX).")
+@click.option("--force", is_flag=True, help="Overwrite an existing engine.")
+def build(onnx_path: Path, profiles, timing_cache, workspace, opt_level, hardware_compat, out, force) -> None:
+    """Build a strongly typed TensorRT engine from an FP32, FP16 or INT8-tensorrt ONNX (needs a GPU)."""
+    from .engine import build_engines
+
+    for p in build_engines([onnx_path], force=force, profiles=list(profiles), timing_cache=timing_cache,
+                           workspace=workspace, opt_level=opt_level, hardware_compat=hardware_compat, out=out):
         click.echo(p)
 
 
@@ -229,7 +258,8 @@ def inspect(path: Path, as_json: bool, check_qdq: str | None) -> None:
 @cli.command()
 @click.argument("onnx_path", type=click.Path(path_type=Path))
 @click.option("--backend", default="cpu", show_default=True,
-              help="cpu (fastest per precision), onnxruntime, openvino, onnxruntime-cuda, onnxruntime-tensorrt.")
+              help="cpu (fastest per precision), onnxruntime, openvino, tensorrt (a .plan), onnxruntime-cuda, "
+                   "onnxruntime-tensorrt, torch, torch-cuda.")
 @click.option("--batch", default="1,8", show_default=True, help="Batch sizes, comma-separated.")
 @click.option("--size", help="Input size N or HxW (default: the artifact's fixed or minimum size).")
 @click.option("--runs", default=10, show_default=True, help="Timed runs per batch size.")
@@ -237,7 +267,8 @@ def inspect(path: Path, as_json: bool, check_qdq: str | None) -> None:
               help="OpenVINO performance hint (auto: latency for batch 1, throughput above).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def bench(onnx_path: Path, backend, batch, size, runs, hint, as_json) -> None:
-    """Latency and throughput of an artifact on one runtime, on the bundled photos."""
+    """Latency and throughput of an artifact (ONNX, or a .plan engine) on one runtime, on the bundled photos.
+    GPU backends are timed with CUDA events, with and without host<->device copies."""
     from .bench import bench_artifact
     from .report import table
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import importlib.metadata as md
 
 
@@ -14,15 +13,24 @@ def _version(dist: str) -> str | None:
 
 
 def diagnose() -> list[tuple[str, str, str]]:
+    """(component, ok/no, detail) rows: hardware and libraries, then what each verb can do here."""
+    from .gpu import cuda_info, missing_for_tensorrt, tensorrt_version
+
     rows = []
+    info = cuda_info()
+    gpus = ", ".join(f"{g.name} (sm {g.compute_capability})" for g in info.gpus)
+    rows.append(("gpu", "ok" if info.available else "no", gpus or info.problem))
+    rows.append(("cuda driver", "ok" if info.driver else "no", info.driver or "none"))
     import torch
 
-    cuda = torch.cuda.is_available()
-    rows.append(("torch", "ok", f"{torch.__version__}; CUDA device: {torch.cuda.get_device_name(0) if cuda else 'none'}"))
+    rows.append(("torch", "ok", f"{torch.__version__}; built for CUDA {torch.version.cuda or 'none'}; "
+                              f"CUDA usable: {torch.cuda.is_available()}"))
+    providers: list[str] = []
     try:
         import onnxruntime as ort
 
-        rows.append(("onnxruntime", "ok", f"{ort.__version__}; providers: {', '.join(ort.get_available_providers())}"))
+        providers = ort.get_available_providers()
+        rows.append(("onnxruntime", "ok", f"{ort.__version__}; providers: {', '.join(providers)}"))
     except ImportError:
         rows.append(("onnxruntime", "no", "pip install onnxruntime (CPU) or onnxruntime-gpu, never both"))
     try:
@@ -31,18 +39,22 @@ def diagnose() -> list[tuple[str, str, str]]:
         rows.append(("openvino", "ok", f"{ov.get_version()}; devices: {', '.join(ov.Core().available_devices)}"))
     except ImportError:
         rows.append(("openvino", "no", "pip install openvino"))
-    rows.append(tensorrt_status(cuda))
+    trt = tensorrt_version()
+    rows.append(("tensorrt", "ok" if trt else "no", trt or "not installed (pip install tensorrt on a GPU host)"))
     for dist in ("onnx", "polygraphy", "onnxslim", "tritonclient"):
         v = _version(dist)
         rows.append((dist, "ok" if v else "no", v or f"pip install {dist}"))
+
+    trt_missing = missing_for_tensorrt() + ([] if _version("polygraphy") else ["pip install polygraphy"])
+    gpu_ort = [p for p in ("CUDAExecutionProvider", "TensorrtExecutionProvider") if p in providers]
+    verbs = [
+        ("export/quantize", True, "CPU: torch, ONNX, ONNX Runtime"),
+        ("bench --backend cpu", True, "ONNX Runtime / OpenVINO on this CPU"),
+        ("build / --engine", not trt_missing, "; ".join(trt_missing) or "TensorRT engines can be built here"),
+        ("bench --backend tensorrt", not trt_missing, "; ".join(trt_missing) or "ok"),
+        ("bench onnxruntime-cuda/-tensorrt", bool(gpu_ort) and info.available,
+         ", ".join(gpu_ort) if gpu_ort and info.available else "needs onnxruntime-gpu and a CUDA device"),
+        ("torch-cuda reference", torch.cuda.is_available(), "ok" if torch.cuda.is_available() else "no usable CUDA in torch"),
+    ]
+    rows += [(f"verb: {name}", "ok" if ok else "no", detail) for name, ok, detail in verbs]
     return rows
-
-
-def tensorrt_status(cuda: bool) -> tuple[str, str, str]:
-    try:
-        trt = importlib.import_module("tensorrt")
-    except ImportError:
-        return ("tensorrt", "no", "not installed (pip install tensorrt on a machine with an NVIDIA GPU)")
-    if not cuda:
-        return ("tensorrt", "no", f"{trt.__version__} installed, but no CUDA device is visible")
-    return ("tensorrt", "ok", trt.__version__)

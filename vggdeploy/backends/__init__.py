@@ -11,7 +11,9 @@ from pathlib import Path
 from ..errors import BadInput
 from .base import Runner
 
-BACKENDS = ("cpu", "onnxruntime", "openvino", "onnxruntime-cuda", "onnxruntime-tensorrt")
+BACKENDS = ("cpu", "onnxruntime", "openvino", "tensorrt", "onnxruntime-cuda", "onnxruntime-tensorrt",
+            "torch", "torch-cuda")
+GPU_BACKENDS = ("tensorrt", "onnxruntime-cuda", "onnxruntime-tensorrt", "torch-cuda")
 
 
 # The CPU runtime measured fastest per precision (benchmarks/results/cpu.md): for INT8 OpenVINO
@@ -41,7 +43,9 @@ def artifact_precision(path: Path) -> str:
 def make_runner(backend: str, model_path: str | Path, **options) -> Runner:
     """A runner for a serialized artifact. Imports the runtime only when asked for.
 
-    backend "cpu" picks the fastest CPU runtime for the precision the artifact declares.
+    backend "cpu" picks the fastest CPU runtime for the precision the artifact declares;
+    "tensorrt" takes a .plan engine; "torch"/"torch-cuda" rebuild eager PyTorch from the weights
+    a vggdeploy artifact names (the baseline for parity and speed).
     """
     if backend == "cpu":
         backend = default_cpu_backend(artifact_precision(Path(model_path)))
@@ -53,6 +57,14 @@ def make_runner(backend: str, model_path: str | Path, **options) -> Runner:
         if provider is None:
             raise BadInput(f"unknown backend {backend!r}", hint=f"choose from: {', '.join(BACKENDS)}")
         return OrtRunner(model_path, provider=provider, **options)
+    if backend == "tensorrt":
+        from .tensorrt import TensorRTRunner
+
+        return TensorRTRunner(model_path, **options)
+    if backend in ("torch", "torch-cuda"):
+        from .eager import eager_for_artifact
+
+        return eager_for_artifact(model_path, device="cuda" if backend == "torch-cuda" else "cpu", **options)
     if backend == "openvino":
         from .openvino import OpenVinoRunner
 
@@ -60,4 +72,4 @@ def make_runner(backend: str, model_path: str | Path, **options) -> Runner:
     raise BadInput(f"unknown backend {backend!r}", hint=f"choose from: {', '.join(BACKENDS)}")
 
 
-__all__ = ["BACKENDS", "CPU_DEFAULTS", "Runner", "default_cpu_backend", "make_runner"]
+__all__ = ["BACKENDS", "GPU_BACKENDS", "CPU_DEFAULTS", "Runner", "default_cpu_backend", "make_runner"]

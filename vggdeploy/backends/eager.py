@@ -1,28 +1,77 @@
-"""Eager PyTorch as a runner: the reference every artifact is compared with."""
+"""Eager PyTorch as a runner: the reference every artifact is compared with, on CPU or CUDA."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..errors import MissingEnvironment
 from .base import Runner
 
 
 class TorchRunner(Runner):
     name = "torch"
 
-    def __init__(self, module: torch.nn.Module, output_names: list[str], input_name: str = "input"):
+    def __init__(self, module: torch.nn.Module, output_names: list[str], input_name: str = "input",
+                 device: str = "cpu", device_io: bool = False):
+        """device "cuda" runs on the GPU (the reference for TensorRT); device_io takes and returns
+        torch tensors on that device instead of numpy arrays."""
         self.module, self._outputs, self.input_name = module, output_names, input_name
+        self.device, self.device_io = torch.device(device), device_io
 
     @property
     def output_names(self) -> list[str]:
         return self._outputs
 
     def activate(self) -> None:
-        self.module.eval()
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise MissingEnvironment("eager PyTorch on CUDA needs a CUDA device and a CUDA build of torch",
+                                     hint=f"this torch is {torch.__version__} (CUDA {torch.version.cuda or 'none'})")
+        self.module.eval().to(self.device)
+        if self.device.type == "cuda":
+            # the FP32 reference: no TF32 in convolutions or matmuls (torch allows it in cuDNN by default)
+            torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+            self.name = f"torch[cuda:{torch.cuda.get_device_name(self.device)}]"
+
+    @property
+    def stream_handle(self) -> int:
+        return torch.cuda.current_stream(self.device).cuda_stream
 
     def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        x = feed[self.input_name]
+        x = x if isinstance(x, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(x))
         with torch.inference_mode():
-            out = self.module(torch.from_numpy(np.ascontiguousarray(feed[self.input_name])))
+            out = self.module(x.to(self.device, non_blocking=True))
         out = out if isinstance(out, (tuple, list)) else (out,)
-        return {n: t.float().numpy() for n, t in zip(self._outputs, out)}
+        if self.device_io:
+            return dict(zip(self._outputs, out))
+        return {n: t.float().cpu().numpy() for n, t in zip(self._outputs, out)}
+
+
+def eager_for_artifact(path: str | Path, device: str = "cpu", **options) -> TorchRunner:
+    """Eager PyTorch from the same weights as a vggdeploy artifact (its metadata names the variant,
+    the weights and the form): the baseline for parity and speed on that artifact."""
+    from ..inspect import load_graph, metadata_of
+    from ..models import build_form, output_names
+    from ..weights import load_model
+    from ..errors import BadInput
+
+    meta = metadata_of(load_graph(Path(path)))
+    if "vggdeploy.weights" not in meta:
+        raise BadInput(f"{path} has no vggdeploy metadata: eager PyTorch can't be rebuilt from it")
+    weights = meta["vggdeploy.weights"]
+    seed = 0
+    if weights.startswith("random:"):
+        weights, seed = "random", int(weights.split(":")[1])
+    elif weights.startswith("bundled:"):
+        weights = "bundled"
+    if weights in ("imagenet", "random", "bundled"):
+        loaded = load_model(meta["vggdeploy.variant"], weights, seed)
+    else:  # a checkpoint path: its architecture is read off its tensors again
+        loaded = load_model(weights)
+    if loaded.weights_sha256 != meta.get("vggdeploy.weights_sha256"):
+        raise BadInput(f"the weights {meta['vggdeploy.weights']} no longer match {Path(path).name} (sha256 differs)")
+    form, taps = meta["vggdeploy.form"], meta.get("vggdeploy.taps")
+    return TorchRunner(build_form(loaded.model, form, taps), output_names(form, taps), device=device, **options)

@@ -1,0 +1,86 @@
+"""TensorRT engines as a runner, through Polygraphy's TrtRunner (device buffers, one CUDA stream,
+torch tensors in and out when asked), with the profile chosen from each input's shape.
+
+Before deserializing, the engine is checked against its manifest entry (TensorRT version, GPU
+architecture, size): TensorRT itself answers a foreign plan with a log line and a None.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..engine import Profile, engine_problems, manifest_entry
+from ..errors import BadInput
+from .base import Runner
+
+
+def choose_profile(profiles: list[Profile], shape: tuple[int, ...]) -> int:
+    """The first profile whose range holds the shape; BadInput naming all of them otherwise."""
+    for i, p in enumerate(profiles):
+        if p.covers(tuple(shape)):
+            return i
+    listed = "; ".join(f"{i}: {p.min}..{p.max}" for i, p in enumerate(profiles))
+    raise BadInput(f"input shape {tuple(shape)} is outside every optimization profile of the engine ({listed})",
+                   hint="rebuild with a --profile that covers it")
+
+
+class TensorRTRunner(Runner):
+    name = "tensorrt"
+
+    def __init__(self, path: str | Path, device_io: bool = False):
+        """device_io: take and return torch CUDA tensors (no host copies) instead of numpy arrays."""
+        self.path, self.device_io = Path(path), device_io
+        self.inner = self.profiles = None
+        self.active = -1
+
+    def activate(self) -> None:
+        from ..gpu import require_tensorrt
+
+        trt, gpu = require_tensorrt(hint="TensorRT engines run on the GPU host that built them")
+        if not self.path.is_file():
+            raise BadInput(f"{self.path} not found")
+        problems = engine_problems(manifest_entry(self.path), trt.__version__, gpu, self.path)
+        if problems:
+            raise BadInput(f"{self.path.name} can't run here: {'; '.join(problems)}",
+                           hint="rebuild it on this machine with `vggdeploy build`")
+        from polygraphy.backend.trt import TrtRunner
+
+        engine = trt.Runtime(trt.Logger(trt.Logger.ERROR)).deserialize_cuda_engine(self.path.read_bytes())
+        if engine is None:
+            raise BadInput(f"{self.path.name} is not a TensorRT engine this TensorRT ({trt.__version__}) can load",
+                           hint="rebuild it with `vggdeploy build`")
+        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+        inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        self._outputs = [n for n in names if n not in inputs]
+        self.profiles = [Profile(inputs[0], *(tuple(s) for s in engine.get_tensor_profile_shape(inputs[0], i)))
+                         for i in range(engine.num_optimization_profiles)]
+        self.inner = TrtRunner(engine)
+        self.inner.activate()
+        self.active = 0
+        self.name = f"tensorrt[{gpu.name}]"
+
+    @property
+    def output_names(self) -> list[str]:
+        return self._outputs
+
+    @property
+    def stream_handle(self) -> int:
+        """The raw CUDA stream the engine runs on (for CUDA-event timing)."""
+        return self.inner.stream.ptr
+
+    def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        x = next(iter(feed.values()))
+        index = choose_profile(self.profiles, tuple(x.shape))
+        if index != self.active:
+            self.inner.set_profile(index)
+            self.active = index
+        out = self.inner.infer({self.profiles[0].input: x}, copy_outputs_to_host=not self.device_io)
+        # Polygraphy reuses its host buffers on the next call: hand out copies
+        return {n: out[n] if self.device_io else np.array(out[n]) for n in self._outputs}
+
+    def deactivate(self) -> None:
+        if self.inner is not None:
+            self.inner.deactivate()
+        self.inner = None

@@ -1,0 +1,355 @@
+"""TensorRT engines from the ONNX artifacts: profiles, the build, and the engine's manifest entry.
+
+Everything up to the TensorRT call is decided here without TensorRT: optimization profiles from
+the artifact's form and sizes (or the user's `--profile`), the option checks, the equivalent
+`trtexec` line, and whether a built engine fits the GPU and TensorRT it is about to run on.
+The build itself uses Polygraphy's loaders (strongly typed network from the ONNX path, so the
+`.onnx.data` side file resolves; profiles, workspace, optimisation level, hardware compatibility
+and timing cache through `CreateConfig`). Precision comes from the ONNX (DESIGN.md fact 1).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .artifacts import file_entry, prepare_out_dir, read_manifest, record, sha256_file, side_files, write_error
+from .errors import BadInput
+from .forms import FormSpec, spec_from_metadata
+from .inspect import load_graph, metadata_of
+
+log = logging.getLogger("vggdeploy")
+
+HARDWARE_COMPAT = {"none": "NONE", "ampere+": "AMPERE_PLUS"}  # trt.HardwareCompatibilityLevel members
+OPT_LEVELS = range(0, 6)
+Shape = tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Profile:
+    """min/opt/max shapes of the (single) input for one optimization profile."""
+
+    input: str
+    min: Shape
+    opt: Shape
+    max: Shape
+
+    def covers(self, shape: Shape) -> bool:
+        return len(shape) == len(self.min) and all(lo <= s <= hi for lo, s, hi in zip(self.min, shape, self.max))
+
+    def to_json(self) -> dict:
+        return {"input": self.input, "min": list(self.min), "opt": list(self.opt), "max": list(self.max)}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "Profile":
+        return cls(d["input"], tuple(d["min"]), tuple(d["opt"]), tuple(d["max"]))
+
+    def __str__(self) -> str:
+        return f"{self.input}:{dims(self.min)}:{dims(self.opt)}:{dims(self.max)}"
+
+
+def dims(shape: Shape) -> str:
+    return "x".join(str(d) for d in shape)
+
+
+def parse_profile(text: str) -> Profile:
+    """NAME:MIN:OPT:MAX with shapes as NxCxHxW, e.g. input:1x3x224x224:8x3x384x384:16x3x512x512."""
+    parts = text.split(":")
+    usage = "give NAME:MIN:OPT:MAX, e.g. input:1x3x224x224:8x3x384x384:16x3x512x512"
+    if len(parts) != 4 or not parts[0]:
+        raise BadInput(f"bad --profile {text!r}", hint=usage)
+    try:
+        shapes = [tuple(int(d) for d in p.lower().split("x")) for p in parts[1:]]
+    except ValueError:
+        raise BadInput(f"bad --profile {text!r}: shapes are numbers joined by x", hint=usage) from None
+    return Profile(parts[0], *shapes)
+
+
+def default_profiles(spec: FormSpec, channels: int, input_name: str = "input") -> list[Profile]:
+    """Profiles from what the form allows: batches 1-32 for the classifier's fixed size; for the
+    dense and features forms two H×W ranges (minimum to 512 and 512 to 1024, or scaled to the
+    form's stride for small models), so each range gets kernels tuned for its middle."""
+    c = channels
+    if not spec.dynamic_hw:
+        h, w = spec.size
+        return [Profile(input_name, (1, c, h, w), (8, c, h, w), (32, c, h, w))]
+    lo = spec.min_size
+    mid, top = max(lo, 16 * spec.stride), max(lo, 32 * spec.stride)  # 512 and 1024 for stride 32
+    small_opt = (lo + mid) // 2 // spec.stride * spec.stride or lo
+    big_opt = (mid + top) // 2 // spec.stride * spec.stride
+    return [Profile(input_name, (1, c, lo, lo), (4, c, small_opt, small_opt), (16, c, mid, mid)),
+            Profile(input_name, (1, c, mid, mid), (1, c, big_opt, big_opt), (4, c, top, top))]
+
+
+@dataclass(frozen=True)
+class OnnxInput:
+    name: str
+    shape: tuple  # ints for static dims, strings (dim_param) or None for dynamic ones
+
+
+def onnx_inputs(path: Path) -> tuple[list[OnnxInput], dict]:
+    graph = load_graph(path)
+    inits = {t.name for t in graph.graph.initializer}
+    inputs = [OnnxInput(i.name, tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
+                                      for d in i.type.tensor_type.shape.dim))
+              for i in graph.graph.input if i.name not in inits]
+    return inputs, metadata_of(graph)
+
+
+def check_profiles(profiles: list[Profile], inp: OnnxInput, spec: FormSpec | None) -> None:
+    """Refuse, before any build, a profile TensorRT or the form would reject."""
+    for p in profiles:
+        if p.input != inp.name:
+            raise BadInput(f"--profile names input {p.input!r}; the model's input is {inp.name!r}")
+        for label, shape in (("min", p.min), ("opt", p.opt), ("max", p.max)):
+            if len(shape) != len(inp.shape):
+                raise BadInput(f"profile {p}: {label} shape has {len(shape)} dims, the input has {len(inp.shape)}")
+            if min(shape) < 1:
+                raise BadInput(f"profile {p}: {label} shape has a dim below 1")
+        if not all(a <= b <= c for a, b, c in zip(p.min, p.opt, p.max)):
+            raise BadInput(f"profile {p} is out of order", hint="each dim needs min <= opt <= max")
+        if spec is not None:  # the form's own rule first: its message says which form to use
+            for shape in (p.min, p.max):
+                spec.check_size(*shape[2:])
+        for axis, d in enumerate(inp.shape):
+            if isinstance(d, int) and d > 0 and not p.min[axis] == p.opt[axis] == p.max[axis] == d:
+                raise BadInput(f"profile {p}: axis {axis} of {inp.name!r} is fixed at {d} in the ONNX",
+                               hint="a dynamic profile needs an ONNX exported with that axis dynamic")
+
+
+def engine_name(onnx_path: Path, meta: dict) -> str:
+    """FORM.PRECISION.plan for vggdeploy artifacts (dense.fp16.plan), STEM.plan for others."""
+    if "vggdeploy.form" in meta:
+        return f"{meta['vggdeploy.form']}.{meta.get('vggdeploy.precision', 'fp32')}.plan"
+    return onnx_path.name.removesuffix(".onnx") + ".plan"
+
+
+def parse_workspace(text: str | None) -> int | None:
+    """4G, 512M, 1024K or bytes -> bytes."""
+    if not text:
+        return None
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    t = text.strip().lower().removesuffix("b") or "x"
+    try:
+        value = float(t[:-1]) * units[t[-1]] if t[-1] in units else float(t)
+    except ValueError:
+        value = -1
+    if value < 1 << 20:
+        raise BadInput(f"bad --workspace {text!r}", hint="give a size of at least 1M, e.g. 4G or 512M")
+    return int(value)
+
+
+@dataclass
+class BuildPlan:
+    """Everything a build needs, checked; nothing here imports TensorRT."""
+
+    onnx: Path
+    out: Path
+    profiles: list[Profile]
+    precision: str
+    form: str | None
+    timing_cache: Path | None = None
+    workspace: int | None = None
+    opt_level: int | None = None
+    hardware_compat: str = "none"
+
+    def trtexec_command(self) -> str:
+        # --stronglyTyped: required on 10.x, a no-op on 11.x (always strongly typed)
+        args = ["trtexec", f"--onnx={self.onnx}", f"--saveEngine={self.out}", "--stronglyTyped"]
+        for p in self.profiles:  # one min/opt/max triple per optimization profile
+            args += [f"--minShapes={p.input}:{dims(p.min)}", f"--optShapes={p.input}:{dims(p.opt)}",
+                     f"--maxShapes={p.input}:{dims(p.max)}"]
+        if self.workspace:
+            args.append(f"--memPoolSize=workspace:{self.workspace >> 20}M")
+        if self.opt_level is not None:
+            args.append(f"--builderOptimizationLevel={self.opt_level}")
+        if self.hardware_compat != "none":
+            args.append(f"--hardwareCompatibilityLevel={self.hardware_compat}")
+        if self.timing_cache:
+            args.append(f"--timingCacheFile={self.timing_cache}")
+        return shlex.join(args)
+
+    def vggdeploy_command(self) -> str:
+        args = ["vggdeploy", "build", str(self.onnx), "--out", str(self.out)]
+        for p in self.profiles:
+            args += ["--profile", str(p)]
+        if self.timing_cache:
+            args += ["--timing-cache", str(self.timing_cache)]
+        if self.workspace:
+            args += ["--workspace", f"{self.workspace >> 20}M"]
+        if self.opt_level is not None:
+            args += ["--opt-level", str(self.opt_level)]
+        if self.hardware_compat != "none":
+            args += ["--hardware-compat", self.hardware_compat]
+        return shlex.join(args)
+
+
+def plan_build(onnx_path: Path, profiles: list[str] | list[Profile] | None = None, *, timing_cache: Path | None = None,
+               workspace: str | int | None = None, opt_level: int | None = None, hardware_compat: str = "none",
+               out: Path | None = None, force: bool = False) -> BuildPlan:
+    """Check every input of a build and derive what is not given. Raises BadInput (exit 2)."""
+    inputs, meta = onnx_inputs(Path(onnx_path))
+    if len(inputs) != 1:
+        raise BadInput(f"{onnx_path} has {len(inputs)} inputs; vggdeploy builds single-input models",
+                       hint="use trtexec with one --minShapes/--optShapes/--maxShapes per input")
+    inp = inputs[0]
+    precision = meta.get("vggdeploy.precision", "fp32")
+    if precision == "int8-cpu":
+        raise BadInput(f"{onnx_path.name} is an INT8 graph for CPU runtimes; TensorRT's parser rejects its layout",
+                       hint="vggdeploy quantize FP32.onnx --int8 --target tensorrt")
+    spec = spec_from_metadata(meta)
+    parsed = [p if isinstance(p, Profile) else parse_profile(p) for p in profiles or []]
+    if not parsed:
+        if spec is not None:
+            parsed = default_profiles(spec, inp.shape[1], inp.name)
+        elif all(isinstance(d, int) and d > 0 for d in inp.shape):
+            parsed = [Profile(inp.name, inp.shape, inp.shape, inp.shape)]
+        else:
+            raise BadInput(f"{onnx_path.name} has dynamic axes {list(inp.shape)} and no vggdeploy metadata",
+                           hint=f"give --profile {inp.name}:MIN:OPT:MAX (NxCxHxW shapes)")
+    check_profiles(parsed, inp, spec)
+    if hardware_compat not in HARDWARE_COMPAT:
+        raise BadInput(f"unknown --hardware-compat {hardware_compat!r}", hint=f"choose from: {', '.join(HARDWARE_COMPAT)}")
+    if opt_level is not None and opt_level not in OPT_LEVELS:
+        raise BadInput(f"--opt-level {opt_level} is out of range", hint="TensorRT's builder levels are 0..5 (default 3)")
+    ws = workspace if isinstance(workspace, int) or workspace is None else parse_workspace(workspace)
+    out = Path(out) if out else onnx_path.with_name(engine_name(onnx_path, meta))
+    prepare_out_dir(out.parent, [out.name], force)
+    if timing_cache:
+        check_timing_cache(Path(timing_cache))
+    return BuildPlan(Path(onnx_path), out, parsed, precision, meta.get("vggdeploy.form"),
+                     Path(timing_cache) if timing_cache else None, ws, opt_level, hardware_compat)
+
+
+def check_timing_cache(path: Path) -> None:
+    """An existing cache must be a readable, non-empty file; its folder must take the updated one."""
+    if path.exists():
+        if not path.is_file() or not os.access(path, os.R_OK):
+            raise BadInput(f"timing cache {path} is not a readable file")
+        if path.stat().st_size == 0:
+            raise BadInput(f"timing cache {path} is empty (corrupt)", hint="delete it; the build writes a new one")
+    error = write_error(path.parent)
+    if error:
+        raise BadInput(f"timing cache folder {path.parent} can't be written: {error.strerror or error}")
+
+
+def engine_sources(paths: list[Path]) -> list[Path]:
+    """Which of an export's ONNX files get engines: the FP16/INT8-tensorrt ones made, else FP32."""
+    typed = [p for p in paths if p.name.endswith((".fp16.onnx", ".int8-tensorrt.onnx"))]
+    return typed or [p for p in paths if p.name.count(".") == 1]
+
+
+def build_engines(sources: list[Path], force: bool = False, **options) -> list[Path]:
+    """Plan every build (all checks first), then build each. Without a GPU host: one
+    MissingEnvironment (exit 3) whose hint has the commands that build the same engines on one."""
+    from .errors import MissingEnvironment
+    from .gpu import missing_for_tensorrt
+
+    plans = [plan_build(Path(p), force=force, **options) for p in sources]
+    for plan in plans:
+        for i, p in enumerate(plan.profiles):
+            log.info("%s profile %d: %s min %s opt %s max %s", plan.out.name, i, p.input, p.min, p.opt, p.max)
+    missing = missing_for_tensorrt()
+    if missing:
+        commands = "\n".join(f"  {p.trtexec_command()}\n  {p.vggdeploy_command()}" for p in plans)
+        raise MissingEnvironment(f"can't build a TensorRT engine here: {'; '.join(missing)}",
+                                 hint=f"on a GPU host run (trtexec or vggdeploy):\n{commands}")
+    return [build_engine(plan) for plan in plans]
+
+
+def build_engine(plan: BuildPlan) -> Path:
+    """Build, save atomically beside the ONNX, record in the manifest. Needs a GPU and TensorRT."""
+    from .gpu import require_tensorrt
+
+    trt, gpu = require_tensorrt(hint=f"on a GPU host run:\n  {plan.trtexec_command()}\nor:\n  {plan.vggdeploy_command()}")
+    from polygraphy.backend.trt import CreateConfig, EngineBytesFromNetwork, NetworkFromOnnxPath
+    from polygraphy.backend.trt import Profile as PolyProfile
+
+    config_args = {"profiles": [PolyProfile().add(p.input, p.min, p.opt, p.max) for p in plan.profiles]}
+    if plan.workspace:
+        config_args["memory_pool_limits"] = {trt.MemoryPoolType.WORKSPACE: plan.workspace}
+    if plan.opt_level is not None:
+        config_args["builder_optimization_level"] = plan.opt_level
+    if plan.hardware_compat != "none":
+        config_args["hardware_compatibility_level"] = getattr(trt.HardwareCompatibilityLevel, HARDWARE_COMPAT[plan.hardware_compat])
+    new_cache = None
+    if plan.timing_cache:
+        _check_cache_loads(trt, plan.timing_cache)
+        config_args["load_timing_cache"] = str(plan.timing_cache) if plan.timing_cache.exists() else None
+        new_cache = plan.timing_cache.with_name(f".{plan.timing_cache.name}.{os.getpid()}.tmp")
+    log.info("building a TensorRT %s engine on %s (%d profile(s)) ...", trt.__version__, gpu.name, len(plan.profiles))
+    t0 = time.perf_counter()
+    staged = plan.out.with_name(f".{plan.out.name}.{os.getpid()}.tmp")
+    try:
+        network = NetworkFromOnnxPath(str(plan.onnx), strongly_typed=True)
+        engine = EngineBytesFromNetwork(network, CreateConfig(**config_args),
+                                        save_timing_cache=str(new_cache) if new_cache else None)()
+        if not engine:
+            raise BadInput(f"TensorRT could not build {plan.onnx.name}", hint="run with --debug for TensorRT's log")
+        staged.write_bytes(bytes(engine))
+        if new_cache and new_cache.exists():
+            os.replace(new_cache, plan.timing_cache)
+        os.chmod(staged, 0o644)
+        os.replace(staged, plan.out)
+    finally:
+        staged.unlink(missing_ok=True)
+        if new_cache:
+            new_cache.unlink(missing_ok=True)
+    build_s = time.perf_counter() - t0
+    log.info("built %s in %.1f s", plan.out.name, build_s)
+    record(plan.out.parent, plan.out.name, engine_entry(plan, trt.__version__, gpu, build_s))
+    return plan.out
+
+
+def _check_cache_loads(trt, path: Path) -> None:
+    if not path.exists():
+        return
+    builder = trt.Builder(trt.Logger(trt.Logger.ERROR))
+    if builder.create_builder_config().create_timing_cache(path.read_bytes()) is None:
+        raise BadInput(f"timing cache {path} is corrupt or from another TensorRT version",
+                       hint="delete it; the build writes a new one")
+
+
+def engine_entry(plan: BuildPlan, trt_version: str, gpu, build_s: float) -> dict:
+    """The manifest entry of a built engine (what the runner checks before deserializing)."""
+    return {"kind": "tensorrt-engine", "source": plan.onnx.name, "source_sha256": _onnx_sha256(plan.onnx),
+            "form": plan.form, "precision": plan.precision, "profiles": [p.to_json() for p in plan.profiles],
+            "tensorrt": trt_version, "gpu": {"name": gpu.name, "compute_capability": gpu.compute_capability},
+            "hardware_compat": plan.hardware_compat, "workspace": plan.workspace, "opt_level": plan.opt_level,
+            "timing_cache": str(plan.timing_cache) if plan.timing_cache else None, "build_s": round(build_s, 1),
+            "trtexec": plan.trtexec_command(), **file_entry([plan.out])}
+
+
+def _onnx_sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256("".join(sha256_file(p) for p in side_files(path)).encode()).hexdigest()
+
+
+def engine_problems(entry: dict | None, trt_version: str, gpu, plan_path: Path) -> list[str]:
+    """Why an engine can't run here, judged from its manifest entry before deserializing: another
+    TensorRT version, another GPU architecture (unless built Ampere+ compatible), a changed file."""
+    if entry is None:
+        return []
+    problems = []
+    if entry.get("tensorrt") != trt_version:
+        problems.append(f"built with TensorRT {entry.get('tensorrt')}, this is {trt_version}")
+    built_cc = entry.get("gpu", {}).get("compute_capability")
+    if entry.get("hardware_compat") == "ampere+":
+        if float(gpu.compute_capability) < 8.0:
+            problems.append(f"built for Ampere and newer, this GPU is compute capability {gpu.compute_capability}")
+    elif built_cc != gpu.compute_capability:
+        problems.append(f"built for compute capability {built_cc} ({entry['gpu'].get('name')}), "
+                        f"this GPU ({gpu.name}) is {gpu.compute_capability}")
+    size = plan_path.stat().st_size
+    if size != entry.get("bytes"):
+        problems.append(f"{plan_path.name} is {size} bytes, the manifest says {entry.get('bytes')} (truncated or replaced)")
+    return problems
+
+
+def manifest_entry(path: Path) -> dict | None:
+    return read_manifest(path.parent).get("artifacts", {}).get(path.name)
