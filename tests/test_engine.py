@@ -178,7 +178,8 @@ def test_export_engine_keeps_cpu_artifacts_then_exits_3(run, tmp_path):
                          "--no-verify")
     assert code == 3 and "dense.fp16.plan" in err
     assert {p.name for p in (tmp_path / "e").iterdir()} == {"dense.onnx", "dense.onnx.data", "dense.fp16.onnx",
-                                                            "dense.fp16.onnx.data", "manifest.json"}
+                                                            "dense.fp16.onnx.data", "manifest.json",
+                                                            ".manifest.json.lock"}
     code, _, err = run("export", "vgg-mini", "--int8", "--target", "cpu", "--engine", "--out", tmp_path / "f")
     assert code == 2 and "--target tensorrt" in err and not (tmp_path / "f").exists()
 

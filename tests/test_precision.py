@@ -130,7 +130,7 @@ def test_bad_calibration_sources(mini_copy, tmp_path, make_source, message):
         to_int8(mini_copy / "classifier.onnx", target="tensorrt", calib=source)
     assert message in str(e.value)
     assert not (mini_copy / "classifier.int8-tensorrt.onnx").exists()
-    assert not [p for p in mini_copy.iterdir() if p.name.startswith(".")]
+    assert not [p for p in mini_copy.iterdir() if p.name.startswith(".staging-")]
 
 
 def test_calibration_set_smaller_than_asked(mini_copy, tmp_path):

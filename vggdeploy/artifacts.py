@@ -9,16 +9,27 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
+import re
 import shlex
+import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from .errors import BadInput
+from .errors import BadInput, CheckFailed
 
+log = logging.getLogger("vggdeploy")
 MANIFEST = "manifest.json"
+# every temporary file or folder vggdeploy makes in an artifact folder is named .staging-PID-...: a
+# killed run's leftovers are recognised by their owner being gone
+STAGING_RE = re.compile(r"^\.staging-(\d+)-")
+
+
+def staging_prefix() -> str:
+    return f".staging-{os.getpid()}-"
 
 
 def cache_root() -> Path:
@@ -54,22 +65,45 @@ def write_error(folder: Path) -> OSError | None:
     """Create folder if needed and try a file in it: None if it can be written, else the error."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=staging_prefix() + "write-test-"):
             return None
     except OSError as e:
         return e
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def clean_stale(folder: Path) -> list[Path]:
+    """Remove the temporary files and folders of runs that are gone (killed, out of memory)."""
+    removed = []
+    for p in folder.iterdir() if folder.is_dir() else []:
+        m = STAGING_RE.match(p.name)
+        if m and not _alive(int(m.group(1))):
+            shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink(missing_ok=True)
+            removed.append(p)
+    if removed:
+        log.info("removed %d leftover(s) of killed runs in %s", len(removed), folder)
+    return removed
+
+
 @contextlib.contextmanager
 def staging(out_dir: Path):
-    """A temp folder inside out_dir; files moved out of it with `publish` land atomically."""
-    tmp = Path(tempfile.mkdtemp(dir=out_dir, prefix=".staging-"))
+    """A temp folder inside out_dir; files moved out of it with `publish` land atomically.
+    Leftovers of killed runs in out_dir are removed first."""
+    clean_stale(out_dir)
+    tmp = Path(tempfile.mkdtemp(dir=out_dir, prefix=staging_prefix()))
     try:
         yield tmp
     finally:
-        for p in tmp.iterdir():
-            p.unlink()
-        tmp.rmdir()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def publish(files: list[Path], out_dir: Path) -> Path:
@@ -82,7 +116,7 @@ def publish(files: list[Path], out_dir: Path) -> Path:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{staging_prefix()}{path.name}.")
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
@@ -102,17 +136,25 @@ def file_entry(files: list[Path]) -> dict:
     }
 
 
+def manifest_lock(out_dir: Path):
+    """An exclusive lock on out_dir's manifest: concurrent exports, quantizations and builds into
+    one folder each read-modify-write it in turn, so no entry is lost."""
+    from filelock import FileLock
+
+    return FileLock(str(out_dir / f".{MANIFEST}.lock"), timeout=600)
+
+
 def record(out_dir: Path, name: str, entry: dict) -> dict:
-    """Add or replace one artifact's entry in out_dir/manifest.json (atomically)."""
-    path = out_dir / MANIFEST
-    manifest = read_manifest(out_dir)
-    manifest.setdefault("artifacts", {})[name] = {
-        **entry,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "command": command_line(),
-    }
-    manifest["artifacts"] = dict(sorted(manifest["artifacts"].items()))
-    atomic_write_text(path, json.dumps(manifest, indent=2) + "\n")
+    """Add or replace one artifact's entry in out_dir/manifest.json (atomically, under its lock)."""
+    with manifest_lock(out_dir):
+        manifest = read_manifest(out_dir)
+        manifest.setdefault("artifacts", {})[name] = {
+            **entry,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "command": command_line(),
+        }
+        manifest["artifacts"] = dict(sorted(manifest["artifacts"].items()))
+        atomic_write_text(out_dir / MANIFEST, json.dumps(manifest, indent=2) + "\n")
     return manifest
 
 
@@ -121,9 +163,76 @@ def read_manifest(out_dir: Path) -> dict:
     if not path.exists():
         return {"format": "vggdeploy-manifest/1", "artifacts": {}}
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
+        manifest = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise BadInput(f"{path} is not valid JSON ({e})", hint="move it away and re-run") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("artifacts"), dict):
+        raise BadInput(f"{path} is not a vggdeploy manifest (no 'artifacts' table)", hint="move it away and re-run")
+    return manifest
+
+
+def check_onnx_files(onnx_path: Path, model=None) -> None:
+    """Before a runtime loads an ONNX: every external-data reference stays inside its folder, its
+    file exists and is long enough, and the files match the manifest's sizes where it lists them.
+    One BadInput naming the problem, instead of the runtime's traceback."""
+    import onnx
+
+    model = model if model is not None else onnx.load(str(onnx_path), load_external_data=False)
+    folder = onnx_path.parent.resolve()
+    needed: dict[str, int] = {}
+    for t in model.graph.initializer:
+        if t.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        info = {e.key: e.value for e in t.external_data}
+        loc = info.get("location", "")
+        target = (folder / loc).resolve()
+        if not loc or os.path.isabs(loc) or folder not in target.parents:
+            raise BadInput(f"{onnx_path.name}: tensor {t.name!r} points outside its folder ({loc!r})",
+                           hint="external data must sit beside the .onnx; re-export it")
+        needed[loc] = max(needed.get(loc, 0), int(info.get("offset", 0)) + int(info.get("length", 0)))
+    for loc, end in needed.items():
+        data = folder / loc
+        if not data.is_file():
+            raise BadInput(f"{onnx_path.name}: its weights file {loc} is missing",
+                           hint="an ONNX artifact is the .onnx and its .onnx.data: copy or move them together")
+        if data.stat().st_size < end:
+            raise BadInput(f"{onnx_path.name}: its weights file {loc} is truncated ({data.stat().st_size} of {end} bytes)",
+                           hint="copy it again, or re-export")
+    entry = read_manifest(onnx_path.parent).get("artifacts", {}).get(onnx_path.name) \
+        if (onnx_path.parent / MANIFEST).exists() else None
+    for fname, f in (entry or {}).get("files", {}).items():
+        p = onnx_path.parent / fname
+        if p.is_file() and p.stat().st_size != f["bytes"]:
+            raise BadInput(f"{fname} is {p.stat().st_size} bytes, the manifest says {f['bytes']} (changed or truncated)",
+                           hint=f"`vggdeploy verify {onnx_path.parent}` checks the whole folder")
+
+
+def verify_folder(folder: Path) -> list[str]:
+    """Every artifact in folder's manifest re-checked: files present, sizes and sha256 as recorded,
+    ONNX graphs loadable with their side files. Returns the problems (empty when all is well)."""
+    import onnx
+
+    if not (folder / MANIFEST).is_file():
+        raise BadInput(f"{folder} has no {MANIFEST}", hint="give an artifact folder made by vggdeploy")
+    problems = []
+    for name, entry in read_manifest(folder)["artifacts"].items():
+        for fname, f in entry.get("files", {}).items():
+            p = folder / fname
+            if not p.is_file():
+                problems.append(f"{name}: {fname} is missing")
+            elif p.stat().st_size != f["bytes"]:
+                problems.append(f"{name}: {fname} is {p.stat().st_size} bytes, recorded {f['bytes']}")
+            elif sha256_file(p) != f["sha256"]:
+                problems.append(f"{name}: {fname} changed (sha256 differs from the manifest)")
+        if name.endswith(".onnx") and (folder / name).is_file():
+            try:
+                check_onnx_files(folder / name)
+                onnx.checker.check_model(str(folder / name))
+            except BadInput as e:
+                problems.append(f"{name}: {e}")
+            except Exception as e:  # onnx's own parse or check error
+                problems.append(f"{name}: does not load ({str(e).splitlines()[0]})")
+    return problems
 
 
 def command_line() -> str:

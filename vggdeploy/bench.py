@@ -83,8 +83,13 @@ def bench_artifact(path: Path, backend: str, batches: list[int], size: tuple[int
     meta, v, spec = source_variant(artifact_source(path))
     if not batches or min(batches) < 1:
         raise BadInput("--batch needs positive batch sizes")
+    if runs < 1:
+        raise BadInput(f"--runs {runs}: give at least 1 timed run")
     size = size or tuple(spec.size)
     spec.check_size(*size)
+    from .forms import check_memory
+
+    check_memory(v, size, max(batches))
     if backend == "cpu":
         # resolved here, not by make_runner, because the OpenVINO hint depends on it
         backend = default_cpu_backend(meta.get("vggdeploy.precision", "fp32"))

@@ -114,12 +114,17 @@ def _from_tensors(path: Path, v: Variant, count: int | None, min_size: int, fixe
         raise BadInput(f"calibration file {path} not found")
     try:
         loaded = np.load(path)
-        arrays = [loaded[k] for k in loaded.files] if isinstance(loaded, np.lib.npyio.NpzFile) else [loaded]
+        named = {k: loaded[k] for k in loaded.files} if isinstance(loaded, np.lib.npyio.NpzFile) else {"array": loaded}
     except Exception as e:
         raise BadInput(f"cannot read {path}: {type(e).__name__}: {e}") from None
-    for a in arrays:
+    arrays = list(named.values())
+    for key, a in named.items():
         if a.dtype != np.float32 or a.ndim != 4 or a.shape[1] != v.in_channels:
             raise BadInput(f"{path.name}: tensors must be float32 (N, {v.in_channels}, H, W); got {a.dtype} {a.shape}")
+        if not np.isfinite(a).all():
+            bad = np.flatnonzero(~np.isfinite(a).reshape(len(a), -1).all(axis=1))
+            raise BadInput(f"{path.name}: {key} holds NaN or infinite values in {len(bad)} of {len(a)} inputs "
+                           f"(first: index {bad[0]})", hint="calibration needs real, finite inputs")
         hw = tuple(a.shape[2:])
         if (fixed and hw != tuple(fixed)) or min(hw) < min_size:
             want = f"{fixed[0]}x{fixed[1]}" if fixed else f"at least {min_size}x{min_size}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import sys
@@ -30,6 +31,17 @@ def parse_size(text: str | None) -> tuple[int, int] | None:
 
 def split_list(text: str | None) -> list[str] | None:
     return [t.strip() for t in text.split(",") if t.strip()] if text else None
+
+
+def parse_ints(text: str, option: str) -> list[int]:
+    """'1,8,32' -> [1, 8, 32]; anything else is a usage error naming the option."""
+    try:
+        values = [int(t) for t in split_list(text) or []]
+    except ValueError:
+        raise BadInput(f"{option} {text!r}: give whole numbers separated by commas, e.g. 1,8") from None
+    if not values or min(values) < 1:
+        raise BadInput(f"{option} {text!r}: give positive whole numbers, e.g. 1,8")
+    return values
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -272,8 +284,7 @@ def bench(onnx_path: Path, backend, batch, size, runs, hint, as_json) -> None:
     from .bench import bench_artifact
     from .report import table
 
-    batches = [int(b) for b in split_list(batch) or []]
-    rows = bench_artifact(onnx_path, backend, batches, parse_size(size), runs, hint)
+    rows = bench_artifact(onnx_path, backend, parse_ints(batch, "--batch"), parse_size(size), runs, hint)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -294,6 +305,33 @@ def convert(onnx_path: Path, fmt: str, force: bool) -> None:
     if not onnx_path.is_file():
         raise BadInput(f"{onnx_path} not found")
     click.echo(save_ir(onnx_path, force=force))
+
+
+@cli.command()
+@click.argument("folder", type=click.Path(path_type=Path))
+def verify(folder: Path) -> None:
+    """Re-check every artifact in FOLDER against its manifest: files, sizes, sha256, ONNX loads."""
+    from .artifacts import verify_folder
+    from .errors import CheckFailed
+
+    problems = verify_folder(folder)
+    for line in problems:
+        click.echo(f"problem: {line}")
+    if problems:
+        raise CheckFailed(f"{folder}: {len(problems)} problem(s) against the manifest")
+    click.echo(f"{folder}: every artifact matches its manifest")
+
+
+@cli.command()
+@click.argument("folder", type=click.Path(path_type=Path))
+def clean(folder: Path) -> None:
+    """Remove what killed runs left in FOLDER (.staging-PID-* of processes that are gone)."""
+    from .artifacts import clean_stale
+
+    if not folder.is_dir():
+        raise BadInput(f"{folder} is not a folder")
+    removed = clean_stale(folder)
+    click.echo(f"removed {len(removed)} leftover(s)" + "".join(f"\n  {p.name}" for p in removed))
 
 
 @cli.command()
@@ -325,3 +363,10 @@ def main(argv: list[str] | None = None) -> int:
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         return 130
+    except OSError as e:  # disk full, permissions, a folder where a file was expected: the write was staged
+        if debug:
+            raise
+        click.echo(f"error: {e.strerror or e}{f': {e.filename}' if e.filename else ''}", err=True)
+        click.echo("hint: nothing was published; free space or fix the path and re-run" if e.errno == errno.ENOSPC
+                   else "hint: check the path and its permissions", err=True)
+        return 3 if e.errno == errno.ENOSPC else 2

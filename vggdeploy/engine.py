@@ -17,7 +17,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .artifacts import file_entry, prepare_out_dir, read_manifest, record, sha256_file, side_files, write_error
+from .artifacts import (check_onnx_files, file_entry, prepare_out_dir, read_manifest, record, sha256_file, side_files,
+                        staging_prefix, write_error)
 from .errors import BadInput
 from .forms import FormSpec, spec_from_metadata
 from .inspect import load_graph, metadata_of
@@ -93,6 +94,7 @@ class OnnxInput:
 
 def onnx_inputs(path: Path) -> tuple[list[OnnxInput], dict]:
     graph = load_graph(path)
+    check_onnx_files(path, graph)
     inits = {t.name for t in graph.graph.initializer}
     inputs = [OnnxInput(i.name, tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
                                       for d in i.type.tensor_type.shape.dim))
@@ -280,10 +282,10 @@ def build_engine(plan: BuildPlan) -> Path:
     if plan.timing_cache:
         _check_cache_loads(trt, plan.timing_cache)
         config_args["load_timing_cache"] = str(plan.timing_cache) if plan.timing_cache.exists() else None
-        new_cache = plan.timing_cache.with_name(f".{plan.timing_cache.name}.{os.getpid()}.tmp")
+        new_cache = plan.timing_cache.with_name(f"{staging_prefix()}{plan.timing_cache.name}")
     log.info("building a TensorRT %s engine on %s (%d profile(s)) ...", trt.__version__, gpu.name, len(plan.profiles))
     t0 = time.perf_counter()
-    staged = plan.out.with_name(f".{plan.out.name}.{os.getpid()}.tmp")
+    staged = plan.out.with_name(f"{staging_prefix()}{plan.out.name}")
     try:
         network = NetworkFromOnnxPath(str(plan.onnx), strongly_typed=True)
         engine = EngineBytesFromNetwork(network, CreateConfig(**config_args),

@@ -17,7 +17,7 @@ from .backends.base import Runner
 from .backends.eager import TorchRunner
 from .artifacts import file_entry, prepare_out_dir, publish, record, side_files, staging
 from .errors import BadInput, CheckFailed
-from .forms import FormSpec, form_spec
+from .forms import FormSpec, check_memory, form_spec
 from .models import build_form, output_names
 from .variants import Variant
 from .weights import LoadedModel
@@ -80,6 +80,8 @@ def export_onnx(loaded: LoadedModel, forms: list[str], out_dir: Path, *, size: t
     """Export each form to out_dir/FORM.onnx (+ .data); verify on ORT CPU; record in the manifest."""
     check_opset(opset)
     specs = [form_spec(loaded.variant, f, size if f == "classifier" else None, taps) for f in forms]
+    for spec in specs:
+        check_memory(loaded.variant, spec.size, batch=8)  # the exporter's example and the parity batches
     prepare_out_dir(out_dir, [artifact_name(s.form) for s in specs], force)
     return [export_one(loaded, spec, out_dir, opset=opset, verify=verify, backend=backend) for spec in specs]
 

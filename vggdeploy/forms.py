@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .errors import BadInput
-from .variants import Variant, default_taps, layer_plan
+from .variants import Variant, default_taps, layer_plan, peak_bytes
 
 FORMS = ("classifier", "dense", "features")
 
@@ -68,3 +68,13 @@ def form_spec(v: Variant, form: str, size: tuple[int, int] | None = None, taps: 
         raise BadInput(f"{spec.size[0]}x{spec.size[1]} is too small for the {form} form of {v.name} "
                        f"(minimum {min_size}x{min_size})")
     return spec
+
+
+def check_memory(v: Variant, size: tuple[int, int], batch: int = 1, share: float = 0.8) -> None:
+    """Refuse, before any allocation, a size and batch whose forward pass would not fit in memory."""
+    import psutil
+
+    need, have = peak_bytes(v, *size, batch), psutil.virtual_memory().available
+    if need > share * have:
+        raise BadInput(f"{v.name} at {size[0]}x{size[1]}, batch {batch} needs about {need / 2**30:.1f} GiB; "
+                       f"{have / 2**30:.1f} GiB of memory is available", hint="use a smaller size or batch")

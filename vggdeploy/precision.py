@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from .artifacts import cache_root, prepare_out_dir, sha256_file, side_files, staging
+from .artifacts import cache_root, check_onnx_files, prepare_out_dir, sha256_file, side_files, staging, staging_prefix
 from .backends.base import Runner
 from .calibration import Reader, calibration_sizes, load_calibration
 from .errors import BadInput, CheckFailed
@@ -58,6 +58,7 @@ def source_model(path: Path) -> tuple[onnx.ModelProto, dict, Variant, FormSpec]:
 def source_variant(path: Path, graph: onnx.ModelProto | None = None) -> tuple[dict, Variant, FormSpec]:
     """The variant (architecture and preprocessing) and form a vggdeploy artifact declares."""
     graph = graph or load_graph(path)
+    check_onnx_files(path, graph)
     meta = metadata_of(graph)
     if "vggdeploy.form" not in meta:
         raise BadInput(f"{path} has no vggdeploy metadata", hint="export it with `vggdeploy export` first")
@@ -122,7 +123,7 @@ def _overflowing_nodes(src: Path, graph: onnx.ModelProto, v: Variant, spec: Form
     float_values = [vi for vi in probe.graph.value_info
                     if vi.type.tensor_type.elem_type == onnx.TensorProto.FLOAT and vi.name not in known]
     probe.graph.output.extend(float_values)
-    tmp = src.with_name(f".probe-{os.getpid()}-{src.name}")  # beside src so the .data side file resolves
+    tmp = src.with_name(f"{staging_prefix()}probe-{src.name}")  # beside src so the .data side file resolves
     onnx.save(probe, str(tmp))
     try:
         sess = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])

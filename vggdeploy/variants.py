@@ -172,6 +172,20 @@ def cost(v: Variant, size: int | None = None) -> tuple[int, int]:
     return params, macs
 
 
+def peak_bytes(v: Variant, h: int, w: int, batch: int = 1) -> int:
+    """Rough FP32 memory of one forward pass: the weights plus the largest input+output pair of
+    activations (what a runtime holds at once in inference)."""
+    params, _ = cost(v)
+    c, peak = v.in_channels, 0
+    for spec in layer_plan(v.config, v.batch_norm, v.in_channels):
+        if spec.kind == "conv":
+            peak = max(peak, (c + spec.out_channels) * h * w)
+            c = spec.out_channels
+        elif spec.kind == "pool":
+            h, w = max(h // 2, 1), max(w // 2, 1)
+    return 4 * (params + batch * peak)
+
+
 def published_metrics(v: Variant) -> dict:
     """torchvision's published ImageNet top-1/top-5 and file name, where weights exist."""
     if not v.tv_weights:

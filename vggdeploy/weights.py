@@ -93,6 +93,10 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             break
     if not isinstance(obj, dict) or not all(isinstance(t, torch.Tensor) for t in obj.values()):
         raise BadInput(f"{path} holds no state dict", hint=f"expected tensors, or one under {WRAPPER_KEYS}")
+    bad = [k for k, t in obj.items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    if bad:
+        raise BadInput(f"{path.name}: tensor {bad[0]} holds NaN or infinite values"
+                       + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""), hint="the checkpoint is damaged or diverged")
     return {k.removeprefix("module."): t for k, t in obj.items()}
 
 

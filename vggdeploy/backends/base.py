@@ -50,11 +50,25 @@ class ArtifactRunner(Runner):
 
         if self.path.suffix != ".onnx":  # e.g. an OpenVINO IR: no vggdeploy metadata to check against
             return
+        from ..artifacts import check_onnx_files
+
         graph = load_graph(self.path)
+        check_onnx_files(self.path, graph)
         self.spec = spec_from_metadata(metadata_of(graph))
         self.graph_outputs = [o.name for o in graph.graph.output]
 
     def check_feed(self, feed: dict[str, np.ndarray]) -> None:
-        for x in feed.values():
+        from ..errors import BadInput
+
+        for name, x in feed.items():
             if self.spec is not None and x.ndim == 4:
                 self.spec.check_size(*x.shape[2:])
+            if x.dtype.kind == "f" and not np.isfinite(x).all():
+                raise BadInput(f"input {name!r} holds NaN or infinite values", hint="check the preprocessing")
+
+    def load_error(self, runtime: str, e: Exception):
+        """A runtime's refusal to load the model, as one line (its message's first)."""
+        from ..errors import BadInput
+
+        return BadInput(f"{runtime} can't load {self.path.name}: {str(e).strip().splitlines()[0][:300]}",
+                        hint=f"`vggdeploy verify {self.path.parent}` checks the artifact folder")

@@ -53,7 +53,10 @@ class OpenVinoRunner(ArtifactRunner):
         config = {"PERFORMANCE_HINT": self.hint.upper(), "INFERENCE_PRECISION_HINT": self.inference_precision}
         if self.threads:
             config["INFERENCE_NUM_THREADS"] = self.threads
-        self.compiled = core.compile_model(str(self.path), self.device, config)
+        try:
+            self.compiled = core.compile_model(str(self.path), self.device, config)
+        except RuntimeError as e:
+            raise self.load_error("OpenVINO", e) from None
         self.request = self.compiled.create_infer_request()
         self.name = f"openvino[{self.device},{self.hint},{self.inference_precision}]"
 

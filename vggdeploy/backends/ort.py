@@ -45,7 +45,10 @@ class OrtRunner(ArtifactRunner):
                          "CUDAExecutionProvider"]
         if self.provider != "CPUExecutionProvider":
             providers.append("CPUExecutionProvider")
-        self.session = ort.InferenceSession(str(self.path), opts, providers=providers)
+        try:
+            self.session = ort.InferenceSession(str(self.path), opts, providers=providers)
+        except Exception as e:  # ORT raises its own Fail/InvalidGraph/RuntimeException types
+            raise self.load_error("ONNX Runtime", e) from None
         # ORT falls back to CPU silently when CUDA libraries are missing (DESIGN.md fact 15)
         if self.session.get_providers()[0] != self.provider:
             self.session = None
