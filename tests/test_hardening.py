@@ -1,0 +1,198 @@
+"""Rough handling: damaged artifacts, absurd sizes, non-finite data, malformed options, killed runs,
+concurrent writers, disk full. Each failure is one `error:` line with the documented exit code,
+and nothing is left half-written."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+VGGDEPLOY = [sys.executable, "-m", "vggdeploy"]
+
+
+def one_error_line(err: str) -> str:
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in err, err
+    return errors[0]
+
+
+def staging_leftovers(folder: Path) -> list[str]:
+    return [p.name for p in folder.iterdir() if p.name.startswith(".staging-")]
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda d: (d / "classifier.onnx.data").unlink(), "weights file classifier.onnx.data is missing"),
+    (lambda d: os.truncate(d / "classifier.onnx.data", 1000), "is truncated"),
+    (lambda d: _point_outside(d / "classifier.onnx"), "points outside its folder"),
+])
+@pytest.mark.parametrize("verb", [["bench", "--runs", "1", "--batch", "1"], ["quantize", "--fp16"]])
+def test_damaged_side_files_are_one_line(mini_copy, run, damage, message, verb):
+    damage(mini_copy)
+    code, _, err = run(verb[0], mini_copy / "classifier.onnx", *verb[1:])
+    assert code == 2 and message in one_error_line(err)
+    assert not (mini_copy / "classifier.fp16.onnx").exists() and not staging_leftovers(mini_copy)
+
+
+def _point_outside(path: Path) -> None:
+    model = onnx.load(str(path), load_external_data=False)
+    for t in model.graph.initializer:
+        for e in t.external_data:
+            if e.key == "location":
+                e.value = "../elsewhere/weights.bin"
+    onnx.save(model, str(path))
+
+
+def test_side_file_size_is_checked_against_the_manifest(mini_copy, run):
+    with open(mini_copy / "dense.onnx.data", "ab") as f:
+        f.write(b"\0" * 16)  # still long enough for every tensor, but not the file that was recorded
+    code, _, err = run("bench", mini_copy / "dense.onnx", "--runs", "1", "--batch", "1")
+    assert code == 2 and "the manifest says" in one_error_line(err)
+
+
+def test_verify_reports_changed_and_missing_files(mini_copy, run):
+    code, out, _ = run("verify", mini_copy)
+    assert code == 0 and "every artifact matches" in out
+    data = mini_copy / "features.onnx.data"
+    raw = bytearray(data.read_bytes())
+    raw[100] ^= 0xFF
+    data.write_bytes(bytes(raw))
+    (mini_copy / "dense.onnx").unlink()
+    code, out, err = run("verify", mini_copy)
+    assert code == 1 and "2 problem(s)" in one_error_line(err)
+    assert "features.onnx: features.onnx.data changed" in out and "dense.onnx: dense.onnx is missing" in out
+    code, _, err = run("verify", mini_copy / "nope")
+    assert code == 2 and "no manifest.json" in one_error_line(err)
+
+
+@pytest.mark.parametrize("text", ["[1, 2]", "{not json"])
+def test_a_corrupt_manifest_is_one_line(mini_copy, run, text):
+    (mini_copy / "manifest.json").write_text(text)
+    code, _, err = run("bench", mini_copy / "classifier.onnx", "--runs", "1", "--batch", "1")
+    assert code == 2 and "manifest" in one_error_line(err)
+
+
+def test_sizes_beyond_memory_are_refused_with_the_estimate(run, tmp_path):
+    code, _, err = run("export", "vgg-mini", "--size", "99999", "--out", tmp_path / "big")
+    line = one_error_line(err)
+    assert code == 2 and "needs about" in line and "GiB" in line
+    assert not (tmp_path / "big").exists() or not any((tmp_path / "big").iterdir())
+
+
+def test_bench_batch_beyond_memory_is_refused(mini_artifacts, run):
+    code, _, err = run("bench", mini_artifacts / "dense.onnx", "--size", "20000", "--batch", "64", "--runs", "1")
+    assert code == 2 and "needs about" in one_error_line(err)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--batch", "abc"], "--batch 'abc'"), (["--batch", "0"], "positive"), (["--batch", ""], "positive"),
+    (["--runs", "0"], "at least 1"), (["--size", "3x"], "bad size"),
+])
+def test_malformed_bench_options(mini_artifacts, run, args, message):
+    code, _, err = run("bench", mini_artifacts / "classifier.onnx", *args)
+    assert code == 2 and message in one_error_line(err)
+
+
+def test_non_finite_calibration_data_is_named(mini_copy, run, tmp_path):
+    x = np.random.default_rng(0).standard_normal((16, 1, 32, 32)).astype(np.float32)
+    x[3, 0, 5, 5] = np.nan
+    np.save(tmp_path / "calib.npy", x)
+    code, _, err = run("quantize", mini_copy / "classifier.onnx", "--int8", "--target", "cpu", "--calib",
+                       tmp_path / "calib.npy")
+    assert code == 2 and "NaN or infinite values in 1 of 16 inputs (first: index 3)" in one_error_line(err)
+    np.savez(tmp_path / "calib.npz", small=np.full((4, 1, 32, 32), np.nan, np.float32))
+    code, _, err = run("quantize", mini_copy / "classifier.onnx", "--int8", "--target", "cpu", "--calib",
+                       tmp_path / "calib.npz")
+    assert code == 2 and "small holds NaN" in one_error_line(err)
+    assert not staging_leftovers(mini_copy)
+
+
+def test_non_finite_weights_and_inputs_are_named(mini, mini_artifacts, run, tmp_path):
+    from vggdeploy import BadInput, make_runner
+
+    sd = {k: v.clone() for k, v in mini.model.state_dict().items()}
+    sd["features.4.weight"][0, 0, 0, 0] = float("inf")
+    torch.save(sd, tmp_path / "diverged.pth")
+    code, _, err = run("export", tmp_path / "diverged.pth", "--out", tmp_path / "out")
+    assert code == 2 and "tensor features.4.weight holds NaN or infinite" in one_error_line(err)
+    x = np.zeros((1, 1, 32, 32), np.float32)
+    x[0, 0, 0, 0] = np.nan
+    with make_runner("onnxruntime", mini_artifacts / "classifier.onnx") as r, pytest.raises(BadInput, match="NaN"):
+        r.infer({"input": x})
+
+
+def test_a_killed_export_leaves_staging_that_the_next_run_and_clean_remove(tmp_path, run):
+    out = tmp_path / "killed"
+    out.mkdir()
+    proc = subprocess.Popen([*VGGDEPLOY, "export", "vgg11", "--weights", "random", "--no-verify", "--out", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:  # wait until the side file is being written
+            data = [f for d in out.glob(".staging-*") if d.is_dir() for f in d.iterdir()]
+            if any(f.stat().st_size > 0 for f in data if f.exists()):  # the weights file being written
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the export never started writing")
+        proc.send_signal(signal.SIGKILL)  # as the out-of-memory killer does
+    finally:
+        proc.wait()
+    left = staging_leftovers(out)
+    assert left and left[0] == f".staging-{proc.pid}-" + left[0].split("-", 2)[2]
+    assert not (out / "classifier.onnx").exists()
+    code, out_text, _ = run("clean", out)
+    assert code == 0 and "removed 1 leftover(s)" in out_text and not staging_leftovers(out)
+    # and a new run in the folder removes one by itself
+    stale = out / f".staging-{proc.pid}-abc"
+    stale.mkdir()
+    (stale / "half.onnx.data").write_bytes(b"\0" * 1024)
+    live = out / f".staging-{os.getpid()}-mine"  # a live owner's staging is kept
+    live.mkdir()
+    code, _, _ = run("export", "vgg-mini", "--out", out, "--no-verify")
+    assert code == 0 and staging_leftovers(out) == [live.name]
+
+
+RECORD_LOOP = """
+import sys
+from pathlib import Path
+from vggdeploy.artifacts import record
+for i in range(40):
+    record(Path(sys.argv[1]), f"{sys.argv[2]}-{i}", {"kind": "test", "writer": sys.argv[2]})
+"""
+
+
+def test_concurrent_writers_keep_every_manifest_entry(mini_copy, tmp_path):
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    procs = [subprocess.Popen([sys.executable, "-c", RECORD_LOOP, str(folder), w]) for w in ("a", "b")]
+    assert [p.wait() for p in procs] == [0, 0]
+    assert len(json.loads((folder / "manifest.json").read_text())["artifacts"]) == 80
+    # two real quantizations into one artifact folder at once: both land and both are recorded
+    procs = [subprocess.Popen([*VGGDEPLOY, "quantize", str(mini_copy / "classifier.onnx"), *args],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+             for args in (["--fp16"], ["--int8", "--target", "cpu"])]
+    assert [p.wait() for p in procs] == [0, 0], [p.stderr.read() for p in procs]
+    entries = json.loads((mini_copy / "manifest.json").read_text())["artifacts"]
+    assert {"classifier.fp16.onnx", "classifier.int8-cpu.onnx", "classifier.onnx", "dense.onnx"} <= set(entries)
+
+
+def test_disk_full_leaves_the_folder_as_it_was(tmp_path):
+    small = tmp_path / "small"
+    small.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(small)], capture_output=True).returncode:
+        pytest.skip("can't mount a small tmpfs here to fill")
+    try:
+        res = subprocess.run([*VGGDEPLOY, "export", "vgg-mini", "--out", str(small), "--no-verify"],
+                             capture_output=True, text=True)
+        assert res.returncode == 3 and "No space left on device" in one_error_line(res.stderr)
+        assert [p.name for p in small.iterdir() if not p.name.startswith(".manifest")] == []
+    finally:
+        subprocess.run(["umount", str(small)])
