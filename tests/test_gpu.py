@@ -16,7 +16,7 @@ def has_cuda_provider() -> bool:
 def test_asking_for_cuda_without_it_is_an_environment_error(mini_artifacts, run):
     with pytest.raises(MissingEnvironment, match="no CUDAExecutionProvider"):
         make_runner("onnxruntime-cuda", mini_artifacts / "classifier.onnx").activate()
-    code, _, err = run("bench", mini_artifacts / "classifier.onnx", "--backend", "onnxruntime-cuda", "--runs", "1")
+    code, _, err = run("bench", mini_artifacts / "classifier.onnx", "--backend", "onnxruntime-cuda", "--runs", "1", "--strict")
     assert code == 3 and "onnxruntime-gpu" in err
 
 

@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .errors import BadInput, CheckFailed
+from .errors import BadInput
 
 log = logging.getLogger("vggdeploy")
 MANIFEST = "manifest.json"

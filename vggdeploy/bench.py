@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import statistics
 import time
 from pathlib import Path
 
@@ -12,19 +11,32 @@ from .backends.base import Runner
 
 
 def time_runner(runner: Runner, feed: dict[str, np.ndarray], warmup: int = 2, runs: int = 10,
-                max_seconds: float = 30.0) -> dict:
-    """Median and spread of wall-clock latency per batch (ms); stops early after max_seconds."""
-    for _ in range(warmup):
+                max_seconds: float = 30.0, duration: float | None = None) -> dict:
+    """Wall-clock latency per batch (ms) after `warmup` calls (the first one reported as
+    `first_ms`): `runs` timed calls, or as many as fit in `duration` seconds (at least 3);
+    stops early after max_seconds."""
+    t0 = time.perf_counter()
+    runner.infer(feed)
+    first = (time.perf_counter() - t0) * 1e3
+    for _ in range(warmup - 1):
         runner.infer(feed)
     times, start = [], time.perf_counter()
-    while len(times) < runs and (len(times) < 3 or time.perf_counter() - start < max_seconds):
+    limit = duration if duration else max_seconds
+    while (len(times) < 3 or time.perf_counter() - start < limit) and (duration or len(times) < runs):
         t0 = time.perf_counter()
         runner.infer(feed)
         times.append((time.perf_counter() - t0) * 1e3)
     batch = len(next(iter(feed.values())))
-    med = statistics.median(times)
-    return {"median_ms": round(med, 2), "min_ms": round(min(times), 2), "max_ms": round(max(times), 2),
-            "runs": len(times), "batch": batch, "images_per_s": round(batch * 1e3 / med, 2)}
+    return latency_stats(times, batch) | {"first_ms": round(first, 2)}
+
+
+def latency_stats(times_ms: list[float], batch: int) -> dict:
+    t = np.asarray(times_ms)
+    med = float(np.median(t))
+    return {"median_ms": round(med, 3), "p90_ms": round(float(np.percentile(t, 90)), 3),
+            "p99_ms": round(float(np.percentile(t, 99)), 3), "mean_ms": round(float(t.mean()), 3),
+            "std_ms": round(float(t.std()), 3), "min_ms": round(float(t.min()), 3), "max_ms": round(float(t.max()), 3),
+            "runs": len(t), "batch": batch, "images_per_s": round(batch * 1e3 / med, 2)}
 
 
 def time_runner_cuda(make, feed: dict[str, np.ndarray], warmup: int = 3, runs: int = 20) -> dict:
@@ -52,10 +64,8 @@ def time_runner_cuda(make, feed: dict[str, np.ndarray], warmup: int = 3, runs: i
                 end.record(stream)
                 end.synchronize()
                 times.append(start.elapsed_time(end))
-            med = statistics.median(times)
-            rows[mode] = {"median_ms": round(med, 3), "min_ms": round(min(times), 3), "max_ms": round(max(times), 3),
-                          "runs": runs, "batch": batch, "images_per_s": round(batch * 1e3 / med, 1),
-                          "timing": f"cuda-events,{mode}-io", "runtime": runner.name}
+            rows[mode] = {**latency_stats(times, batch), "timing": f"cuda-events,{mode}-io", "runtime": runner.name,
+                          "gpu_peak_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1)}
     return list(rows.values())
 
 
@@ -73,12 +83,13 @@ def artifact_source(path: Path) -> Path:
 
 
 def bench_artifact(path: Path, backend: str, batches: list[int], size: tuple[int, int] | None = None,
-                   runs: int = 10, hint: str = "auto") -> list[dict]:
-    """Time one artifact on one runtime at several batch sizes, on the bundled photos."""
+                   runs: int = 10, hint: str = "auto", duration: float | None = None) -> list[dict]:
+    """Time one artifact on one runtime at several batch sizes, on the bundled photos. Each
+    batch size loads the runtime anew: `start_s` + `first_ms` is the cold start."""
     from .backends import GPU_BACKENDS, default_cpu_backend, make_runner
     from .data import photo_batch
     from .errors import BadInput
-    from .precision import source_variant
+    from .inspect import source_variant
 
     meta, v, spec = source_variant(artifact_source(path))
     if not batches or min(batches) < 1:
@@ -107,8 +118,9 @@ def bench_artifact(path: Path, backend: str, batches: list[int], size: tuple[int
         t0 = time.perf_counter()
         with make_runner(backend, path, **options) as runner:
             start = time.perf_counter() - t0
-            stats = time_runner(runner, {"input": photo_batch(v, size, b)[1]}, runs=runs)
-            rows.append({"runtime": runner.name, "size": f"{size[0]}x{size[1]}", "start_s": round(start, 2), **stats})
+            stats = time_runner(runner, {"input": photo_batch(v, size, b)[1]}, runs=runs, duration=duration)
+            rows.append({"runtime": runner.name, "size": f"{size[0]}x{size[1]}", "start_s": round(start, 2),
+                         "timing": "wall-clock", **stats})
     return rows
 
 

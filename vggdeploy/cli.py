@@ -268,29 +268,63 @@ def inspect(path: Path, as_json: bool, check_qdq: str | None) -> None:
 
 
 @cli.command()
-@click.argument("onnx_path", type=click.Path(path_type=Path))
-@click.option("--backend", default="cpu", show_default=True,
-              help="cpu (fastest per precision), onnxruntime, openvino, tensorrt (a .plan), onnxruntime-cuda, "
-                   "onnxruntime-tensorrt, torch, torch-cuda.")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--backends", "--backend", "backends", default="cpu", show_default=True,
+              help="Comma-separated: cpu (fastest per precision), onnxruntime, openvino, tensorrt (.plan engines), "
+                   "onnxruntime-cuda, onnxruntime-tensorrt, torch-cuda.")
 @click.option("--batch", default="1,8", show_default=True, help="Batch sizes, comma-separated.")
-@click.option("--size", help="Input size N or HxW (default: the artifact's fixed or minimum size).")
+@click.option("--size", help="Input sizes for the dense and features forms, comma-separated: 224,384,512x640 "
+                             "(default: the artifact's fixed or minimum size).")
 @click.option("--runs", default=10, show_default=True, help="Timed runs per batch size.")
+@click.option("--duration", type=float, help="Seconds of timed runs per batch size (instead of --runs).")
 @click.option("--hint", type=click.Choice(["latency", "throughput", "auto"]), default="auto", show_default=True,
               help="OpenVINO performance hint (auto: latency for batch 1, throughput above).")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def bench(onnx_path: Path, backend, batch, size, runs, hint, as_json) -> None:
-    """Latency and throughput of an artifact (ONNX, or a .plan engine) on one runtime, on the bundled photos.
-    GPU backends are timed with CUDA events, with and without host<->device copies."""
-    from .bench import bench_artifact
-    from .report import table
+@click.option("--no-eager", is_flag=True, help="Skip the eager PyTorch baseline.")
+@click.option("--strict", is_flag=True, help="Exit 3 when a backend can't run here, instead of skipping it.")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), help="Run folder for bench.json, bench.md, report.html.")
+@click.option("--json", "as_json", is_flag=True, help="Print the run as JSON.")
+def bench(paths, backends, batch, size, runs, duration, hint, no_eager, strict, out_dir, as_json) -> None:
+    """Latency and throughput of artifacts (ONNX files, .plan engines, or artifact folders) on each
+    runtime, beside eager PyTorch from the same weights, each runtime in a process of its own.
+    GPU runtimes are timed with CUDA events, with and without host<->device copies."""
+    from .benchrun import run_bench
+    from .errors import MissingEnvironment
+    from .report import RESULT_COLUMNS, table, write_reports
 
-    rows = bench_artifact(onnx_path, backend, parse_ints(batch, "--batch"), parse_size(size), runs, hint)
+    sizes = [parse_size(t) for t in split_list(size)] if size else None
+    if out_dir:
+        from .artifacts import write_error
+
+        error = write_error(out_dir)
+        if error:
+            raise BadInput(f"cannot write to {out_dir}: {error.strerror or error}", hint="choose another --out")
+    run = run_bench(list(paths), split_list(backends) or [], parse_ints(batch, "--batch"), sizes, runs, duration,
+                    eager=not no_eager, strict=strict, hint=hint)
+    if not run["results"] and run["skipped"]:
+        raise MissingEnvironment(f"nothing could be measured here: {run['skipped'][0]['reason']}")
+    if out_dir:
+        for f in write_reports([run], out_dir):
+            log.info("wrote %s", f)
     if as_json:
-        click.echo(json.dumps(rows, indent=2))
+        click.echo(json.dumps(run["results"], indent=2))
         return
-    click.echo(table(["runtime", "batch", "size", "median ms", "min ms", "img/s", "start s"],
-                     [[r["runtime"], r["batch"], r["size"], r["median_ms"], r["min_ms"], r["images_per_s"],
-                       r["start_s"]] for r in rows]))
+    keep = [(k, h) for k, h in RESULT_COLUMNS if k not in ("model", "p90_ms", "std_ms", "artifact_mb")]
+    click.echo(table([h for _, h in keep], [[r.get(k) for k, _ in keep] for r in run["results"]]))
+
+
+@cli.command()
+@click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), help="Where to write (default: the first run's folder).")
+def report(runs, out_dir) -> None:
+    """Rebuild bench.md and report.html from bench.json files or run folders (several are merged,
+    e.g. a CPU run and a GPU run of the same model)."""
+    from .benchrun import load_runs
+    from .report import write_reports
+
+    loaded = load_runs(list(runs))
+    target = out_dir or (runs[0] if runs[0].is_dir() else runs[0].parent)
+    for f in write_reports(loaded, target, write_json=False):
+        click.echo(f)
 
 
 @cli.command()

@@ -9,8 +9,10 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from .artifacts import side_files
+from .artifacts import check_onnx_files, side_files
 from .errors import BadInput
+from .forms import FormSpec, spec_from_metadata
+from .variants import Variant
 
 
 FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16, onnx.TensorProto.DOUBLE}
@@ -61,3 +63,24 @@ def inspect_onnx(path: str | Path) -> dict:
         "parameters": int(sum(int(np.prod(t.dims)) for t in init if t.data_type in FLOAT_TYPES)),
         "initializer_dtypes": dict(dtypes),
     }
+
+
+def source_variant(path: Path, graph: onnx.ModelProto | None = None) -> tuple[dict, Variant, FormSpec]:
+    """The variant (architecture and preprocessing) and form a vggdeploy artifact declares."""
+    graph = graph or load_graph(path)
+    check_onnx_files(path, graph)
+    meta = metadata_of(graph)
+    if "vggdeploy.form" not in meta:
+        raise BadInput(f"{path} has no vggdeploy metadata", hint="export it with `vggdeploy export` first")
+    pre = meta["vggdeploy.preprocessing"]
+    v = Variant(meta["vggdeploy.variant"], meta["vggdeploy.config"], meta["vggdeploy.batch_norm"],
+                num_classes=int(meta["vggdeploy.num_classes"]), in_channels=len(pre["mean"]),
+                image_size=pre["crop"], resize=pre["resize"], mean=tuple(pre["mean"]), std=tuple(pre["std"]),
+                pool=_dense_pool(meta))
+    return meta, v, spec_from_metadata(meta)
+
+
+def _dense_pool(meta: dict) -> int:
+    """FC1's window: the dense form's minimum size over its stride (7 for ImageNet VGGs)."""
+    sizes = meta["vggdeploy.input_sizes"]
+    return sizes["min"][0] // sizes["stride"] if meta["vggdeploy.form"] == "dense" else 7

@@ -10,20 +10,19 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 import onnx
 
-from .artifacts import cache_root, check_onnx_files, prepare_out_dir, sha256_file, side_files, staging, staging_prefix
+from .artifacts import cache_root, prepare_out_dir, sha256_file, side_files, staging, staging_prefix
 from .backends.base import Runner
 from .calibration import Reader, calibration_sizes, load_calibration
 from .errors import BadInput, CheckFailed
 from .export import check_and_publish, verify_artifact
-from .forms import FormSpec, spec_from_metadata
-from .inspect import load_graph, metadata_of
+from .forms import FormSpec
+from .inspect import load_graph, source_variant
 from .qdq import check_qdq_tensorrt, compute_nodes
 from .variants import Variant
 
@@ -53,27 +52,6 @@ def source_model(path: Path) -> tuple[onnx.ModelProto, dict, Variant, FormSpec]:
         raise BadInput(f"{path} is already {meta.get('vggdeploy.precision', 'quantized')}",
                        hint="convert the FP32 artifact")
     return graph, meta, v, spec
-
-
-def source_variant(path: Path, graph: onnx.ModelProto | None = None) -> tuple[dict, Variant, FormSpec]:
-    """The variant (architecture and preprocessing) and form a vggdeploy artifact declares."""
-    graph = graph or load_graph(path)
-    check_onnx_files(path, graph)
-    meta = metadata_of(graph)
-    if "vggdeploy.form" not in meta:
-        raise BadInput(f"{path} has no vggdeploy metadata", hint="export it with `vggdeploy export` first")
-    pre = meta["vggdeploy.preprocessing"]
-    v = Variant(meta["vggdeploy.variant"], meta["vggdeploy.config"], meta["vggdeploy.batch_norm"],
-                num_classes=int(meta["vggdeploy.num_classes"]), in_channels=len(pre["mean"]),
-                image_size=pre["crop"], resize=pre["resize"], mean=tuple(pre["mean"]), std=tuple(pre["std"]),
-                pool=_dense_pool(meta))
-    return meta, v, spec_from_metadata(meta)
-
-
-def _dense_pool(meta: dict) -> int:
-    """FC1's window: the dense form's minimum size over its stride (7 for ImageNet VGGs)."""
-    sizes = meta["vggdeploy.input_sizes"]
-    return sizes["min"][0] // sizes["stride"] if meta["vggdeploy.form"] == "dense" else 7
 
 
 def _out_name(src: Path, tag: str) -> str:

@@ -40,3 +40,186 @@ def log_parity(report: ParityReport) -> None:
     log.info("parity %s vs %s (rel L2 <= %g, cosine >= %g, top-1 >= %g, top-5 >= %g):\n%s",
              report.candidate, report.reference, th.rel_l2, th.cosine, th.top1, th.top5,
              table(PARITY_HEADERS, parity_rows(report)))
+
+
+# ---------------------------------------------------------------- benchmark reports
+
+RESULT_COLUMNS = [("model", "model"), ("form", "form"), ("precision", "precision"), ("backend", "runtime"),
+                  ("size", "size"), ("batch", "batch"), ("median_ms", "p50 ms"), ("p90_ms", "p90 ms"),
+                  ("p99_ms", "p99 ms"), ("std_ms", "std ms"), ("images_per_s", "img/s"), ("speedup_vs_eager", "vs eager"),
+                  ("vs_floor", "x floor"), ("start_s", "load s"), ("first_ms", "first ms"), ("peak_rss_mb", "peak RSS MB"),
+                  ("artifact_mb", "size MB")]
+
+
+def _rows(run: dict) -> list[list]:
+    return [[r.get(k) for k, _ in RESULT_COLUMNS] for r in run["results"]]
+
+
+def _system_line(run: dict) -> str:
+    s = run["system"]
+    gpus = ", ".join(g["name"] for g in s.get("gpus", [])) or "no GPU"
+    return (f"{s['cpu']}, {s['cores']} cores ({', '.join(s['isa']) or 'no AVX2'}); {gpus}; "
+            + ", ".join(f"{k} {v}" for k, v in s["versions"].items()))
+
+
+def render_markdown(runs: list[dict]) -> str:
+    out = ["# vggdeploy benchmark", ""]
+    for i, run in enumerate(runs, 1):
+        out += [f"## Run {i}: {run['created']}{' (interrupted)' if run.get('interrupted') else ''}", "",
+                f"- machine: {_system_line(run)}", f"- command: `{run['command']}`",
+                "- compute floor: best GEMM rates measured in this run, GMAC/s: "
+                + ", ".join(f"{k} {v}" for k, v in run["gemm_gmacs"].items() if "/" not in k), ""]
+        out += [table([h for _, h in RESULT_COLUMNS], _rows(run), markdown=True), ""]
+        out += [f"- skipped {s['artifact']} on {s['backend']}: {s['reason']}" for s in run.get("skipped", [])]
+    out += ["", "p50/p90/p99: latency per batch; `vs eager`: eager PyTorch's p50 over this row's (same model, form, "
+            "size, batch); `x floor`: p50 over the compute floor (the model's MACs at that size and batch over the "
+            "best GEMM rate of its precision measured in the same run); `load s` + `first ms`: cold start; "
+            "peak RSS of the process that ran that runtime alone."]
+    return "\n".join(out) + "\n"
+
+
+def _png(fig) -> str:
+    import base64
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def _plots(results: list[dict]) -> list[tuple[str, str]]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plots = []
+    series: dict[tuple, list] = {}
+    for r in results:
+        series.setdefault((r["model"], r["form"], r["precision"], r["backend"], r["size"]), []).append(r)
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    floors: dict[int, float] = {}
+    for (model, form, precision, backend, size), rows in sorted(series.items()):
+        rows = sorted(rows, key=lambda r: r["batch"])
+        if len(rows) > 1 or len({r["batch"] for r in results}) == 1:
+            ax.plot([r["batch"] for r in rows], [r["median_ms"] for r in rows], marker="o",
+                    label=f"{model} {form} {precision} · {backend} · {size}")
+        for r in rows:
+            floors[r["batch"]] = min(floors.get(r["batch"], 1e18), r["floor_ms"])
+    ax.plot(sorted(floors), [floors[b] for b in sorted(floors)], "k--", label="compute floor (best precision)")
+    ax.set(xlabel="batch", ylabel="p50 latency per batch (ms)", xscale="log", yscale="log",
+           title="Latency vs batch")
+    ax.legend(fontsize=7, loc="upper left")
+    plots.append(("Latency vs batch, per runtime and precision", _png(fig)))
+    plt.close(fig)
+
+    speed = [r for r in results if r.get("speedup_vs_eager") and r["backend"] != "eager"]
+    if speed:
+        fig, ax = plt.subplots(figsize=(8, 0.3 * len(speed) + 1.2))
+        labels = [f"{r['model']} {r['form']} {r['precision']} · {r['backend']} · {r['size']} · b{r['batch']}" for r in speed]
+        ax.barh(labels, [r["speedup_vs_eager"] for r in speed], color="tab:green")
+        ax.axvline(1.0, color="k", lw=1)
+        ax.set(xlabel="speed-up over eager PyTorch (x)", title="Speed-up over eager PyTorch, same weights, same run")
+        ax.tick_params(axis="y", labelsize=7)
+        plots.append(("Speed-up over eager PyTorch", _png(fig)))
+        plt.close(fig)
+
+    sized = [r for r in results if r["form"] != "classifier"]
+    if len({r["size"] for r in sized}) > 1:
+        fig, ax = plt.subplots(figsize=(8, 4.5))
+        by: dict[tuple, list] = {}
+        for r in sized:
+            by.setdefault((r["model"], r["form"], r["precision"], r["backend"], r["batch"]), []).append(r)
+        for (model, form, precision, backend, batch), rows in sorted(by.items()):
+            rows = sorted(rows, key=lambda r: _pixels(r["size"]))
+            ax.plot([_pixels(r["size"]) / 1e3 for r in rows], [r["median_ms"] for r in rows], marker="o",
+                    label=f"{model} {form} {precision} · {backend} · b{batch}")
+            ax.plot([_pixels(r["size"]) / 1e3 for r in rows], [r["floor_ms"] for r in rows], ":", color="gray")
+        ax.set(xlabel="input pixels (thousands)", ylabel="p50 latency (ms)", title="Latency vs input size (dotted: floor)")
+        ax.legend(fontsize=7)
+        plots.append(("Latency vs input size (dense and features forms)", _png(fig)))
+        plt.close(fig)
+    return plots
+
+
+def _pixels(size: str) -> int:
+    h, w = size.split("x")
+    return int(h) * int(w)
+
+
+def _html_table(headers: list[str], rows: list[list]) -> str:
+    from html import escape
+
+    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{escape(_fmt(c))}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def parity_of(results: list[dict]) -> list[list]:
+    """Parity/accuracy figures the artifact folders' manifests hold, one row per artifact."""
+    import json
+    from pathlib import Path
+
+    rows, seen = [], set()
+    for r in results:
+        path = Path(r["artifact"])
+        if path in seen or not (path.parent / "manifest.json").is_file():
+            continue
+        seen.add(path)
+        entry = json.loads((path.parent / "manifest.json").read_text()).get("artifacts", {}).get(path.name, {})
+        p = entry.get("parity")
+        if p:
+            rows.append([path.name, p.get("backend"), p.get("reference"), p.get("rel_l2"), p.get("cosine"),
+                         p.get("top1_agreement")])
+    return rows
+
+
+def render_html(runs: list[dict]) -> str:
+    """One self-contained page (plots embedded as PNG data, no network)."""
+    from html import escape
+
+    results = [r for run in runs for r in run["results"]]
+    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>vggdeploy benchmark</title><style>",
+             "body{font-family:system-ui,sans-serif;margin:24px;max-width:1250px;color:#222}",
+             "table{border-collapse:collapse;font-size:12px;margin:8px 0 20px}",
+             "th,td{border:1px solid #ccc;padding:3px 6px;text-align:right}th{background:#f0f0f0}",
+             "td:nth-child(-n+5){text-align:left}img{max-width:100%;border:1px solid #eee;margin:6px 0}",
+             ".note{color:#555;font-size:13px}</style></head><body><h1>vggdeploy benchmark</h1>"]
+    for i, run in enumerate(runs, 1):
+        parts.append(f"<p class='note'><b>Run {i}</b> {escape(run['created'])}"
+                     f"{' (interrupted)' if run.get('interrupted') else ''}: {escape(_system_line(run))}<br>"
+                     f"<code>{escape(run['command'])}</code></p>")
+    for title, src in _plots(results):
+        parts.append(f"<h2>{escape(title)}</h2><img alt='{escape(title)}' src='{src}'>")
+    parts.append("<h2>Results</h2>")
+    parts.append(_html_table([h for _, h in RESULT_COLUMNS], [[r.get(k) for k, _ in RESULT_COLUMNS] for r in results]))
+    parity = parity_of(results)
+    if parity:
+        parts.append("<h2>Accuracy parity (from the artifact manifests)</h2>")
+        parts.append(_html_table(["artifact", "runtime", "reference", "rel L2", "cosine", "top-1 agreement"], parity))
+    parts.append("<p class='note'>vs eager: eager PyTorch's p50 over the row's, same weights, form, size and batch, "
+                 "same run. x floor: p50 over the model's MACs divided by the best GEMM rate of its precision measured "
+                 "in the same run. Each runtime ran in a process of its own.</p></body></html>")
+    return "\n".join(parts)
+
+
+def write_reports(runs: list[dict], out_dir, write_json: bool = True) -> list:
+    """bench.json (for a single new run), bench.md and report.html in out_dir, each written atomically."""
+    import json
+    from pathlib import Path
+
+    from .artifacts import atomic_write_text, write_error
+
+    out_dir = Path(out_dir)
+    error = write_error(out_dir)
+    if error:
+        from .errors import BadInput
+
+        raise BadInput(f"cannot write to {out_dir}: {error.strerror or error}", hint="choose another --out")
+    written = []
+    if write_json:
+        atomic_write_text(out_dir / "bench.json", json.dumps(runs[0], indent=2) + "\n")
+        written.append(out_dir / "bench.json")
+    atomic_write_text(out_dir / "bench.md", render_markdown(runs))
+    atomic_write_text(out_dir / "report.html", render_html(runs))
+    return written + [out_dir / "bench.md", out_dir / "report.html"]

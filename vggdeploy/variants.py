@@ -172,6 +172,24 @@ def cost(v: Variant, size: int | None = None) -> tuple[int, int]:
     return params, macs
 
 
+def macs_at(v: Variant, form: str, h: int, w: int) -> int:
+    """Multiply-accumulates of one input at h x w: the backbone at that size, plus the classifier
+    once (classifier form), or once per score-map cell (dense form, FC layers as convolutions)."""
+    c, macs = v.in_channels, 0
+    for spec in layer_plan(v.config, v.batch_norm, v.in_channels):
+        if spec.kind == "conv":
+            macs += c * spec.out_channels * spec.kernel ** 2 * h * w
+            c = spec.out_channels
+        elif spec.kind == "pool":
+            h, w = h // 2, w // 2
+    head = c * v.pool * v.pool * v.hidden + v.hidden * v.hidden + v.hidden * v.num_classes
+    if form == "classifier":
+        return macs + head
+    if form == "dense":
+        return macs + head * max(h - v.pool + 1, 0) * max(w - v.pool + 1, 0)
+    return macs
+
+
 def peak_bytes(v: Variant, h: int, w: int, batch: int = 1) -> int:
     """Rough FP32 memory of one forward pass: the weights plus the largest input+output pair of
     activations (what a runtime holds at once in inference)."""

@@ -1,0 +1,100 @@
+"""Benchmark runs and their reports: every runtime beside eager PyTorch in one run, JSON, Markdown,
+a self-contained HTML page checked in a real headless browser, and merging runs."""
+
+import json
+import shutil
+import subprocess
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def bench_run(tmp_path_factory, mini_artifacts):
+    from vggdeploy.cli import main
+
+    out = tmp_path_factory.mktemp("run")
+    code = main(["bench", str(mini_artifacts / "dense.onnx"), str(mini_artifacts / "classifier.onnx"),
+                 "--backends", "onnxruntime,openvino", "--batch", "1,4", "--size", "32,64x96", "--runs", "3",
+                 "--out", str(out)])
+    assert code == 0
+    return out
+
+
+def test_run_json_holds_every_runtime_beside_eager(bench_run):
+    run = json.loads((bench_run / "bench.json").read_text())
+    assert run["schema"] == "vggdeploy-bench/1" and not run["interrupted"]
+    assert run["system"]["cores"] >= 1 and "onnxruntime" in run["system"]["versions"]
+    assert run["gemm_gmacs"]["int8"] > 0 and run["gemm_gmacs"]["fp32"] > 0
+    got = {(r["form"], r["backend"], r["size"], r["batch"]) for r in run["results"]}
+    for backend in ("onnxruntime", "openvino", "eager"):
+        for b in (1, 4):
+            assert ("dense", backend, "32x32", b) in got and ("dense", backend, "64x96", b) in got
+            assert ("classifier", backend, "32x32", b) in got
+    assert ("classifier", "onnxruntime", "64x96", 1) not in got  # the classifier keeps its fixed size
+    for r in run["results"]:
+        assert r["p50_ms" if "p50_ms" in r else "median_ms"] <= r["p90_ms"] <= r["p99_ms"] <= r["max_ms"]
+        assert r["floor_ms"] > 0 and r["vs_floor"] > 0 and r["peak_rss_mb"] > 10
+        assert r["speedup_vs_eager"] == 1.0 if r["backend"] == "eager" else r["speedup_vs_eager"] > 0
+    # each runtime ran in its own process: their peaks differ (eager holds torch, ORT does not)
+    assert len({r["peak_rss_mb"] for r in run["results"]}) > 1
+
+
+def test_markdown_and_html_reports(bench_run):
+    md = (bench_run / "bench.md").read_text()
+    assert "| dense | fp32 | openvino | 64x96 | 4 |" in md and "compute floor" in md
+    html = (bench_run / "report.html").read_text()
+    assert html.count("<img") == 3 and "data:image/png;base64," in html and "http" not in html.split("<body>")[1]
+    assert "Accuracy parity" in html  # the artifact folder's manifest holds parity figures
+
+
+def test_report_merges_runs_and_refuses_foreign_json(bench_run, tmp_path, run):
+    other = tmp_path / "other"
+    other.mkdir()
+    data = json.loads((bench_run / "bench.json").read_text())
+    data["system"]["cpu"] = "another machine"
+    (other / "bench.json").write_text(json.dumps(data))
+    code, out, _ = run("report", bench_run, other, "--out", tmp_path / "merged")
+    assert code == 0
+    md = (tmp_path / "merged" / "bench.md").read_text()
+    assert "## Run 2" in md and "another machine" in md
+    (tmp_path / "foreign.json").write_text('{"results": []}')
+    (tmp_path / "broken.json").write_text("{")
+    for bad, message in (("foreign.json", "not a vggdeploy benchmark"), ("broken.json", "not JSON"),
+                         ("missing.json", "not found")):
+        code, _, err = run("report", tmp_path / bad)
+        assert code == 2 and message in err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--backends", "tpu"], "unknown backend 'tpu'"), (["--size", "16"], "too small"),
+    (["--out", "/proc/nope"], "cannot write"), (["--duration", "-1"], "positive duration"),
+])
+def test_bench_bad_input(mini_artifacts, run, args, message):
+    code, _, err = run("bench", mini_artifacts / "dense.onnx", "--runs", "1", "--batch", "1", *args)
+    assert code == 2 and message in err and "Traceback" not in err
+
+
+def test_unavailable_backend_is_skipped_with_a_line_or_strict_exit_3(mini_artifacts, run):
+    code, out, err = run("bench", mini_artifacts / "classifier.onnx", "--backends", "onnxruntime,torch-cuda",
+                         "--batch", "1", "--runs", "1", "--no-eager")
+    assert code == 0 and "skipped classifier.onnx on torch-cuda" in err and "onnxruntime" in out
+    code, _, err = run("bench", mini_artifacts / "classifier.onnx", "--backends", "torch-cuda", "--batch", "1",
+                       "--runs", "1", "--no-eager", "--strict")
+    assert code == 3
+
+
+@pytest.mark.skipif(not shutil.which("chromium"), reason="Debian's chromium is not installed (CI installs it)")
+def test_report_renders_in_a_real_browser(bench_run, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    page = (bench_run / "report.html").resolve()
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
+             "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run(["chromium", *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0 and dom.stdout.count("<img") == 3 and "<table>" in dom.stdout
+    shot = tmp_path / "report.png"
+    subprocess.run(["chromium", *flags, f"--screenshot={shot}", "--window-size=1280,2200", page.as_uri()],
+                   capture_output=True, timeout=120, check=True)
+    pixels = np.asarray(Image.open(shot).convert("L"), dtype=float)
+    assert pixels.shape == (2200, 1280) and pixels.std() > 20  # plots and tables drawn, not a blank page

@@ -1,0 +1,179 @@
+"""A benchmark run: artifacts x runtimes x sizes x batches, eager PyTorch from the same weights as
+the baseline, the compute floor measured in the same run, results as versioned JSON.
+
+Each runtime is timed in a process of its own (DESIGN.md fact 16: torch's OpenMP threads slow the
+next runtime in the same process), which also gives each runtime's own peak RSS.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+
+from .artifacts import command_line, read_manifest, side_files
+from .errors import BadInput, MissingEnvironment
+
+log = logging.getLogger("vggdeploy")
+SCHEMA = "vggdeploy-bench/1"
+
+
+def expand(paths: list[Path]) -> list[Path]:
+    """Artifact files; a folder stands for every ONNX and engine its manifest lists."""
+    out = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            entries = read_manifest(p)["artifacts"]
+            listed = [p / n for n, e in entries.items() if e.get("kind") in ("onnx", "tensorrt-engine") and (p / n).exists()]
+            if not listed:
+                raise BadInput(f"{p} lists no ONNX artifact or engine in its manifest.json")
+            out += listed
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise BadInput(f"{p} not found")
+    return out
+
+
+def _block(path: str, backend: str, batches: list[int], size, runs: int, duration, hint: str):
+    """One runtime's timing, run in a fresh child process: (rows, peak RSS of that process in MB)."""
+    from .bench import bench_artifact
+
+    rows = bench_artifact(Path(path), backend, batches, size, runs, hint, duration)
+    # VmHWM, not ru_maxrss: getrusage's peak survives execve, so a spawned child would report its parent's
+    status = Path("/proc/self/status").read_text()
+    peak_kb = int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:")))
+    return rows, round(peak_kb / 1024, 1)
+
+
+def _in_child(*args):
+    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
+        return pool.submit(_block, *args).result()
+
+
+def run_bench(paths: list[Path], backends: list[str], batches: list[int], sizes: list[tuple[int, int]] | None = None,
+              runs: int = 10, duration: float | None = None, eager: bool = True, strict: bool = False,
+              hint: str = "auto") -> dict:
+    """Time every artifact on every backend that applies to it, plus eager PyTorch once per form and
+    weights; Ctrl-C keeps what was measured (`interrupted`)."""
+    from .backends import BACKENDS
+    from .bench import artifact_source, gemm_rates
+    from .inspect import source_variant
+    from .variants import macs_at
+
+    from .forms import check_memory
+
+    unknown = [b for b in backends if b not in BACKENDS]
+    if unknown or not backends:
+        raise BadInput(f"unknown backend {(unknown or [''])[0]!r}", hint=f"choose from: {', '.join(BACKENDS)}")
+    if not batches or min(batches) < 1:
+        raise BadInput("--batch needs positive batch sizes")
+    if runs < 1 or (duration is not None and duration <= 0):
+        raise BadInput(f"--runs {runs} / --duration {duration}: give at least 1 run or a positive duration")
+    blocks, eager_keys, skipped = [], {}, []
+    for path in expand(paths):
+        meta, v, spec = source_variant(artifact_source(path))
+        for size in (sizes if sizes and spec.dynamic_hw else [tuple(spec.size)]):
+            spec.check_size(*size)  # every size and batch checked before anything runs
+            check_memory(v, size, max(batches))
+            for backend in backends:
+                if (backend == "tensorrt") == (path.suffix == ".plan"):
+                    blocks.append((path, backend, size, meta, v, spec))
+                elif backend == "tensorrt":
+                    skipped.append({"artifact": path.name, "backend": backend,
+                                    "reason": "tensorrt times .plan engines: `vggdeploy build` makes one"})
+            key = (meta["vggdeploy.weights_sha256"], spec.form, size)
+            if eager and key not in eager_keys and path.suffix == ".onnx":
+                eager_keys[key] = (path, "torch", size, meta, v, spec)
+    blocks += list(eager_keys.values())
+    log.info("measuring the compute floor (GEMM rates) ...")
+    rates = gemm_rates()
+    results, interrupted = [], False
+    try:
+        for i, (path, backend, size, meta, v, spec) in enumerate(blocks, 1):
+            log.info("[%d/%d] %s on %s at %dx%d, batch %s", i, len(blocks), path.name, backend, *size, batches)
+            try:
+                rows, rss = _in_child(str(path), backend, batches, size, runs, duration, hint)
+            except MissingEnvironment as e:
+                if strict:
+                    raise
+                skipped.append({"artifact": path.name, "backend": backend, "reason": str(e)})
+                log.warning("skipped %s on %s: %s", path.name, backend, e)
+                continue
+            precision = "fp32" if backend == "torch" else meta.get("vggdeploy.precision", "fp32")
+            rate = rates["int8" if precision.startswith("int8") else "fp32"]
+            for r in rows:
+                floor = macs_at(v, spec.form, *size) * r["batch"] / (rate * 1e9) * 1e3
+                results.append({"artifact": str(path), "model": v.name, "form": spec.form, "precision": precision,
+                                "backend": "eager" if backend == "torch" else backend, **r, "peak_rss_mb": rss,
+                                "artifact_mb": round(sum(f.stat().st_size for f in side_files(path)) / 2**20, 1),
+                                "floor_ms": round(floor, 3), "vs_floor": round(r["median_ms"] / floor, 2)})
+    except KeyboardInterrupt:
+        interrupted = True
+        log.warning("interrupted: keeping the %d result(s) measured so far", len(results))
+    add_speedups(results)
+    return {"schema": SCHEMA, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "command": command_line(),
+            "system": system_info(), "gemm_gmacs": rates, "results": results, "skipped": skipped,
+            "interrupted": interrupted}
+
+
+def add_speedups(results: list[dict]) -> None:
+    """speedup_vs_eager: eager's median over this row's, for the same model, form, size and batch."""
+    eager = {(r["model"], r["form"], r["size"], r["batch"]): r["median_ms"] for r in results if r["backend"] == "eager"}
+    for r in results:
+        base = eager.get((r["model"], r["form"], r["size"], r["batch"]))
+        r["speedup_vs_eager"] = round(base / r["median_ms"], 2) if base else None
+
+
+def system_info() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    from .gpu import cuda_info
+
+    cpu, flags = platform.processor(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    isa = sorted(f for f in flags if f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni")
+                 or f.startswith("amx"))
+    versions = {}
+    for dist in ("vggdeploy", "torch", "onnx", "onnxruntime", "onnxruntime-gpu", "openvino", "tensorrt", "polygraphy"):
+        try:
+            versions[dist] = version(dist)
+        except PackageNotFoundError:
+            pass
+    info = cuda_info()
+    return {"cpu": cpu, "cores": os.cpu_count(), "isa": isa, "platform": platform.platform(),
+            "python": platform.python_version(), "gpus": [g.__dict__ for g in info.gpus], "cuda_driver": info.driver,
+            "versions": versions}
+
+
+def load_runs(paths: list[Path]) -> list[dict]:
+    """bench.json files (or folders holding one), checked against the schema."""
+    import json
+
+    runs = []
+    for p in map(Path, paths):
+        f = p / "bench.json" if p.is_dir() else p
+        try:
+            data = json.loads(f.read_text())
+        except FileNotFoundError:
+            raise BadInput(f"{f} not found", hint="give a run folder written by `vggdeploy bench --out`") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise BadInput(f"{f} is not JSON ({e})") from None
+        if not isinstance(data, dict) or data.get("schema") != SCHEMA or not isinstance(data.get("results"), list):
+            raise BadInput(f"{f} is not a vggdeploy benchmark ({SCHEMA})")
+        runs.append(data)
+    return runs
+
+
+__all__ = ["SCHEMA", "expand", "load_runs", "run_bench", "system_info"]
