@@ -109,7 +109,9 @@ def _plots(results: list[dict]) -> list[tuple[str, str]]:
     ax.plot(sorted(floors), [floors[b] for b in sorted(floors)], "k--", label="compute floor (best precision)")
     ax.set(xlabel="batch", ylabel="p50 latency per batch (ms)", xscale="log", yscale="log",
            title="Latency vs batch")
-    ax.legend(fontsize=7, loc="upper left")
+    ax.set_xticks(sorted(floors), [str(b) for b in sorted(floors)])
+    ax.minorticks_off()
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))  # beside the plot, never over the lines
     plots.append(("Latency vs batch, per runtime and precision", _png(fig)))
     plt.close(fig)
 
@@ -136,7 +138,7 @@ def _plots(results: list[dict]) -> list[tuple[str, str]]:
                     label=f"{model} {form} {precision} · {backend} · b{batch}")
             ax.plot([_pixels(r["size"]) / 1e3 for r in rows], [r["floor_ms"] for r in rows], ":", color="gray")
         ax.set(xlabel="input pixels (thousands)", ylabel="p50 latency (ms)", title="Latency vs input size (dotted: floor)")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
         plots.append(("Latency vs input size (dense and features forms)", _png(fig)))
         plt.close(fig)
     return plots
