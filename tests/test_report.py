@@ -41,7 +41,7 @@ def test_run_json_holds_every_runtime_beside_eager(bench_run):
 
 def test_markdown_and_html_reports(bench_run):
     md = (bench_run / "bench.md").read_text()
-    assert "| dense | fp32 | openvino | 64x96 | 4 |" in md and "compute floor" in md
+    assert "| dense | fp32 | openvino[CPU,throughput,f32] | 64x96 | 4 |" in md and "compute floor" in md
     html = (bench_run / "report.html").read_text()
     assert html.count("<img") == 3 and "data:image/png;base64," in html and "http" not in html.split("<body>")[1]
     assert "Accuracy parity" in html  # the artifact folder's manifest holds parity figures

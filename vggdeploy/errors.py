@@ -12,6 +12,9 @@ class VggDeployError(Exception):
         super().__init__(message)
         self.hint = hint
 
+    def __reduce__(self):  # keep the hint when raised in a benchmark's child process
+        return type(self), (str(self), self.hint)
+
 
 class BadInput(VggDeployError):
     """Bad usage or bad input (exit 2)."""

@@ -44,7 +44,7 @@ def log_parity(report: ParityReport) -> None:
 
 # ---------------------------------------------------------------- benchmark reports
 
-RESULT_COLUMNS = [("model", "model"), ("form", "form"), ("precision", "precision"), ("backend", "runtime"),
+RESULT_COLUMNS = [("model", "model"), ("form", "form"), ("precision", "precision"), ("runtime", "runtime"),
                   ("size", "size"), ("batch", "batch"), ("median_ms", "p50 ms"), ("p90_ms", "p90 ms"),
                   ("p99_ms", "p99 ms"), ("std_ms", "std ms"), ("images_per_s", "img/s"), ("speedup_vs_eager", "vs eager"),
                   ("vs_floor", "x floor"), ("start_s", "load s"), ("first_ms", "first ms"), ("peak_rss_mb", "peak RSS MB"),
