@@ -98,3 +98,23 @@ def test_report_renders_in_a_real_browser(bench_run, tmp_path):
                    capture_output=True, timeout=120, check=True)
     pixels = np.asarray(Image.open(shot).convert("L"), dtype=float)
     assert pixels.shape == (2200, 1280) and pixels.std() > 20  # plots and tables drawn, not a blank page
+
+
+def test_serving_load_reports_throughput_per_requests_in_flight(mini_artifacts, run, tmp_path):
+    code, out, err = run("bench", mini_artifacts / "classifier.onnx", "--backends", "onnxruntime,openvino", "--batch", "2",
+                         "--concurrency", "1,3", "--runs", "6", "--no-eager", "--out", tmp_path, "--json")
+    assert code == 0, err
+    rows = json.loads(out)
+    serving = {(r["backend"], r["concurrency"]): r for r in rows if r["timing"].startswith("serving")}
+    assert set(serving) == {("onnxruntime", 1), ("onnxruntime", 3), ("openvino", 1), ("openvino", 3)}
+    assert all(r["runs"] >= 6 and r["images_per_s"] > 0 and r["p99_ms"] >= r["median_ms"] for r in serving.values())
+    assert "Throughput vs requests in flight" in (tmp_path / "report.html").read_text()
+
+
+def test_a_variant_name_stands_for_its_artifact_folder(run, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run("bench", "vgg-mini", "--runs", "1")
+    assert code == 2 and "vggdeploy export vgg-mini" in err
+    assert run("export", "vgg-mini", "--no-verify")[0] == 0
+    code, out, err = run("bench", "vgg-mini", "--runs", "2", "--batch", "1", "--no-eager")
+    assert code == 0 and "classifier" in out, err

@@ -82,8 +82,20 @@ def artifact_source(path: Path) -> Path:
     return path.with_name(entry["source"])
 
 
+def time_serving(runner: Runner, feed: dict[str, np.ndarray], concurrency: int, runs: int) -> dict:
+    """Throughput with `concurrency` requests in flight (after one warm-up round): images/s over the
+    wall time, and the per-request latency percentiles a client sees."""
+    runner.serve(feed, concurrency, concurrency)
+    requests = max(runs, 2 * concurrency)
+    latencies, wall = runner.serve(feed, concurrency, requests)
+    batch = len(next(iter(feed.values())))
+    return latency_stats(latencies, batch) | {"concurrency": concurrency,
+                                              "images_per_s": round(requests * batch / wall, 2)}
+
+
 def bench_artifact(path: Path, backend: str, batches: list[int], size: tuple[int, int] | None = None,
-                   runs: int = 10, hint: str = "auto", duration: float | None = None) -> list[dict]:
+                   runs: int = 10, hint: str = "auto", duration: float | None = None,
+                   concurrency: list[int] | None = None) -> list[dict]:
     """Time one artifact on one runtime at several batch sizes, on the bundled photos. Each
     batch size loads the runtime anew: `start_s` + `first_ms` is the cold start."""
     from .backends import GPU_BACKENDS, default_cpu_backend, make_runner
@@ -118,9 +130,14 @@ def bench_artifact(path: Path, backend: str, batches: list[int], size: tuple[int
         t0 = time.perf_counter()
         with make_runner(backend, path, **options) as runner:
             start = time.perf_counter() - t0
-            stats = time_runner(runner, {"input": photo_batch(v, size, b)[1]}, runs=runs, duration=duration)
+            feed = {"input": photo_batch(v, size, b)[1]}
+            stats = time_runner(runner, feed, runs=runs, duration=duration)
             rows.append({"runtime": runner.name, "size": f"{size[0]}x{size[1]}", "start_s": round(start, 2),
-                         "timing": "wall-clock", **stats})
+                         "timing": "wall-clock", "concurrency": 1, **stats})
+        for n in concurrency or []:  # a server's load: n requests in flight, the runtime's throughput setting
+            with make_runner(backend, path, **({"hint": "throughput"} if backend == "openvino" else {})) as runner:
+                rows.append({"runtime": runner.name, "size": f"{size[0]}x{size[1]}", "start_s": None,
+                             "timing": f"serving,{n}-in-flight", **time_serving(runner, feed, n, runs)})
     return rows
 
 

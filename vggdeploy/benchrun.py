@@ -22,10 +22,17 @@ log = logging.getLogger("vggdeploy")
 SCHEMA = "vggdeploy-bench/1"
 
 
-def expand(paths: list[Path]) -> list[Path]:
-    """Artifact files; a folder stands for every ONNX and engine its manifest lists."""
+def expand(paths: list[Path], engines: Path = Path("engines")) -> list[Path]:
+    """Artifact files; a folder stands for every ONNX and engine its manifest lists; a variant name
+    for its default folder (engines/NAME, where `vggdeploy export NAME` writes)."""
+    from .variants import VARIANTS
+
     out = []
     for p in map(Path, paths):
+        if not p.exists() and str(p).lower() in VARIANTS:
+            if not (engines / p.name).is_dir():
+                raise BadInput(f"no artifacts for {p} in {engines / p.name}", hint=f"vggdeploy export {p} --form all first")
+            p = engines / p.name
         if p.is_dir():
             entries = read_manifest(p)["artifacts"]
             listed = [p / n for n, e in entries.items() if e.get("kind") in ("onnx", "tensorrt-engine") and (p / n).exists()]
@@ -39,11 +46,11 @@ def expand(paths: list[Path]) -> list[Path]:
     return out
 
 
-def _block(path: str, backend: str, batches: list[int], size, runs: int, duration, hint: str):
+def _block(path: str, backend: str, batches: list[int], size, runs: int, duration, hint: str, concurrency):
     """One runtime's timing, run in a fresh child process: (rows, peak RSS of that process in MB)."""
     from .bench import bench_artifact
 
-    rows = bench_artifact(Path(path), backend, batches, size, runs, hint, duration)
+    rows = bench_artifact(Path(path), backend, batches, size, runs, hint, duration, concurrency)
     # VmHWM, not ru_maxrss: getrusage's peak survives execve, so a spawned child would report its parent's
     status = Path("/proc/self/status").read_text()
     peak_kb = int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:")))
@@ -57,10 +64,10 @@ def _in_child(*args):
 
 def run_bench(paths: list[Path], backends: list[str], batches: list[int], sizes: list[tuple[int, int]] | None = None,
               runs: int = 10, duration: float | None = None, eager: bool = True, strict: bool = False,
-              hint: str = "auto") -> dict:
+              hint: str = "auto", concurrency: list[int] | None = None) -> dict:
     """Time every artifact on every backend that applies to it, plus eager PyTorch once per form and
     weights; Ctrl-C keeps what was measured (`interrupted`)."""
-    from .backends import BACKENDS
+    from .backends import BACKENDS, GPU_BACKENDS
     from .bench import artifact_source, gemm_rates
     from .inspect import source_variant
     from .variants import macs_at
@@ -86,9 +93,11 @@ def run_bench(paths: list[Path], backends: list[str], batches: list[int], sizes:
                 elif backend == "tensorrt":
                     skipped.append({"artifact": path.name, "backend": backend,
                                     "reason": "tensorrt times .plan engines: `vggdeploy build` makes one"})
-            key = (meta["vggdeploy.weights_sha256"], spec.form, size)
-            if eager and key not in eager_keys and path.suffix == ".onnx":
-                eager_keys[key] = (path, "torch", size, meta, v, spec)
+            gpu = bool(set(backends) & set(GPU_BACKENDS))
+            for eager_backend in (["torch", "torch-cuda"] if gpu else ["torch"]) if eager else []:
+                key = (meta["vggdeploy.weights_sha256"], spec.form, size, eager_backend)
+                if key not in eager_keys and path.suffix == ".onnx":
+                    eager_keys[key] = (path, eager_backend, size, meta, v, spec)
     blocks += list(eager_keys.values())
     log.info("measuring the compute floor (GEMM rates) ...")
     rates = gemm_rates()
@@ -97,19 +106,20 @@ def run_bench(paths: list[Path], backends: list[str], batches: list[int], sizes:
         for i, (path, backend, size, meta, v, spec) in enumerate(blocks, 1):
             log.info("[%d/%d] %s on %s at %dx%d, batch %s", i, len(blocks), path.name, backend, *size, batches)
             try:
-                rows, rss = _in_child(str(path), backend, batches, size, runs, duration, hint)
+                rows, rss = _in_child(str(path), backend, batches, size, runs, duration, hint, concurrency)
             except MissingEnvironment as e:
                 if strict:
                     raise
                 skipped.append({"artifact": path.name, "backend": backend, "reason": str(e)})
                 log.warning("skipped %s on %s: %s", path.name, backend, e)
                 continue
-            precision = "fp32" if backend == "torch" else meta.get("vggdeploy.precision", "fp32")
+            precision = "fp32" if backend.startswith("torch") else meta.get("vggdeploy.precision", "fp32")
             rate = rates["int8" if precision.startswith("int8") else "fp32"]
             for r in rows:
                 floor = macs_at(v, spec.form, *size) * r["batch"] / (rate * 1e9) * 1e3
                 results.append({"artifact": str(path), "model": v.name, "form": spec.form, "precision": precision,
-                                "backend": "eager" if backend == "torch" else backend, **r, "peak_rss_mb": rss,
+                                "backend": {"torch": "eager", "torch-cuda": "eager-cuda"}.get(backend, backend), **r,
+                                "peak_rss_mb": rss,
                                 "artifact_mb": round(sum(f.stat().st_size for f in side_files(path)) / 2**20, 1),
                                 "floor_ms": round(floor, 3), "vs_floor": round(r["median_ms"] / floor, 2)})
     except KeyboardInterrupt:
@@ -122,11 +132,15 @@ def run_bench(paths: list[Path], backends: list[str], batches: list[int], sizes:
 
 
 def add_speedups(results: list[dict]) -> None:
-    """speedup_vs_eager: eager's median over this row's, for the same model, form, size and batch."""
-    eager = {(r["model"], r["form"], r["size"], r["batch"]): r["median_ms"] for r in results if r["backend"] == "eager"}
+    """speedup_vs_eager: this row's images/s over eager PyTorch's, for the same model, form, size,
+    batch and kind of timing (the latency ratio when one request is in flight)."""
+    def key(r):  # timing: wall-clock, serving with N in flight, or CUDA events (eager on CUDA is its baseline)
+        return r["model"], r["form"], r["size"], r["batch"], r["timing"]
+
+    eager = {key(r): r["images_per_s"] for r in results if r["backend"].startswith("eager")}
     for r in results:
-        base = eager.get((r["model"], r["form"], r["size"], r["batch"]))
-        r["speedup_vs_eager"] = round(base / r["median_ms"], 2) if base else None
+        base = eager.get(key(r))
+        r["speedup_vs_eager"] = round(r["images_per_s"] / base, 2) if base else None
 
 
 def system_info() -> dict:

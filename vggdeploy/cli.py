@@ -279,11 +279,13 @@ def inspect(path: Path, as_json: bool, check_qdq: str | None) -> None:
 @click.option("--duration", type=float, help="Seconds of timed runs per batch size (instead of --runs).")
 @click.option("--hint", type=click.Choice(["latency", "throughput", "auto"]), default="auto", show_default=True,
               help="OpenVINO performance hint (auto: latency for batch 1, throughput above).")
+@click.option("--concurrency", help="Also a server's load: N requests in flight, comma-separated (e.g. 1,4,16): "
+                                   "images/s and p99 at each (OpenVINO's async queue, threads for ONNX Runtime).")
 @click.option("--no-eager", is_flag=True, help="Skip the eager PyTorch baseline.")
 @click.option("--strict", is_flag=True, help="Exit 3 when a backend can't run here, instead of skipping it.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), help="Run folder for bench.json, bench.md, report.html.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run as JSON.")
-def bench(paths, backends, batch, size, runs, duration, hint, no_eager, strict, out_dir, as_json) -> None:
+def bench(paths, backends, batch, size, runs, duration, hint, concurrency, no_eager, strict, out_dir, as_json) -> None:
     """Latency and throughput of artifacts (ONNX files, .plan engines, or artifact folders) on each
     runtime, beside eager PyTorch from the same weights, each runtime in a process of its own.
     GPU runtimes are timed with CUDA events, with and without host<->device copies."""
@@ -299,7 +301,8 @@ def bench(paths, backends, batch, size, runs, duration, hint, no_eager, strict, 
         if error:
             raise BadInput(f"cannot write to {out_dir}: {error.strerror or error}", hint="choose another --out")
     run = run_bench(list(paths), split_list(backends) or [], parse_ints(batch, "--batch"), sizes, runs, duration,
-                    eager=not no_eager, strict=strict, hint=hint)
+                    eager=not no_eager, strict=strict, hint=hint,
+                    concurrency=parse_ints(concurrency, "--concurrency") if concurrency else None)
     if not run["results"] and run["skipped"]:
         raise MissingEnvironment(f"nothing could be measured here: {run['skipped'][0]['reason']}")
     if out_dir:

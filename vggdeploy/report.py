@@ -45,7 +45,8 @@ def log_parity(report: ParityReport) -> None:
 # ---------------------------------------------------------------- benchmark reports
 
 RESULT_COLUMNS = [("model", "model"), ("form", "form"), ("precision", "precision"), ("runtime", "runtime"),
-                  ("size", "size"), ("batch", "batch"), ("median_ms", "p50 ms"), ("p90_ms", "p90 ms"),
+                  ("size", "size"), ("batch", "batch"),
+                  ("concurrency", "in flight"), ("timing", "timing"), ("median_ms", "p50 ms"), ("p90_ms", "p90 ms"),
                   ("p99_ms", "p99 ms"), ("std_ms", "std ms"), ("images_per_s", "img/s"), ("speedup_vs_eager", "vs eager"),
                   ("vs_floor", "x floor"), ("start_s", "load s"), ("first_ms", "first ms"), ("peak_rss_mb", "peak RSS MB"),
                   ("artifact_mb", "size MB")]
@@ -96,6 +97,8 @@ def _plots(results: list[dict]) -> list[tuple[str, str]]:
     plots = []
     series: dict[tuple, list] = {}
     for r in results:
+        if r["timing"] not in ("wall-clock", "cuda-events,device-io"):
+            continue
         series.setdefault((r["model"], r["form"], r["precision"], r["backend"], r["size"]), []).append(r)
     fig, ax = plt.subplots(figsize=(8, 4.5))
     floors: dict[int, float] = {}
@@ -115,10 +118,11 @@ def _plots(results: list[dict]) -> list[tuple[str, str]]:
     plots.append(("Latency vs batch, per runtime and precision", _png(fig)))
     plt.close(fig)
 
-    speed = [r for r in results if r.get("speedup_vs_eager") and r["backend"] != "eager"]
+    speed = [r for r in results if r.get("speedup_vs_eager") and not r["backend"].startswith("eager")]
     if speed:
         fig, ax = plt.subplots(figsize=(8, 0.3 * len(speed) + 1.2))
-        labels = [f"{r['model']} {r['form']} {r['precision']} · {r['backend']} · {r['size']} · b{r['batch']}" for r in speed]
+        labels = [f"{r['model']} {r['form']} {r['precision']} · {r['backend']} · {r['size']} · b{r['batch']}"
+                  + (f" · {r['concurrency']} in flight" if r["timing"].startswith("serving") else "") for r in speed]
         ax.barh(labels, [r["speedup_vs_eager"] for r in speed], color="tab:green")
         ax.axvline(1.0, color="k", lw=1)
         ax.set(xlabel="speed-up over eager PyTorch (x)", title="Speed-up over eager PyTorch, same weights, same run")
@@ -126,7 +130,22 @@ def _plots(results: list[dict]) -> list[tuple[str, str]]:
         plots.append(("Speed-up over eager PyTorch", _png(fig)))
         plt.close(fig)
 
-    sized = [r for r in results if r["form"] != "classifier"]
+    serving = [r for r in results if r["timing"].startswith("serving")]
+    if serving:
+        fig, ax = plt.subplots(figsize=(8, 4.5))
+        by_run: dict[tuple, list] = {}
+        for r in serving:
+            by_run.setdefault((r["model"], r["form"], r["precision"], r["backend"], r["size"], r["batch"]), []).append(r)
+        for (model, form, precision, backend, size, batch), rows in sorted(by_run.items()):
+            rows = sorted(rows, key=lambda r: r["concurrency"])
+            ax.plot([r["concurrency"] for r in rows], [r["images_per_s"] for r in rows], marker="o",
+                    label=f"{model} {form} {precision} · {backend} · {size} · b{batch}")
+        ax.set(xlabel="requests in flight", ylabel="images/s", xscale="log", title="Throughput under a server's load")
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+        plots.append(("Throughput vs requests in flight", _png(fig)))
+        plt.close(fig)
+
+    sized = [r for r in results if r["form"] != "classifier" and r["timing"] == "wall-clock"]
     if len({r["size"] for r in sized}) > 1:
         fig, ax = plt.subplots(figsize=(8, 4.5))
         by: dict[tuple, list] = {}

@@ -28,6 +28,23 @@ class Runner(ABC):
     def deactivate(self) -> None:
         """Release the model."""
 
+    def serve(self, feed: dict[str, np.ndarray], concurrency: int, requests: int) -> tuple[list[float], float]:
+        """A server's load: `requests` inferences of `feed` with `concurrency` in flight. Returns each
+        request's latency (ms) and the wall time (s). Threads calling `infer` (ONNX Runtime's
+        sessions are thread-safe); runtimes with their own queue override this."""
+        import time
+        from concurrent.futures import ThreadPoolExecutor
+
+        def one(_):
+            t0 = time.perf_counter()
+            self.infer(feed)
+            return (time.perf_counter() - t0) * 1e3
+
+        start = time.perf_counter()
+        with ThreadPoolExecutor(concurrency) as pool:
+            latencies = list(pool.map(one, range(requests)))
+        return latencies, time.perf_counter() - start
+
     @property
     @abstractmethod
     def output_names(self) -> list[str]: ...
