@@ -315,6 +315,54 @@ def bench(paths, backends, batch, size, runs, duration, hint, concurrency, no_ea
     click.echo(table([h for _, h in keep], [[r.get(k) for k, _ in keep] for r in run["results"]]))
 
 
+@cli.command("eval")
+@click.argument("artifacts", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--data", required=True, type=click.Path(path_type=Path),
+              help="An ImageFolder tree (a folder per class) or images with a labels.txt.")
+@click.option("--labels", type=click.Path(path_type=Path), help="Labels file (default DATA/labels.txt): LABEL or NAME LABEL lines.")
+@click.option("--protocol", default="center", show_default=True, help="center, dense, multicrop or dense+multicrop.")
+@click.option("--scales", help="Test scales Q (shorter side), comma-separated (default: resize x 1, 1.5, 2: 256,384,512).")
+@click.option("--flip", is_flag=True, help="Also the horizontally flipped image (dense) or crops (multicrop).")
+@click.option("--crops", default=5, show_default=True, help="multicrop: an N x N grid of crops per scale.")
+@click.option("--backend", default="cpu", show_default=True, help="Runtime (cpu: fastest per precision).")
+@click.option("--fuse", is_flag=True, help="Also the fusion of the artifacts (their averaged posteriors).")
+@click.option("--batch", default=16, show_default=True, help="Images per batch for the center protocol.")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), help="Write eval.json and eval.md here.")
+def eval_cmd(artifacts, data, labels, protocol, scales, flip, crops, backend, fuse, batch, out_dir) -> None:
+    """Top-1/top-5 error of deployed ARTIFACTS (files, folders or a variant's engines/NAME) under the
+    VGG paper's protocols, on labelled images."""
+    from .dataset import load_dataset
+    from .evaluate import Protocol, default_scales, evaluate, select_artifacts
+    from .inspect import source_variant
+    from .report import table
+
+    files = select_artifacts([_variant_folder(a) for a in artifacts], protocol)
+    samples, _ = load_dataset(data, labels)
+    pre = source_variant(files[0])[0]["vggdeploy.preprocessing"]
+    qs = () if protocol == "center" else tuple(parse_ints(scales, "--scales")) if scales else default_scales(pre)
+    rows = evaluate(files, samples, Protocol(protocol, qs, flip, crops), backend, fuse, batch)
+    headers = ["artifact", "precision", "runtime", "protocol", "scales", "flip", "images", "top-1 err %", "top-5 err %",
+               "img/s", "runtime img/s", "skipped"]
+    body = [[Path(r["artifact"]).name, r["precision"], r["runtime"], r["protocol"], ",".join(map(str, r["scales"])) or "-",
+             r["flip"], r["images"], r["top1_err"], r["top5_err"], r["images_per_s"], r["runtime_images_per_s"],
+             len(r["skipped"])] for r in rows]
+    click.echo(table(headers, body))
+    if out_dir:
+        from .artifacts import atomic_write_text, write_error
+
+        if write_error(out_dir):
+            raise BadInput(f"cannot write to {out_dir}", hint="choose another --out")
+        atomic_write_text(out_dir / "eval.json", json.dumps(rows, indent=2) + "\n")
+        atomic_write_text(out_dir / "eval.md", table(headers, body, markdown=True) + "\n")
+
+
+def _variant_folder(p: Path) -> Path:
+    """A variant name stands for engines/NAME, where `vggdeploy export NAME` writes."""
+    from .variants import VARIANTS
+
+    return Path("engines") / p.name if not p.exists() and str(p).lower() in VARIANTS else p
+
+
 @cli.command()
 @click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), help="Where to write (default: the first run's folder).")

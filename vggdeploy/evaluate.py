@@ -1,0 +1,280 @@
+"""The paper's evaluation protocols (Simonyan & Zisserman, sec. 3.2 and 4), run on deployed artifacts.
+
+- center: shorter side to the weights' resize, centre crop (torchvision's recipe).
+- dense: shorter side to each scale Q, the whole image through the dense form (FC layers as
+  convolutions), class scores averaged over the score map (the dense form's `logits`), softmax,
+  then averaged over flips and scales.
+- multicrop: at each scale, an n x n grid of crops at the crop size, and their flips, batched.
+- dense+multicrop: the average of the two posteriors. Several artifacts: their average (fusion).
+
+Preprocessing comes from each artifact's metadata. Images are decoded and resized in worker
+threads while the runtime works on the previous ones.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .dataset import Sample, read_image
+from .errors import BadInput
+from .forms import FormSpec
+
+log = logging.getLogger("vggdeploy")
+PROTOCOLS = ("center", "dense", "multicrop", "dense+multicrop")
+
+
+@dataclass(frozen=True)
+class Protocol:
+    name: str
+    scales: tuple[int, ...] = ()
+    flip: bool = False
+    crops: int = 5
+
+    @property
+    def parts(self) -> tuple[str, ...]:
+        return tuple(self.name.split("+"))
+
+
+@dataclass
+class Prepared:
+    """One image's network inputs for every part of the protocol."""
+
+    label: int
+    center: np.ndarray | None = None  # (C, crop, crop)
+    dense: list[np.ndarray] = field(default_factory=list)  # per scale: (1 or 2, C, H, W)
+    multicrop: list[np.ndarray] = field(default_factory=list)  # per scale: (n*n*(1|2), C, crop, crop)
+
+
+def check_protocol(p: Protocol, spec: FormSpec, pre: dict, name: str) -> None:
+    if p.name not in PROTOCOLS:
+        raise BadInput(f"unknown protocol {p.name!r}", hint=f"choose from: {', '.join(PROTOCOLS)}")
+    if spec is None or spec.form == "features":
+        raise BadInput(f"{name} is not a classifier or dense artifact", hint="evaluate the classifier or dense form")
+    if "dense" in p.parts:
+        if spec.form != "dense":
+            raise BadInput(f"the dense protocol needs the dense form; {name} is the {spec.form} form",
+                           hint="vggdeploy export MODEL --form dense (it also runs center and multicrop)")
+        low = [q for q in p.scales if q < spec.min_size]
+        if low:
+            raise BadInput(f"scale {low[0]} is below the dense form's minimum {spec.min_size}")
+    if "multicrop" in p.parts:
+        low = [q for q in p.scales if q < pre["crop"]]
+        if low:
+            raise BadInput(f"scale {low[0]} is below the crop size {pre['crop']} (multicrop takes crops of it)")
+        if p.crops < 1:
+            raise BadInput(f"--crops {p.crops}: give at least 1 (an n x n grid)")
+    if not p.scales and p.name != "center":
+        raise BadInput(f"the {p.name} protocol needs --scales")
+
+
+def _tensor(img: np.ndarray, pre: dict):
+    import torch
+    from torchvision.transforms.v2 import functional as F
+
+    t = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)
+    if pre["color"] == "gray" and t.shape[0] == 3:
+        t = F.rgb_to_grayscale(t)
+    elif pre["color"] == "RGB" and t.shape[0] == 1:
+        t = t.expand(3, -1, -1)
+    return t
+
+
+def _normalise(t, pre: dict) -> np.ndarray:
+    import torch
+    from torchvision.transforms.v2 import functional as F
+
+    return F.normalize(F.to_dtype(t, torch.float32, scale=True), list(pre["mean"]), list(pre["std"])).numpy()
+
+
+def prepare(sample: Sample, p: Protocol, pre: dict) -> Prepared:
+    """Decode and build every input the protocol needs (runs in a worker thread)."""
+    import torch
+    from torchvision.transforms.v2 import functional as F
+
+    t = _tensor(read_image(sample.path), pre)
+    out, crop = Prepared(sample.label), pre["crop"]
+    if "center" in p.parts:
+        out.center = _normalise(F.center_crop(F.resize(t, pre["resize"], antialias=True), [crop, crop]), pre)
+    for q in p.scales if ("dense" in p.parts or "multicrop" in p.parts) else ():
+        x = F.resize(t, q, antialias=True)
+        if "dense" in p.parts:
+            views = [x, F.horizontal_flip(x)] if p.flip else [x]
+            out.dense.append(np.stack([_normalise(v, pre) for v in views]))
+        if "multicrop" in p.parts:
+            h, w = x.shape[1:]
+            tops = np.linspace(0, h - crop, p.crops).round().astype(int)
+            lefts = np.linspace(0, w - crop, p.crops).round().astype(int)
+            crops = torch.stack([x[:, i:i + crop, j:j + crop] for i in tops for j in lefts])
+            if p.flip:
+                crops = torch.cat([crops, F.horizontal_flip(crops)])
+            out.multicrop.append(_normalise(crops, pre))
+    return out
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+@dataclass
+class Run:
+    """Posteriors of one artifact under one protocol, image by image."""
+
+    posteriors: list[np.ndarray] = field(default_factory=list)
+    labels: list[int] = field(default_factory=list)
+    runtime_s: float = 0.0
+    wall_s: float = 0.0
+    skipped: list[str] = field(default_factory=list)
+    interrupted: bool = False
+
+
+def run_protocol(runner, samples: list[Sample], p: Protocol, pre: dict, batch: int = 16, workers: int = 2,
+                 progress_every: int = 200) -> Run:
+    """Every sample through `runner` under protocol `p`; decoding overlaps inference. An unreadable
+    image is skipped and counted; Ctrl-C keeps what was done."""
+    run, pending, ahead = Run(), [], max(4 * workers, batch * 2)
+    t_start = time.perf_counter()
+
+    def infer(x: np.ndarray) -> np.ndarray:
+        t0 = time.perf_counter()
+        logits = runner.infer({"input": np.ascontiguousarray(x)})["logits"]
+        run.runtime_s += time.perf_counter() - t0
+        return softmax(logits.reshape(len(x), -1).astype(np.float64))
+
+    def flush_center():
+        if pending:
+            post = infer(np.stack([q.center for q in pending]))
+            for q, post_q in zip(pending, post):
+                _finish(q, [post_q])
+            pending.clear()
+
+    def _finish(q: Prepared, parts: list[np.ndarray]):
+        run.posteriors.append(np.mean(parts, axis=0))
+        run.labels.append(q.label)
+        if len(run.labels) % progress_every == 0:
+            log.info("  %d/%d images, %.1f images/s", len(run.labels), len(samples),
+                     len(run.labels) / (time.perf_counter() - t_start))
+
+    try:
+        with ThreadPoolExecutor(workers) as pool:
+            futures: deque = deque()
+            it = iter(samples)
+            for s in it:
+                futures.append((s, pool.submit(prepare, s, p, pre)))
+                if len(futures) >= ahead:
+                    break
+            while futures:
+                s, fut = futures.popleft()
+                nxt = next(it, None)
+                if nxt is not None:
+                    futures.append((nxt, pool.submit(prepare, nxt, p, pre)))
+                try:
+                    q = fut.result()
+                except (OSError, ValueError, RuntimeError) as e:  # an unreadable image: counted, not fatal
+                    run.skipped.append(f"{s.path.name}: {type(e).__name__}")
+                    continue
+                if p.parts == ("center",):
+                    pending.append(q)
+                    if len(pending) >= batch:
+                        flush_center()
+                    continue
+                parts = []
+                if "dense" in p.parts:
+                    parts.append(np.mean([infer(x).mean(axis=0) for x in q.dense], axis=0))
+                if "multicrop" in p.parts:
+                    parts.append(np.mean([infer(x).mean(axis=0) for x in q.multicrop], axis=0))
+                _finish(q, parts)
+            flush_center()
+    except KeyboardInterrupt:
+        run.interrupted = True
+        log.warning("interrupted: keeping the %d image(s) evaluated so far", len(run.labels))
+    run.wall_s = time.perf_counter() - t_start
+    return run
+
+
+def errors(posteriors: np.ndarray, labels: np.ndarray) -> dict:
+    """Top-1 and top-5 error (%)."""
+    order = np.argsort(-posteriors, axis=1)
+    top1 = float((order[:, 0] != labels).mean() * 100)
+    top5 = float((~(order[:, :5] == labels[:, None]).any(axis=1)).mean() * 100) if posteriors.shape[1] >= 5 else None
+    return {"top1_err": round(top1, 2), "top5_err": None if top5 is None else round(top5, 2)}
+
+
+def default_scales(pre: dict) -> tuple[int, ...]:
+    """The paper's test scales relative to the training resize: 256, 384, 512 for ImageNet VGGs."""
+    r = pre["resize"]
+    return r, round(1.5 * r), 2 * r
+
+
+def select_artifacts(paths: list[Path], protocol: str) -> list[Path]:
+    """Files as given; from a folder (or a variant's engines/NAME), the artifacts whose form runs the
+    protocol: dense ones for dense, classifier or dense ones otherwise."""
+    from .benchrun import expand
+    from .inspect import load_graph, metadata_of
+
+    chosen = []
+    for p in map(Path, paths):
+        if p.is_file():
+            chosen.append(p)
+            continue
+        forms = ("dense",) if "dense" in protocol else ("classifier", "dense")
+        found = [a for a in expand([p]) if a.suffix == ".onnx"
+                 and metadata_of(load_graph(a)).get("vggdeploy.form") in forms]
+        if not found:
+            raise BadInput(f"{p} holds no {' or '.join(forms)} artifact for the {protocol} protocol",
+                           hint=f"vggdeploy export MODEL --form {forms[0]}")
+        chosen += found
+    return chosen
+
+
+def evaluate(artifacts: list[Path], samples: list[Sample], p: Protocol, backend: str = "cpu", fuse: bool = False,
+             batch: int = 16, workers: int = 2) -> list[dict]:
+    """One row per artifact (and one for their fusion with `fuse`): top-1/top-5 error, images/s."""
+    from .backends import make_runner
+    from .inspect import source_variant
+
+    infos = []
+    for path in artifacts:
+        meta, v, spec = source_variant(Path(path))
+        check_protocol(p, spec, meta["vggdeploy.preprocessing"], Path(path).name)
+        infos.append((Path(path), meta, v))
+    classes = {v.num_classes for _, _, v in infos}
+    if len(classes) > 1:
+        raise BadInput(f"the artifacts have different class counts ({sorted(classes)}): they can't be fused or compared")
+    top_label = max(s.label for s in samples)
+    if top_label >= classes.pop():
+        raise BadInput(f"label {top_label} is outside the model's {infos[0][2].num_classes} classes",
+                       hint="labels are 0-based torchvision class indices")
+    rows, kept = [], []
+    for path, meta, v in infos:
+        log.info("evaluating %s (%s) with the %s protocol on %d images ...", path.name,
+                 meta.get("vggdeploy.precision", "fp32"), p.name, len(samples))
+        with make_runner(backend, path) as runner:
+            run = run_protocol(runner, samples, p, meta["vggdeploy.preprocessing"], batch, workers)
+        post, labels = np.array(run.posteriors), np.array(run.labels)
+        kept.append((post, labels))
+        rows.append({"artifact": str(path), "model": v.name, "precision": meta.get("vggdeploy.precision", "fp32"),
+                     "runtime": runner.name, "protocol": p.name, "scales": list(p.scales), "flip": p.flip,
+                     "crops": p.crops if "multicrop" in p.parts else None, "images": len(labels),
+                     **errors(post, labels), "images_per_s": round(len(labels) / run.wall_s, 2) if run.wall_s else None,
+                     "runtime_images_per_s": round(len(labels) / run.runtime_s, 2) if run.runtime_s else None,
+                     "skipped": run.skipped, "interrupted": run.interrupted})
+        if run.interrupted:
+            break
+    if fuse and len(kept) > 1:
+        n = min(len(lab) for _, lab in kept)
+        fused = np.mean([post[:n] for post, _ in kept], axis=0)
+        rows.append({"artifact": " + ".join(Path(r["artifact"]).name for r in rows), "model": "fusion",
+                     "precision": "+".join(r["precision"] for r in rows), "runtime": rows[0]["runtime"],
+                     "protocol": p.name, "scales": list(p.scales), "flip": p.flip, "images": n,
+                     **errors(fused, kept[0][1][:n]), "images_per_s": None, "runtime_images_per_s": None,
+                     "skipped": [], "interrupted": any(r["interrupted"] for r in rows)})
+    return rows
