@@ -28,8 +28,9 @@ from vggdeploy.report import table, write_reports  # noqa: E402
 def artifacts(name: str, work: Path) -> Path:
     """All three forms, FP16 and INT8-cpu, exported once (seed 0) and reused."""
     out = work / name
-    if not (out / "manifest.json").exists():
-        vd.export_onnx(vd.load_model(name, "random", seed=0), ["classifier", "dense", "features"], out)
+    missing = [f for f in ("classifier", "dense", "features") if not (out / f"{f}.onnx").exists()]
+    if missing:
+        vd.export_onnx(vd.load_model(name, "random", seed=0), missing, out)
     for form in ("classifier", "dense", "features"):
         if not (out / f"{form}.fp16.onnx").exists():
             to_fp16(out / f"{form}.onnx")

@@ -207,6 +207,7 @@ def test_engine_manifest_entry_and_mismatch_detection(mini_copy):
     assert entry["gpu"] == {"name": "NVIDIA L4", "compute_capability": "8.9"} and entry["tensorrt"] == "11.4.0.106"
     assert [Profile.from_json(p) for p in entry["profiles"]] == plan.profiles
     assert entry["trtexec"].startswith("trtexec --onnx=") and entry["bytes"] == 1200 and entry["build_s"] == 12.3
+    assert entry["preprocessing"]["crop"] == 32 and entry["class_names"] == [str(d) for d in range(10)]
     manifest = json.loads((mini_copy / "manifest.json").read_text())
     assert entry["source_sha256"] != manifest["artifacts"]["dense.onnx"]["files"]["dense.onnx"]["sha256"]  # graph + data
     assert engine_problems(entry, "11.4.0.106", gpu, plan.out) == []

@@ -364,6 +364,31 @@ def _variant_folder(p: Path) -> Path:
 
 
 @cli.command()
+@click.argument("artifact", type=click.Path(path_type=Path))
+@click.option("--repo", required=True, type=click.Path(path_type=Path), help="Triton model repository folder.")
+@click.option("--name", help="Model name (default: the artifact's folder and file, e.g. vgg16-dense-fp16).")
+@click.option("--platform", default="onnxruntime_onnx", show_default=True,
+              help="onnxruntime_onnx, tensorrt_plan (a .plan), openvino, or python (vggdeploy's CPU runner).")
+@click.option("--max-batch", default=8, show_default=True, help="max_batch_size (0: no batching dimension).")
+@click.option("--dynamic-batching", is_flag=True, help="Let Triton merge concurrent requests into batches.")
+@click.option("--max-queue-delay-us", default=0, show_default=True, help="How long the batcher may wait for more.")
+@click.option("--instances", default=1, show_default=True, help="Model instances.")
+@click.option("--kind", default="cpu", show_default=True, help="cpu or gpu instance group.")
+@click.option("--accelerator", help="ONNX Runtime's execution accelerator: tensorrt (gpu) or openvino (cpu).")
+@click.option("--force", is_flag=True, help="Replace the model if the repository already holds it.")
+def triton(artifact, repo, name, platform, max_batch, dynamic_batching, max_queue_delay_us, instances, kind,
+           accelerator, force) -> None:
+    """Write a Triton model repository entry for ARTIFACT: config.pbtxt (Triton's own schema, linted),
+    the model file(s), labels.txt and a README with the tritonserver and perf_analyzer commands."""
+    from .triton import TritonOptions, write_repository
+
+    name = name or f"{artifact.resolve().parent.name}-{artifact.name.split('.')[0]}-" + (
+        artifact.name.split(".")[1] if artifact.name.count(".") > 1 else "fp32")
+    opts = TritonOptions(name, platform, max_batch, dynamic_batching, max_queue_delay_us, instances, kind, accelerator)
+    click.echo(write_repository(artifact, repo, opts, force))
+
+
+@cli.command()
 @click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), help="Where to write (default: the first run's folder).")
 def report(runs, out_dir) -> None:

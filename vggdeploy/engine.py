@@ -158,6 +158,7 @@ class BuildPlan:
     workspace: int | None = None
     opt_level: int | None = None
     hardware_compat: str = "none"
+    meta: dict | None = None  # the ONNX's vggdeploy metadata: the engine's entry carries what C++ needs
 
     def trtexec_command(self) -> str:
         # --stronglyTyped: required on 10.x, a no-op on 11.x (always strongly typed)
@@ -224,7 +225,7 @@ def plan_build(onnx_path: Path, profiles: list[str] | list[Profile] | None = Non
     if timing_cache:
         check_timing_cache(Path(timing_cache))
     return BuildPlan(Path(onnx_path), out, parsed, precision, meta.get("vggdeploy.form"),
-                     Path(timing_cache) if timing_cache else None, ws, opt_level, hardware_compat)
+                     Path(timing_cache) if timing_cache else None, ws, opt_level, hardware_compat, meta)
 
 
 def check_timing_cache(path: Path) -> None:
@@ -323,7 +324,10 @@ def engine_entry(plan: BuildPlan, trt_version: str, gpu, build_s: float) -> dict
             "tensorrt": trt_version, "gpu": {"name": gpu.name, "compute_capability": gpu.compute_capability},
             "hardware_compat": plan.hardware_compat, "workspace": plan.workspace, "opt_level": plan.opt_level,
             "timing_cache": str(plan.timing_cache) if plan.timing_cache else None, "build_s": round(build_s, 1),
-            "trtexec": plan.trtexec_command(), **file_entry([plan.out])}
+            "trtexec": plan.trtexec_command(), **file_entry([plan.out]),
+            # a plan has no metadata: programs that run it (examples/cpp) read these from the manifest
+            "preprocessing": (plan.meta or {}).get("vggdeploy.preprocessing"),
+            "class_names": (plan.meta or {}).get("vggdeploy.class_names")}
 
 
 def _onnx_sha256(path: Path) -> str:

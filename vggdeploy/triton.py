@@ -1,0 +1,268 @@
+"""Triton Inference Server model repositories from vggdeploy artifacts.
+
+The config is Triton's own `ModelConfig` protobuf message (from tritonclient), written with
+protobuf's text format, and linted for what Triton would reject or silently ignore. Platforms:
+`onnxruntime_onnx` and `openvino` (the ONNX files), `tensorrt_plan` (an engine), and `python`
+(a `model.py` that runs the artifact with vggdeploy's fastest CPU runner: the one served here,
+DESIGN.md fact 9).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from .artifacts import side_files, staging_prefix, write_error
+from .errors import BadInput, MissingEnvironment
+
+PLATFORMS = ("onnxruntime_onnx", "tensorrt_plan", "openvino", "python")
+KINDS = ("cpu", "gpu")
+ACCELERATORS = {"tensorrt": "gpu", "openvino": "cpu"}  # ONNX Runtime's execution accelerators in Triton
+
+
+def _pb():
+    try:
+        from tritonclient.grpc import model_config_pb2
+    except ImportError:
+        raise MissingEnvironment("Triton's config schema needs tritonclient",
+                                 hint="pip install 'tritonclient[grpc]'") from None
+    return model_config_pb2
+
+
+@dataclass(frozen=True)
+class TritonOptions:
+    name: str
+    platform: str = "onnxruntime_onnx"
+    max_batch: int = 8
+    dynamic_batching: bool = False
+    max_queue_delay_us: int = 0
+    instances: int = 1
+    kind: str = "cpu"
+    accelerator: str | None = None
+
+
+def _io(path: Path) -> tuple[dict, list[tuple[str, int, list]], list[tuple[str, int, list]]]:
+    """The ONNX's metadata, inputs and outputs as (name, onnx elem type, dims with -1 for free)."""
+    from .inspect import load_graph, metadata_of
+
+    graph = load_graph(path)
+
+    def dims(v):
+        return [d.dim_value if d.HasField("dim_value") else -1 for d in v.type.tensor_type.shape.dim]
+
+    inits = {t.name for t in graph.graph.initializer}
+    ins = [(v.name, v.type.tensor_type.elem_type, dims(v)) for v in graph.graph.input if v.name not in inits]
+    outs = [(v.name, v.type.tensor_type.elem_type, dims(v)) for v in graph.graph.output]
+    return metadata_of(graph), ins, outs
+
+
+def _onnx_of(artifact: Path) -> Path:
+    """The ONNX that describes an artifact (itself, or a .plan engine's source)."""
+    from .bench import artifact_source
+
+    return artifact_source(artifact)
+
+
+def build_config(artifact: Path, opts: TritonOptions):
+    """Triton's ModelConfig for an artifact (a ModelConfig protobuf message)."""
+    pb = _pb()
+    meta, ins, outs = _io(_onnx_of(artifact))
+    dtype = {1: pb.TYPE_FP32, 10: pb.TYPE_FP16}
+    cfg = pb.ModelConfig(name=opts.name, max_batch_size=opts.max_batch)
+    if opts.platform in ("python", "openvino"):
+        cfg.backend = opts.platform
+    else:
+        cfg.platform = opts.platform
+    cfg.default_model_filename = "model.plan" if opts.platform == "tensorrt_plan" else "model.onnx"
+    if opts.platform == "python":
+        cfg.default_model_filename = "model.py"
+        cfg.parameters["artifact"].string_value = "model.onnx"
+    batched = opts.max_batch > 0
+    for name, elem, shape in ins:
+        cfg.input.add(name=name, data_type=dtype.get(elem, pb.TYPE_FP32), dims=shape[1:] if batched else shape)
+    names = meta.get("vggdeploy.class_names")
+    for name, elem, shape in outs:
+        out = cfg.output.add(name=name, data_type=dtype.get(elem, pb.TYPE_FP32), dims=shape[1:] if batched else shape)
+        if name == "logits" and names:
+            out.label_filename = "labels.txt"
+    group = cfg.instance_group.add(count=opts.instances, kind=pb.ModelInstanceGroup.KIND_GPU if opts.kind == "gpu"
+                                   else pb.ModelInstanceGroup.KIND_CPU)
+    if opts.platform == "tensorrt_plan":
+        from .engine import manifest_entry
+
+        profiles = (manifest_entry(artifact) or {}).get("profiles", [])
+        group.profile.extend(str(i) for i in range(len(profiles)))
+    if opts.dynamic_batching:
+        cfg.dynamic_batching.max_queue_delay_microseconds = opts.max_queue_delay_us
+    if opts.accelerator:
+        accel = cfg.optimization.execution_accelerators
+        lane = accel.gpu_execution_accelerator if ACCELERATORS[opts.accelerator] == "gpu" else accel.cpu_execution_accelerator
+        lane.add(name=opts.accelerator)
+    return cfg
+
+
+def lint(cfg, artifact: Path) -> list[str]:
+    """What Triton would reject or silently ignore, and what contradicts the artifact."""
+    pb = _pb()
+    problems = []
+    is_plan = artifact.suffix == ".plan"
+    platform = cfg.platform or cfg.backend
+    if (platform == "tensorrt_plan") != is_plan:
+        problems.append(f"platform {platform} does not take a {artifact.suffix} file"
+                        + (" (build an engine with `vggdeploy build`)" if platform == "tensorrt_plan" else ""))
+    for g in cfg.instance_group:
+        if g.profile and platform != "tensorrt_plan":
+            problems.append(f"instance group {g.name or 0}: `profile` applies to tensorrt_plan only (Triton ignores it)")
+        if g.kind == pb.ModelInstanceGroup.KIND_CPU and cfg.optimization.execution_accelerators.gpu_execution_accelerator:
+            problems.append("a GPU execution accelerator on a CPU instance group")
+        if g.kind == pb.ModelInstanceGroup.KIND_GPU and platform in ("openvino", "python"):
+            problems.append(f"{platform} runs on CPU instance groups here; use --kind cpu")
+        if g.kind == pb.ModelInstanceGroup.KIND_CPU and platform == "tensorrt_plan":
+            problems.append("a TensorRT engine needs a GPU instance group (--kind gpu)")
+    accel = cfg.optimization.execution_accelerators
+    if (accel.gpu_execution_accelerator or accel.cpu_execution_accelerator) and platform != "onnxruntime_onnx":
+        problems.append("execution accelerators apply to the onnxruntime_onnx platform only")
+    _, ins, outs = _io(_onnx_of(artifact))
+    batched = cfg.max_batch_size > 0
+    for declared, actual in ((cfg.input, ins), (cfg.output, outs)):
+        for d, (name, _, shape) in zip(declared, actual):
+            want = shape[1:] if batched else shape
+            if d.name != name or list(d.dims) != want:
+                problems.append(f"{d.name}: dims {list(d.dims)} contradict the artifact's {name} {want}")
+    if batched and ins and ins[0][2][0] != -1:
+        problems.append(f"max_batch_size {cfg.max_batch_size} but the artifact's batch is fixed at {ins[0][2][0]}")
+    if is_plan:
+        from .engine import manifest_entry
+
+        top = max((p["max"][0] for p in (manifest_entry(artifact) or {}).get("profiles", [])), default=None)
+        if top is not None and cfg.max_batch_size > top:
+            problems.append(f"max_batch_size {cfg.max_batch_size} exceeds the engine's largest profile batch {top}")
+    return problems
+
+
+def write_repository(artifact: Path, repo: Path, opts: TritonOptions, force: bool = False) -> Path:
+    """repo/NAME/{config.pbtxt, labels.txt, README.md, 1/model.*}; checked, staged, then moved in."""
+    from google.protobuf import text_format
+
+    artifact = Path(artifact)
+    if opts.platform not in PLATFORMS:
+        raise BadInput(f"unknown platform {opts.platform!r}", hint=f"choose from: {', '.join(PLATFORMS)}")
+    if opts.kind not in KINDS:
+        raise BadInput(f"unknown --kind {opts.kind!r}", hint="cpu or gpu")
+    if opts.accelerator and opts.accelerator not in ACCELERATORS:
+        raise BadInput(f"unknown accelerator {opts.accelerator!r}", hint=f"choose from: {', '.join(ACCELERATORS)}")
+    if opts.max_batch < 0 or opts.instances < 1 or opts.max_queue_delay_us < 0:
+        raise BadInput("--max-batch >= 0, --instances >= 1 and --max-queue-delay-us >= 0, please")
+    if not artifact.is_file():
+        raise BadInput(f"{artifact} not found")
+    files = side_files(artifact) if artifact.suffix == ".onnx" else [artifact]
+    if artifact.suffix == ".onnx":
+        from .artifacts import check_onnx_files
+
+        check_onnx_files(artifact)
+    cfg = build_config(artifact, opts)
+    problems = lint(cfg, artifact)
+    if problems:
+        raise BadInput(f"Triton would reject this configuration: {problems[0]}"
+                       + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
+    target = repo / opts.name
+    if target.exists() and not force:
+        raise BadInput(f"{target} already exists", hint="pass --force to replace it")
+    error = write_error(repo)
+    if error:
+        raise BadInput(f"cannot write to {repo}: {error.strerror or error}")
+    tmp = repo / f"{staging_prefix()}{opts.name}"
+    try:
+        (tmp / "1").mkdir(parents=True)
+        main = "model.plan" if opts.platform == "tensorrt_plan" else "model.onnx"
+        shutil.copyfile(files[0], tmp / "1" / main)
+        for extra in files[1:]:  # the external data keeps its name: the graph refers to it by name
+            shutil.copyfile(extra, tmp / "1" / extra.name)
+        if opts.platform == "python":
+            (tmp / "1" / "model.py").write_text(MODEL_PY)
+        meta, _, _ = _io(_onnx_of(artifact))
+        if meta.get("vggdeploy.class_names"):
+            (tmp / "labels.txt").write_text("\n".join(meta["vggdeploy.class_names"]) + "\n")
+        (tmp / "config.pbtxt").write_text(text_format.MessageToString(cfg))
+        (tmp / "README.md").write_text(repo_readme(opts, artifact))
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def read_config(path: Path):
+    """Parse a config.pbtxt back with Triton's schema (what tritonserver does on load)."""
+    from google.protobuf import text_format
+
+    return text_format.Parse(Path(path).read_text(), _pb().ModelConfig())
+
+
+def repo_readme(opts: TritonOptions, artifact: Path) -> str:
+    from .inspect import source_variant
+
+    served = {"python": "served for real on CPU here (tests/test_triton.py: HTTP, gRPC, dynamic batching)",
+              "onnxruntime_onnx": "config checked against Triton's schema here; the ONNX Runtime backend "
+                                  "can't be installed on our machines, so not served here",
+              "openvino": "config checked against Triton's schema here; not served here",
+              "tensorrt_plan": "config checked against Triton's schema here; needs a GPU: not served here"}[opts.platform]
+    _, v, spec = source_variant(_onnx_of(artifact))
+    shape = f" --shape input:{v.in_channels},{spec.size[0]},{spec.size[1]}" if spec.dynamic_hw else ""
+    return f"""# {opts.name}: Triton model repository entry made by vggdeploy
+
+From `{artifact.name}`, platform `{opts.platform}`: {served}.
+
+```bash
+tritonserver --model-repository=$(pwd)/.. --http-address=127.0.0.1 --grpc-address=127.0.0.1
+perf_analyzer -m {opts.name} -u 127.0.0.1:8001 -i grpc --concurrency-range 1:16:3{shape}
+```
+
+The python platform needs `vggdeploy` and its CPU runtimes importable by Triton's Python backend
+stub (`scripts/triton_env.sh` makes such an environment).
+"""
+
+
+MODEL_PY = '''"""Triton python-backend model: runs a vggdeploy artifact with its fastest CPU runner."""
+
+from pathlib import Path
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+from vggdeploy.backends import make_runner
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        config = json.loads(args["model_config"])
+        folder = Path(args["model_repository"]) / args["model_version"]
+        self.runner = make_runner("cpu", folder / config["parameters"]["artifact"]["string_value"])
+        self.runner.activate()
+        self.outputs = [o["name"] for o in config["output"]]
+
+    def execute(self, requests):
+        # the dynamic batcher hands over several requests: run those of one shape as one batch
+        inputs = [pb_utils.get_input_tensor_by_name(r, "input").as_numpy() for r in requests]
+        results = [None] * len(requests)
+        by_shape = {}
+        for i, x in enumerate(inputs):
+            by_shape.setdefault(x.shape[1:], []).append(i)
+        for indices in by_shape.values():
+            out = self.runner.infer({"input": np.concatenate([inputs[i] for i in indices])})
+            start = 0
+            for i in indices:
+                n = len(inputs[i])
+                results[i] = pb_utils.InferenceResponse(
+                    output_tensors=[pb_utils.Tensor(name, np.ascontiguousarray(out[name][start:start + n]))
+                                    for name in self.outputs])
+                start += n
+        return results
+
+    def finalize(self):
+        self.runner.deactivate()
+'''
+
