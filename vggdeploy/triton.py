@@ -222,18 +222,29 @@ perf_analyzer -m {opts.name} -u 127.0.0.1:8001 -i grpc --concurrency-range 1:16:
 ```
 
 The python platform needs `vggdeploy` and its CPU runtimes importable by Triton's Python backend
-stub (`scripts/triton_env.sh` makes such an environment).
+stub, whose embedded interpreter ignores PYTHONPATH: `scripts/triton_env.sh` makes such an
+environment; start tritonserver with `VGGDEPLOY_PYTHONPATH=ENV/lib/python3.X/site-packages:VGGDEPLOY_SRC`
+and `LD_LIBRARY_PATH` holding the interpreter's libpython folder.
 """
 
 
 MODEL_PY = '''"""Triton python-backend model: runs a vggdeploy artifact with its fastest CPU runner."""
 
+import json
+import os
+import sys
 from pathlib import Path
 
-import numpy as np
-import triton_python_backend_utils as pb_utils
+# Triton's python-backend stub embeds an interpreter that ignores PYTHONPATH: the serving
+# environment's packages (and vggdeploy) come from VGGDEPLOY_PYTHONPATH, or PYTHONPATH, here
+for entry in reversed((os.environ.get("VGGDEPLOY_PYTHONPATH") or os.environ.get("PYTHONPATH", "")).split(os.pathsep)):
+    if entry and entry not in sys.path:
+        sys.path.insert(0, entry)
 
-from vggdeploy.backends import make_runner
+import numpy as np  # noqa: E402
+import triton_python_backend_utils as pb_utils  # noqa: E402
+
+from vggdeploy.backends import make_runner  # noqa: E402
 
 
 class TritonPythonModel:

@@ -40,7 +40,7 @@ def start_server(repo: Path, venv: Path, timeout: float = 120.0):
     env = {**os.environ,
            # the python backend stub embeds this interpreter: it needs libpython, the venv's packages and vggdeploy
            "LD_LIBRARY_PATH": os.pathsep.join(filter(None, [info["libdir"], os.environ.get("LD_LIBRARY_PATH")])),
-           "PYTHONPATH": os.pathsep.join([info["site"], str(project)])}
+           "VGGDEPLOY_PYTHONPATH": os.pathsep.join([info["site"], str(project)])}
     log = Path(repo).resolve().parent / f"tritonserver-{http}.log"
     cmd = [str(info["root"] / "bin" / "tritonserver"), f"--model-repository={Path(repo).resolve()}",
            f"--backend-directory={info['root'] / 'backends'}", "--http-address=127.0.0.1", f"--http-port={http}",
