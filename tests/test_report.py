@@ -47,6 +47,17 @@ def test_markdown_and_html_reports(bench_run):
     assert "Accuracy parity" in html  # the artifact folder's manifest holds parity figures
 
 
+def test_eval_results_join_the_html_report(bench_run, mini_artifacts, run, tmp_path):
+    from vggdeploy.mnist import write_image_folder
+
+    data = write_image_folder(tmp_path / "digits", 20)
+    code, _, err = run("eval", mini_artifacts / "dense.onnx", "--data", data, "--protocol", "dense", "--scales", "32,40",
+                       "--out", bench_run)
+    assert code == 0, err
+    html = (bench_run / "report.html").read_text()
+    assert "Accuracy under the paper's protocols" in html and "<td>dense</td><td>32,40</td>" in html
+
+
 def test_report_merges_runs_and_refuses_foreign_json(bench_run, tmp_path, run):
     other = tmp_path / "other"
     other.mkdir()

@@ -354,6 +354,11 @@ def eval_cmd(artifacts, data, labels, protocol, scales, flip, crops, backend, fu
             raise BadInput(f"cannot write to {out_dir}", hint="choose another --out")
         atomic_write_text(out_dir / "eval.json", json.dumps(rows, indent=2) + "\n")
         atomic_write_text(out_dir / "eval.md", table(headers, body, markdown=True) + "\n")
+        if (out_dir / "bench.json").is_file():  # a benchmark run's folder: its HTML report shows the accuracy too
+            from .benchrun import load_runs
+            from .report import write_reports
+
+            write_reports(load_runs([out_dir]), out_dir, write_json=False)
 
 
 def _variant_folder(p: Path) -> Path:

@@ -195,8 +195,14 @@ def parity_of(results: list[dict]) -> list[list]:
     return rows
 
 
-def render_html(runs: list[dict]) -> str:
-    """One self-contained page (plots embedded as PNG data, no network)."""
+EVAL_COLUMNS = [("artifact", "artifact"), ("precision", "precision"), ("runtime", "runtime"), ("protocol", "protocol"),
+                ("scales", "scales"), ("flip", "flip"), ("images", "images"), ("top1_err", "top-1 err %"),
+                ("top5_err", "top-5 err %"), ("images_per_s", "img/s")]
+
+
+def render_html(runs: list[dict], evals: list[dict] | None = None) -> str:
+    """One self-contained page (plots embedded as PNG data, no network); `evals`: rows of
+    `vggdeploy eval` to show beside the speed."""
     from html import escape
 
     results = [r for run in runs for r in run["results"]]
@@ -214,6 +220,14 @@ def render_html(runs: list[dict]) -> str:
         parts.append(f"<h2>{escape(title)}</h2><img alt='{escape(title)}' src='{src}'>")
     parts.append("<h2>Results</h2>")
     parts.append(_html_table([h for _, h in RESULT_COLUMNS], [[r.get(k) for k, _ in RESULT_COLUMNS] for r in results]))
+    if evals:
+        from pathlib import Path
+
+        parts.append("<h2>Accuracy under the paper's protocols (vggdeploy eval)</h2>")
+        parts.append(_html_table([h for _, h in EVAL_COLUMNS],
+                                 [[Path(r["artifact"]).name if k == "artifact" else
+                                   ",".join(map(str, r[k])) if k == "scales" else r.get(k) for k, _ in EVAL_COLUMNS]
+                                  for r in evals]))
     parity = parity_of(results)
     if parity:
         parts.append("<h2>Accuracy parity (from the artifact manifests)</h2>")
@@ -225,7 +239,8 @@ def render_html(runs: list[dict]) -> str:
 
 
 def write_reports(runs: list[dict], out_dir, write_json: bool = True) -> list:
-    """bench.json (for a single new run), bench.md and report.html in out_dir, each written atomically."""
+    """bench.json (for a single new run), bench.md and report.html in out_dir, each written
+    atomically; an eval.json already in out_dir (from `vggdeploy eval --out`) joins the page."""
     import json
     from pathlib import Path
 
@@ -242,5 +257,6 @@ def write_reports(runs: list[dict], out_dir, write_json: bool = True) -> list:
         atomic_write_text(out_dir / "bench.json", json.dumps(runs[0], indent=2) + "\n")
         written.append(out_dir / "bench.json")
     atomic_write_text(out_dir / "bench.md", render_markdown(runs))
-    atomic_write_text(out_dir / "report.html", render_html(runs))
+    evals = json.loads((out_dir / "eval.json").read_text()) if (out_dir / "eval.json").is_file() else None
+    atomic_write_text(out_dir / "report.html", render_html(runs, evals))
     return written + [out_dir / "bench.md", out_dir / "report.html"]
