@@ -45,6 +45,11 @@ def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
     return h.hexdigest()
 
 
+def artifact_sha256(onnx_path: Path) -> str:
+    """One hash over an ONNX artifact's files (graph and weights): what a derived artifact records."""
+    return hashlib.sha256("".join(sha256_file(p) for p in side_files(onnx_path)).encode()).hexdigest()
+
+
 def side_files(onnx_path: Path) -> list[Path]:
     """The files that make up one ONNX artifact: the graph, then its external data if any."""
     data = onnx_path.with_name(onnx_path.name + ".data")

@@ -336,7 +336,7 @@ def eval_cmd(artifacts, data, labels, protocol, scales, flip, crops, backend, fu
     from .inspect import source_variant
     from .report import table
 
-    files = select_artifacts([_variant_folder(a) for a in artifacts], protocol)
+    files = select_artifacts(list(artifacts), protocol)
     samples, _ = load_dataset(data, labels)
     pre = source_variant(files[0])[0]["vggdeploy.preprocessing"]
     qs = () if protocol == "center" else tuple(parse_ints(scales, "--scales")) if scales else default_scales(pre)
@@ -361,13 +361,6 @@ def eval_cmd(artifacts, data, labels, protocol, scales, flip, crops, backend, fu
             write_reports(load_runs([out_dir]), out_dir, write_json=False)
 
 
-def _variant_folder(p: Path) -> Path:
-    """A variant name stands for engines/NAME, where `vggdeploy export NAME` writes."""
-    from .variants import VARIANTS
-
-    return Path("engines") / p.name if not p.exists() and str(p).lower() in VARIANTS else p
-
-
 @cli.command()
 @click.argument("artifact", type=click.Path(path_type=Path))
 @click.option("--repo", required=True, type=click.Path(path_type=Path), help="Triton model repository folder.")
@@ -385,11 +378,9 @@ def triton(artifact, repo, name, platform, max_batch, dynamic_batching, max_queu
            accelerator, force) -> None:
     """Write a Triton model repository entry for ARTIFACT: config.pbtxt (Triton's own schema, linted),
     the model file(s), labels.txt and a README with the tritonserver and perf_analyzer commands."""
-    from .triton import TritonOptions, write_repository
+    from .triton import TritonOptions, default_name, write_repository
 
-    name = name or f"{artifact.resolve().parent.name}-{artifact.name.split('.')[0]}-" + (
-        artifact.name.split(".")[1] if artifact.name.count(".") > 1 else "fp32")
-    opts = TritonOptions(name, platform, max_batch, dynamic_batching, max_queue_delay_us, instances, kind, accelerator)
+    opts = TritonOptions(name or default_name(artifact), platform, max_batch, dynamic_batching, max_queue_delay_us, instances, kind, accelerator)
     click.echo(write_repository(artifact, repo, opts, force))
 
 

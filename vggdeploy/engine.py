@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .artifacts import (check_onnx_files, file_entry, prepare_out_dir, read_manifest, record, sha256_file, side_files,
+from .artifacts import (artifact_sha256, check_onnx_files, file_entry, prepare_out_dir, read_manifest, record,
                         staging_prefix, write_error)
 from .errors import BadInput
 from .forms import FormSpec, spec_from_metadata
@@ -319,7 +319,7 @@ def _check_cache_loads(trt, path: Path) -> None:
 
 def engine_entry(plan: BuildPlan, trt_version: str, gpu, build_s: float) -> dict:
     """The manifest entry of a built engine (what the runner checks before deserializing)."""
-    return {"kind": "tensorrt-engine", "source": plan.onnx.name, "source_sha256": _onnx_sha256(plan.onnx),
+    return {"kind": "tensorrt-engine", "source": plan.onnx.name, "source_sha256": artifact_sha256(plan.onnx),
             "form": plan.form, "precision": plan.precision, "profiles": [p.to_json() for p in plan.profiles],
             "tensorrt": trt_version, "gpu": {"name": gpu.name, "compute_capability": gpu.compute_capability},
             "hardware_compat": plan.hardware_compat, "workspace": plan.workspace, "opt_level": plan.opt_level,
@@ -328,12 +328,6 @@ def engine_entry(plan: BuildPlan, trt_version: str, gpu, build_s: float) -> dict
             # a plan has no metadata: programs that run it (examples/cpp) read these from the manifest
             "preprocessing": (plan.meta or {}).get("vggdeploy.preprocessing"),
             "class_names": (plan.meta or {}).get("vggdeploy.class_names")}
-
-
-def _onnx_sha256(path: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256("".join(sha256_file(p) for p in side_files(path)).encode()).hexdigest()
 
 
 def engine_problems(entry: dict | None, trt_version: str, gpu, plan_path: Path) -> list[str]:

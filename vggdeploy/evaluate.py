@@ -215,8 +215,8 @@ def default_scales(pre: dict) -> tuple[int, ...]:
 
 
 def select_artifacts(paths: list[Path], protocol: str) -> list[Path]:
-    """Files as given; from a folder (or a variant's engines/NAME), the artifacts whose form runs the
-    protocol: dense ones for dense, classifier or dense ones otherwise."""
+    """Files as given; from a folder (or a variant name: its engines/NAME), the artifacts whose form
+    runs the protocol: dense ones for dense, classifier or dense ones otherwise."""
     from .benchrun import expand
     from .inspect import load_graph, metadata_of
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from .artifacts import cache_root, prepare_out_dir, sha256_file, side_files, staging, staging_prefix
+from .artifacts import artifact_sha256, cache_root, prepare_out_dir, staging, staging_prefix
 from .backends.base import Runner
 from .calibration import Reader, calibration_sizes, load_calibration
 from .errors import BadInput, CheckFailed
@@ -223,9 +223,7 @@ def resolve_keep_fp32(graph: onnx.ModelProto, keep: list[str]) -> list[str]:
 
 def _model_key(src: Path) -> str:
     """A short hash over the model's files (graph and weights)."""
-    import hashlib
-
-    return hashlib.sha256("".join(sha256_file(p) for p in side_files(src)).encode()).hexdigest()[:16]
+    return artifact_sha256(src)[:16]
 
 
 # ---------------------------------------------------------------------------- shared

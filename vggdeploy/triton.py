@@ -43,6 +43,12 @@ class TritonOptions:
     accelerator: str | None = None
 
 
+def default_name(artifact: Path) -> str:
+    """FOLDER-FORM-PRECISION, e.g. vgg16-dense-fp16 for engines/vgg16/dense.fp16.onnx."""
+    parts = Path(artifact).name.split(".")
+    return f"{Path(artifact).resolve().parent.name}-{parts[0]}-{parts[1] if len(parts) > 2 else 'fp32'}"
+
+
 def _io(path: Path) -> tuple[dict, list[tuple[str, int, list]], list[tuple[str, int, list]]]:
     """The ONNX's metadata, inputs and outputs as (name, onnx elem type, dims with -1 for free)."""
     from .inspect import load_graph, metadata_of
