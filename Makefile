@@ -24,12 +24,15 @@ setup-gpu: .venv-gpu/.installed
 	touch $@
 
 # The main job on embedded defaults, offline: the bundled trained vgg-mini in all three forms, FP16
-# and INT8 for both targets, checked and timed; then a seeded VGG16 in all three forms and INT8 for CPU,
-# checked against eager PyTorch on the bundled photos.
+# and INT8 for both targets, checked, timed beside eager PyTorch into a report (engines/vgg-mini/run/
+# report.html) and written as a Triton repository; then a seeded VGG16 in all three forms and INT8 for
+# CPU, checked against eager PyTorch on the bundled photos and timed.
 demo: setup
 	$(VGG) export vgg-mini --form all --fp16 --int8 --target cpu --force
 	$(VGG) quantize engines/vgg-mini/classifier.onnx --int8 --target tensorrt --force
 	$(VGG) inspect --check-qdq tensorrt engines/vgg-mini/classifier.int8-tensorrt.onnx
+	$(VGG) bench engines/vgg-mini --batch 1,8 --runs 5 --out engines/vgg-mini/run
+	$(VGG) triton engines/vgg-mini/dense.onnx --repo engines/triton --platform python --dynamic-batching --force
 	$(VGG) export vgg16 --weights random --seed 0 --form all --force
 	$(VGG) quantize engines/vgg16-random0/classifier.onnx --int8 --target cpu --force
 	$(VGG) bench engines/vgg16-random0/classifier.onnx --backend onnxruntime --batch 1 --runs 5
