@@ -61,9 +61,14 @@ def prepare_out_dir(out_dir: Path, names: list[str], force: bool) -> None:
     existing = [n for n in names if (out_dir / n).exists()]
     if existing and not force:
         raise BadInput(f"{out_dir / existing[0]} already exists", hint="pass --force to overwrite it")
-    error = write_error(out_dir)
+    require_writable(out_dir)
+
+
+def require_writable(folder: Path, hint: str = "choose another --out") -> None:
+    """BadInput (one line) unless folder can be created and written."""
+    error = write_error(folder)
     if error:
-        raise BadInput(f"cannot write to {out_dir}: {error.strerror or error}", hint="choose another --out")
+        raise BadInput(f"cannot write to {folder}: {error.strerror or error}", hint=hint)
 
 
 def write_error(folder: Path) -> OSError | None:

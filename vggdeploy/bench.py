@@ -39,7 +39,18 @@ def latency_stats(times_ms: list[float], batch: int) -> dict:
             "runs": len(t), "batch": batch, "images_per_s": round(batch * 1e3 / med, 2)}
 
 
-def time_runner_cuda(make, feed: dict[str, np.ndarray], warmup: int = 3, runs: int = 20) -> dict:
+def check_timing(batches: list[int], runs: int, duration: float | None = None) -> None:
+    from .errors import BadInput
+
+    if not batches or min(batches) < 1:
+        raise BadInput("--batch needs positive batch sizes")
+    if runs < 1:
+        raise BadInput(f"--runs {runs}: give at least 1 timed run")
+    if duration is not None and duration <= 0:
+        raise BadInput(f"--duration {duration}: give a positive duration")
+
+
+def time_runner_cuda(make, feed: dict[str, np.ndarray], warmup: int = 3, runs: int = 20) -> list[dict]:
     """GPU timing with CUDA events, after a synchronised warm-up, two ways: `host` (numpy in and
     out: the host<->device copies included) and `device` (input already a CUDA tensor, outputs
     left on the GPU: the engine alone). Events are recorded on the runner's own stream.
@@ -100,14 +111,10 @@ def bench_artifact(path: Path, backend: str, batches: list[int], size: tuple[int
     batch size loads the runtime anew: `start_s` + `first_ms` is the cold start."""
     from .backends import GPU_BACKENDS, default_cpu_backend, make_runner
     from .data import photo_batch
-    from .errors import BadInput
     from .inspect import source_variant
 
     meta, v, spec = source_variant(artifact_source(path))
-    if not batches or min(batches) < 1:
-        raise BadInput("--batch needs positive batch sizes")
-    if runs < 1:
-        raise BadInput(f"--runs {runs}: give at least 1 timed run")
+    check_timing(batches, runs, duration)
     size = size or tuple(spec.size)
     spec.check_size(*size)
     from .forms import check_memory

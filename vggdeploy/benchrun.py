@@ -98,19 +98,17 @@ def run_bench(paths: list[Path], backends: list[str], batches: list[int], sizes:
     """Time every artifact on every backend that applies to it, plus eager PyTorch once per form and
     weights; Ctrl-C keeps what was measured (`interrupted`)."""
     from .backends import BACKENDS, GPU_BACKENDS
-    from .bench import artifact_source, gemm_rates
+    from .bench import artifact_source, check_timing, gemm_rates
+    from .forms import check_memory
     from .inspect import source_variant
     from .variants import macs_at
-
-    from .forms import check_memory
 
     unknown = [b for b in backends if b not in BACKENDS]
     if unknown or not backends:
         raise BadInput(f"unknown backend {(unknown or [''])[0]!r}", hint=f"choose from: {', '.join(BACKENDS)}")
-    if not batches or min(batches) < 1:
-        raise BadInput("--batch needs positive batch sizes")
-    if runs < 1 or (duration is not None and duration <= 0):
-        raise BadInput(f"--runs {runs} / --duration {duration}: give at least 1 run or a positive duration")
+    check_timing(batches, runs, duration)
+    gpu = bool(set(backends) & set(GPU_BACKENDS))
+    eager_backends = (["torch", "torch-cuda"] if gpu else ["torch"]) if eager else []
     blocks, eager_keys, skipped = [], {}, []
     for path in expand(paths):
         meta, v, spec = source_variant(artifact_source(path))
@@ -123,8 +121,7 @@ def run_bench(paths: list[Path], backends: list[str], batches: list[int], sizes:
                 elif backend == "tensorrt":
                     skipped.append({"artifact": path.name, "backend": backend,
                                     "reason": "tensorrt times .plan engines: `vggdeploy build` makes one"})
-            gpu = bool(set(backends) & set(GPU_BACKENDS))
-            for eager_backend in (["torch", "torch-cuda"] if gpu else ["torch"]) if eager else []:
+            for eager_backend in eager_backends:
                 key = (meta["vggdeploy.weights_sha256"], spec.form, size, eager_backend)
                 if key not in eager_keys and path.suffix == ".onnx":
                     eager_keys[key] = (path, eager_backend, size, meta, v, spec)
@@ -155,6 +152,8 @@ def run_bench(paths: list[Path], backends: list[str], batches: list[int], sizes:
     except KeyboardInterrupt:
         interrupted = True
         log.warning("interrupted: keeping the %d result(s) measured so far", len(results))
+    if not results and skipped and not interrupted:
+        raise MissingEnvironment(f"nothing could be measured here: {skipped[0]['reason']}")
     add_speedups(results)
     return {"schema": SCHEMA, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "command": command_line(),
             "system": system_info(), "gemm_gmacs": rates, "results": results, "skipped": skipped,

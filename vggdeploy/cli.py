@@ -289,22 +289,16 @@ def bench(paths, backends, batch, size, runs, duration, hint, concurrency, no_ea
     """Latency and throughput of artifacts (ONNX files, .plan engines, or artifact folders) on each
     runtime, beside eager PyTorch from the same weights, each runtime in a process of its own.
     GPU runtimes are timed with CUDA events, with and without host<->device copies."""
+    from .artifacts import require_writable
     from .benchrun import run_bench
-    from .errors import MissingEnvironment
     from .report import RESULT_COLUMNS, table, write_reports
 
     sizes = [parse_size(t) for t in split_list(size)] if size else None
     if out_dir:
-        from .artifacts import write_error
-
-        error = write_error(out_dir)
-        if error:
-            raise BadInput(f"cannot write to {out_dir}: {error.strerror or error}", hint="choose another --out")
+        require_writable(out_dir)  # before the long run, not after it
     run = run_bench(list(paths), split_list(backends) or [], parse_ints(batch, "--batch"), sizes, runs, duration,
                     eager=not no_eager, strict=strict, hint=hint,
                     concurrency=parse_ints(concurrency, "--concurrency") if concurrency else None)
-    if not run["results"] and run["skipped"]:
-        raise MissingEnvironment(f"nothing could be measured here: {run['skipped'][0]['reason']}")
     if out_dir:
         for f in write_reports([run], out_dir):
             log.info("wrote %s", f)
@@ -334,31 +328,16 @@ def eval_cmd(artifacts, data, labels, protocol, scales, flip, crops, backend, fu
     from .dataset import load_dataset
     from .evaluate import Protocol, default_scales, evaluate, select_artifacts
     from .inspect import source_variant
-    from .report import table
+    from .report import EVAL_COLUMNS, eval_rows, table, write_eval
 
     files = select_artifacts(list(artifacts), protocol)
     samples, _ = load_dataset(data, labels)
     pre = source_variant(files[0])[0]["vggdeploy.preprocessing"]
     qs = () if protocol == "center" else tuple(parse_ints(scales, "--scales")) if scales else default_scales(pre)
     rows = evaluate(files, samples, Protocol(protocol, qs, flip, crops), backend, fuse, batch)
-    headers = ["artifact", "precision", "runtime", "protocol", "scales", "flip", "images", "top-1 err %", "top-5 err %",
-               "img/s", "runtime img/s", "skipped"]
-    body = [[Path(r["artifact"]).name, r["precision"], r["runtime"], r["protocol"], ",".join(map(str, r["scales"])) or "-",
-             r["flip"], r["images"], r["top1_err"], r["top5_err"], r["images_per_s"], r["runtime_images_per_s"],
-             len(r["skipped"])] for r in rows]
-    click.echo(table(headers, body))
+    click.echo(table([h for _, h in EVAL_COLUMNS], eval_rows(rows)))
     if out_dir:
-        from .artifacts import atomic_write_text, write_error
-
-        if write_error(out_dir):
-            raise BadInput(f"cannot write to {out_dir}", hint="choose another --out")
-        atomic_write_text(out_dir / "eval.json", json.dumps(rows, indent=2) + "\n")
-        atomic_write_text(out_dir / "eval.md", table(headers, body, markdown=True) + "\n")
-        if (out_dir / "bench.json").is_file():  # a benchmark run's folder: its HTML report shows the accuracy too
-            from .benchrun import load_runs
-            from .report import write_reports
-
-            write_reports(load_runs([out_dir]), out_dir, write_json=False)
+        write_eval(rows, out_dir)
 
 
 @cli.command()

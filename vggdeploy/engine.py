@@ -21,7 +21,7 @@ from .artifacts import (artifact_sha256, check_onnx_files, file_entry, prepare_o
                         staging_prefix, write_error)
 from .errors import BadInput
 from .forms import FormSpec, spec_from_metadata
-from .inspect import load_graph, metadata_of
+from .inspect import graph_io, load_graph, metadata_of
 
 log = logging.getLogger("vggdeploy")
 
@@ -89,17 +89,13 @@ def default_profiles(spec: FormSpec, channels: int, input_name: str = "input") -
 @dataclass(frozen=True)
 class OnnxInput:
     name: str
-    shape: tuple  # ints for static dims, strings (dim_param) or None for dynamic ones
+    shape: tuple[int, ...]  # -1 for dynamic dims
 
 
 def onnx_inputs(path: Path) -> tuple[list[OnnxInput], dict]:
     graph = load_graph(path)
     check_onnx_files(path, graph)
-    inits = {t.name for t in graph.graph.initializer}
-    inputs = [OnnxInput(i.name, tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
-                                      for d in i.type.tensor_type.shape.dim))
-              for i in graph.graph.input if i.name not in inits]
-    return inputs, metadata_of(graph)
+    return [OnnxInput(name, tuple(shape)) for name, _, shape in graph_io(graph)[0]], metadata_of(graph)
 
 
 def check_profiles(profiles: list[Profile], inp: OnnxInput, spec: FormSpec | None) -> None:

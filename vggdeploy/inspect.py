@@ -35,6 +35,16 @@ def _value_info(v: onnx.ValueInfoProto) -> dict:
             "dynamic_axes": {i: d for i, d in enumerate(dims) if isinstance(d, str)}}
 
 
+def graph_io(model: onnx.ModelProto) -> tuple[list[tuple[str, int, list[int]]], list[tuple[str, int, list[int]]]]:
+    """Inputs (initializers left out) and outputs as (name, ONNX element type, dims with -1 for free)."""
+    def dims(v):
+        return [d.dim_value if d.HasField("dim_value") else -1 for d in v.type.tensor_type.shape.dim]
+
+    inits = {t.name for t in model.graph.initializer}
+    return ([(v.name, v.type.tensor_type.elem_type, dims(v)) for v in model.graph.input if v.name not in inits],
+            [(v.name, v.type.tensor_type.elem_type, dims(v)) for v in model.graph.output])
+
+
 def metadata_of(model: onnx.ModelProto) -> dict:
     out = {}
     for p in model.metadata_props:

@@ -197,7 +197,39 @@ def parity_of(results: list[dict]) -> list[list]:
 
 EVAL_COLUMNS = [("artifact", "artifact"), ("precision", "precision"), ("runtime", "runtime"), ("protocol", "protocol"),
                 ("scales", "scales"), ("flip", "flip"), ("images", "images"), ("top1_err", "top-1 err %"),
-                ("top5_err", "top-5 err %"), ("images_per_s", "img/s")]
+                ("top5_err", "top-5 err %"), ("images_per_s", "img/s"), ("runtime_images_per_s", "runtime img/s"),
+                ("skipped", "skipped")]
+
+
+def eval_rows(evals: list[dict]) -> list[list]:
+    """`vggdeploy eval` rows as table cells (EVAL_COLUMNS)."""
+    from pathlib import Path
+
+    def cell(r, k):
+        if k == "artifact":
+            return Path(r[k]).name
+        if k == "scales":
+            return ",".join(map(str, r[k])) or "-"
+        return len(r[k]) if k == "skipped" else r.get(k)
+
+    return [[cell(r, k) for k, _ in EVAL_COLUMNS] for r in evals]
+
+
+def write_eval(evals: list[dict], out_dir) -> None:
+    """eval.json and eval.md in out_dir; in a benchmark run's folder its report.html is rebuilt with them."""
+    import json
+    from pathlib import Path
+
+    from .artifacts import atomic_write_text, require_writable
+
+    out_dir = Path(out_dir)
+    require_writable(out_dir)
+    atomic_write_text(out_dir / "eval.json", json.dumps(evals, indent=2) + "\n")
+    atomic_write_text(out_dir / "eval.md", table([h for _, h in EVAL_COLUMNS], eval_rows(evals), markdown=True) + "\n")
+    if (out_dir / "bench.json").is_file():
+        from .benchrun import load_runs
+
+        write_reports(load_runs([out_dir]), out_dir, write_json=False)
 
 
 def render_html(runs: list[dict], evals: list[dict] | None = None) -> str:
@@ -221,13 +253,8 @@ def render_html(runs: list[dict], evals: list[dict] | None = None) -> str:
     parts.append("<h2>Results</h2>")
     parts.append(_html_table([h for _, h in RESULT_COLUMNS], [[r.get(k) for k, _ in RESULT_COLUMNS] for r in results]))
     if evals:
-        from pathlib import Path
-
         parts.append("<h2>Accuracy under the paper's protocols (vggdeploy eval)</h2>")
-        parts.append(_html_table([h for _, h in EVAL_COLUMNS],
-                                 [[Path(r["artifact"]).name if k == "artifact" else
-                                   ",".join(map(str, r[k])) if k == "scales" else r.get(k) for k, _ in EVAL_COLUMNS]
-                                  for r in evals]))
+        parts.append(_html_table([h for _, h in EVAL_COLUMNS], eval_rows(evals)))
     parity = parity_of(results)
     if parity:
         parts.append("<h2>Accuracy parity (from the artifact manifests)</h2>")
@@ -244,14 +271,10 @@ def write_reports(runs: list[dict], out_dir, write_json: bool = True) -> list:
     import json
     from pathlib import Path
 
-    from .artifacts import atomic_write_text, write_error
+    from .artifacts import atomic_write_text, require_writable
 
     out_dir = Path(out_dir)
-    error = write_error(out_dir)
-    if error:
-        from .errors import BadInput
-
-        raise BadInput(f"cannot write to {out_dir}: {error.strerror or error}", hint="choose another --out")
+    require_writable(out_dir)
     written = []
     if write_json:
         atomic_write_text(out_dir / "bench.json", json.dumps(runs[0], indent=2) + "\n")

@@ -14,7 +14,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from .artifacts import side_files, staging_prefix, write_error
+from .artifacts import require_writable, side_files, staging_prefix
 from .errors import BadInput, MissingEnvironment
 
 PLATFORMS = ("onnxruntime_onnx", "tensorrt_plan", "openvino", "python")
@@ -51,17 +51,10 @@ def default_name(artifact: Path) -> str:
 
 def _io(path: Path) -> tuple[dict, list[tuple[str, int, list]], list[tuple[str, int, list]]]:
     """The ONNX's metadata, inputs and outputs as (name, onnx elem type, dims with -1 for free)."""
-    from .inspect import load_graph, metadata_of
+    from .inspect import graph_io, load_graph, metadata_of
 
     graph = load_graph(path)
-
-    def dims(v):
-        return [d.dim_value if d.HasField("dim_value") else -1 for d in v.type.tensor_type.shape.dim]
-
-    inits = {t.name for t in graph.graph.initializer}
-    ins = [(v.name, v.type.tensor_type.elem_type, dims(v)) for v in graph.graph.input if v.name not in inits]
-    outs = [(v.name, v.type.tensor_type.elem_type, dims(v)) for v in graph.graph.output]
-    return metadata_of(graph), ins, outs
+    return metadata_of(graph), *graph_io(graph)
 
 
 def _onnx_of(artifact: Path) -> Path:
@@ -176,9 +169,7 @@ def write_repository(artifact: Path, repo: Path, opts: TritonOptions, force: boo
     target = repo / opts.name
     if target.exists() and not force:
         raise BadInput(f"{target} already exists", hint="pass --force to replace it")
-    error = write_error(repo)
-    if error:
-        raise BadInput(f"cannot write to {repo}: {error.strerror or error}")
+    require_writable(repo, hint="choose another --repo")
     tmp = repo / f"{staging_prefix()}{opts.name}"
     try:
         (tmp / "1").mkdir(parents=True)
