@@ -48,6 +48,7 @@ bench: setup
 	$(PY) benchmarks/export_bench.py
 	$(PY) benchmarks/cpu_bench.py
 	$(PY) benchmarks/reference_bench.py
+	$(PY) benchmarks/nncf_bench.py
 
 # On a GPU host: the gpu tests and benchmarks/gpu_bench.py; elsewhere one line and exit 3
 gpu-check:

@@ -196,3 +196,24 @@ def test_disk_full_leaves_the_folder_as_it_was(tmp_path):
         assert [p.name for p in small.iterdir() if not p.name.startswith(".manifest")] == []
     finally:
         subprocess.run(["umount", str(small)])
+
+
+def test_hard_linked_weights_are_refused_before_converting(run, mini_copy, tmp_path):
+    """ORT and OpenVINO read a hard-linked side file; the onnx package (FP16 and INT8 conversion) does not."""
+    import os
+
+    os.link(mini_copy / "classifier.onnx.data", tmp_path / "other-name.data")
+    code, _, err = run("quantize", mini_copy / "classifier.onnx", "--fp16", "--int8", "--target", "cpu")
+    assert code == 2 and "classifier.onnx.data has 2 hard links" in err.splitlines()[0]
+    assert "cp" in err.splitlines()[1]
+    assert not [p for p in mini_copy.iterdir() if ".fp16" in p.name or ".int8" in p.name or ".staging-" in p.name]
+
+
+def test_convert_again_from_inside_the_folder(run, mini_copy, monkeypatch):
+    """onnx.save(location=...) looks for the side file in the current directory: converting again with
+    --force from inside the artifact folder must still work."""
+    monkeypatch.chdir(mini_copy)
+    for _ in range(2):
+        code, _, err = run("quantize", "classifier.onnx", "--fp16", "--force", "--no-verify")
+        assert code == 0, err
+    assert (mini_copy / "classifier.fp16.onnx.data").stat().st_size > 0

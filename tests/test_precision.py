@@ -67,14 +67,6 @@ def test_int8_within_1_point_and_98_percent_agreement(trained, fp32_logits, targ
         assert any("uint8" in p for p in problems) and any("per-tensor" in p for p in problems)
 
 
-def test_calibration_is_cached_across_targets(trained):
-    out, calib = trained
-    to_int8(out / "classifier.onnx", target="tensorrt", method="minmax", calib=str(calib), force=True)
-    to_int8(out / "classifier.onnx", target="cpu", method="minmax", calib=str(calib), force=True)
-    entry = json.loads((out / "manifest.json").read_text())["artifacts"]["classifier.int8-cpu.onnx"]
-    assert entry["calibration"]["cache_hit"] is True
-
-
 def test_keep_first_and_last_layers_in_float(trained):
     out, calib = trained
     path = to_int8(out / "classifier.onnx", target="tensorrt", calib=str(calib), keep_fp32=["first", "last"],
@@ -192,3 +184,16 @@ def test_fp16_keeps_nodes_whose_activations_near_its_range_in_fp32(tmp_path):
     x = np.random.default_rng(0).standard_normal((2, 1, 32, 32), dtype=np.float32)
     with make_runner("onnxruntime", path) as r:
         assert np.isfinite(r.infer({"input": x})["logits"]).all()
+
+
+def test_digit_calibration_is_preprocessed_as_the_classifier_sees_digits():
+    """vgg-mini-jitter's classifier sees digits resized to 48 and centre-cropped to 32: so must its
+    calibration digits (vgg-mini's recipe is the identity)."""
+    from vggdeploy.calibration import load_calibration
+    from vggdeploy.mnist import center
+    from vggdeploy.variants import get_variant
+
+    x, jitter = split()["train_x"][:16], get_variant("vgg-mini-jitter")
+    got = np.concatenate(load_calibration(None, jitter, [(32, 32)], 16, 32).batches)
+    assert np.allclose(got, center(x, jitter)) and not np.allclose(got, x)
+    assert np.array_equal(np.concatenate(load_calibration(None, get_variant("vgg-mini"), [(32, 32)], 16, 32).batches), x)

@@ -56,6 +56,20 @@ def side_files(onnx_path: Path) -> list[Path]:
     return [onnx_path, data] if data.exists() else [onnx_path]
 
 
+def save_onnx(model, path: Path) -> None:
+    """The graph at `path`, its weights in `path`.data beside it. The tensors are marked here because
+    onnx.save(location=...) refuses when a file of that name exists in the *current* directory."""
+    import sys
+
+    import onnx
+    from onnx.external_data_helper import set_external_data
+
+    for t in model.graph.initializer:
+        if t.HasField("raw_data") and sys.getsizeof(t.raw_data) >= 1024:  # onnx.save's own threshold
+            set_external_data(t, path.name + ".data")
+    onnx.save(model, str(path))
+
+
 def prepare_out_dir(out_dir: Path, names: list[str], force: bool) -> None:
     """Fail early (before any long work) if the folder can't be written or would be overwritten."""
     existing = [n for n in names if (out_dir / n).exists()]

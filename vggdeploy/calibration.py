@@ -59,7 +59,8 @@ def load_calibration(source: str | None, v: Variant, sizes: list[tuple[int, int]
 
             _check_count(TRAIN, count, "samples (MNIST training digits)")
             n = count or 256
-            return CalibrationSet("samples (MNIST training digits)", sizes, [_batches(_digits(n, hw)) for hw in sizes], n)
+            chunks = [_batches(_digits(n, hw, v, classifier=len(sizes) == 1)) for hw in sizes]
+            return CalibrationSet("samples (MNIST training digits)", sizes, chunks, n)
         log.warning("calibrating on the 8 bundled sample photos: a small sample; pass --calib DIR for real data")
         _check_count(len(SAMPLE_PHOTOS), count, "samples (bundled photos)")
         n = count or len(SAMPLE_PHOTOS)
@@ -74,12 +75,16 @@ def load_calibration(source: str | None, v: Variant, sizes: list[tuple[int, int]
                    hint="give an image folder, a .npy/.npz file of (N, C, H, W) float32, or 'samples'")
 
 
-def _digits(n: int, size: tuple[int, int]) -> np.ndarray:
+def _digits(n: int, size: tuple[int, int], v: Variant, classifier: bool) -> np.ndarray:
+    """Training digits as the model sees them: the classifier's centre crop, or whole digits at
+    each size for the dense and features forms (the dense protocol's whole image at scale Q)."""
     import torch
 
-    from .mnist import split
+    from .mnist import center, split
 
     x = split()["train_x"][:n]
+    if classifier:
+        return center(x, v, size)
     if tuple(x.shape[2:]) != tuple(size):
         x = torch.nn.functional.interpolate(torch.from_numpy(x), size=size, mode="bilinear").numpy()
     return x

@@ -96,6 +96,9 @@ def precision_options(f):
         click.option("--calib-count", type=int, help="Inputs per size to calibrate on (error if fewer)."),
         click.option("--keep-fp32", help="Compute nodes left unquantized: first, last, or node names."),
         click.option("--cpu-layout", help="INT8 CPU layout: u8s8-tensor (default: fastest measured), u8s8-channel, s8s8-tensor."),
+        click.option("--quantizer", default="ort", show_default=True, type=click.Choice(["ort", "nncf"]),
+                     help="INT8 quantizer: ONNX Runtime's (both targets), or NNCF's defaults (cpu target; "
+                          "pip install 'vggdeploy[nncf]')."),
         click.option("--backend", default="cpu", show_default=True,
                      help="Runtime for the parity check: cpu (fastest per precision), onnxruntime, openvino."),
     ]):
@@ -104,7 +107,7 @@ def precision_options(f):
 
 
 def run_precision(paths, fp16, io, int8, target, calib, calib_method, calib_count, keep_fp32, cpu_layout,
-                  backend, verify, force, reference=None) -> list[Path]:
+                  quantizer, backend, verify, force, reference=None) -> list[Path]:
     """FP16/INT8 from each FP32 path; `reference(path)` makes the runner to compare with (default:
     the FP32 ONNX itself)."""
     from .precision import to_fp16, to_int8
@@ -116,17 +119,20 @@ def run_precision(paths, fp16, io, int8, target, calib, calib_method, calib_coun
             out.append(to_fp16(p, io=io, reference=make_ref(), verify=verify, force=force, backend=backend))
         if int8:
             out.append(to_int8(p, target=target, method=calib_method, calib=calib, calib_count=calib_count,
-                               keep_fp32=split_list(keep_fp32), cpu_layout=cpu_layout,
+                               keep_fp32=split_list(keep_fp32), cpu_layout=cpu_layout, quantizer=quantizer,
                                reference=make_ref(), verify=verify, force=force, backend=backend))
     return out
 
 
-def check_precision_args(int8: bool, target: str | None, calib_method: str, cpu_layout: str | None, **_) -> None:
+def check_precision_args(int8: bool, target: str | None, calib_method: str, cpu_layout: str | None,
+                         quantizer: str = "ort", **_) -> None:
     """Before any long work: the INT8 options that can be judged without a model."""
     from .precision import check_int8_options
 
     if int8:
-        check_int8_options(target, calib_method, cpu_layout)
+        check_int8_options(target, calib_method, cpu_layout, quantizer)
+    elif quantizer != "ort":
+        raise BadInput(f"--quantizer {quantizer} applies to --int8", hint="add --int8 --target cpu")
 
 
 @cli.command()

@@ -8,6 +8,7 @@ wants) or `cpu` (the layout measured fastest on the CPU runtimes, see benchmarks
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import time
@@ -16,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from .artifacts import artifact_sha256, cache_root, prepare_out_dir, staging, staging_prefix
+from .artifacts import artifact_sha256, cache_root, prepare_out_dir, save_onnx, side_files, staging, staging_prefix
 from .backends.base import Runner
 from .calibration import Reader, calibration_sizes, load_calibration
 from .errors import BadInput, CheckFailed
@@ -41,12 +42,22 @@ CPU_LAYOUTS = {
     "s8s8-tensor": {"activation": "QInt8", "per_channel": False},
 }
 CPU_DEFAULT = "u8s8-tensor"
+QUANTIZERS = ("ort", "nncf")
+COMPUTE_OPS = ["Conv", "Gemm", "MatMul"]
+# cpu target: pooling and reshaping between quantized layers run on the 8-bit tensors too. ORT only
+# quantizes them behind an already quantized tensor unless forced; forced, the ReLU before each pool
+# gets the Q/DQ, so the conv writes u8 and the pool reads u8 (NNCF's layout; benchmarks/nncf_bench.py)
+CPU_PASS_THROUGH = ["MaxPool", "AveragePool", "Reshape", "Flatten"]
 
 
 def source_model(path: Path) -> tuple[onnx.ModelProto, dict, Variant, FormSpec]:
     """The FP32 artifact's graph, metadata, and the variant and form it declares."""
     graph = load_graph(path)
     meta, v, spec = source_variant(path, graph)
+    linked = [f for f in side_files(path)[1:] if f.stat().st_nlink > 1]
+    if linked:  # ONNX Runtime and OpenVINO read them; the onnx package, which converts, refuses
+        raise BadInput(f"{linked[0].name} has {linked[0].stat().st_nlink} hard links: the onnx package refuses to "
+                       "read hard-linked weights", hint="copy the files (cp) instead of linking them (ln, cp -l)")
     if meta.get("vggdeploy.precision", "fp32") != "fp32" or any(
             n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in graph.graph.node):
         raise BadInput(f"{path} is already {meta.get('vggdeploy.precision', 'quantized')}",
@@ -84,7 +95,7 @@ def to_fp16(src: Path, out_dir: Path | None = None, *, io: str = "fp32", referen
     log.info("converted to FP16 in %.1f s", time.perf_counter() - t0)
     with staging(out_dir) as tmp:
         staged = tmp / name
-        onnx.save(model, str(staged), save_as_external_data=True, location=name + ".data")
+        save_onnx(model, staged)
         del model
         return _finish(staged, out_dir, src, "fp16", v, spec, reference, verify, backend, {"io": io, "fp32_nodes": keep})
 
@@ -124,13 +135,10 @@ def _overflowing_nodes(src: Path, graph: onnx.ModelProto, v: Variant, spec: Form
 
 def to_int8(src: Path, out_dir: Path | None = None, *, target: str, method: str = "minmax",
             calib: str | None = None, calib_count: int | None = None, keep_fp32: list[str] | None = None,
-            cpu_layout: str | None = None, reference: Runner | None = None, verify: bool = True,
-            force: bool = False, backend: str = "cpu") -> Path:
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-
-    check_int8_options(target, method, cpu_layout)
-    cpu_layout = cpu_layout or CPU_DEFAULT
-    graph, meta, v, spec = source_model(src)
+            cpu_layout: str | None = None, quantizer: str = "ort", reference: Runner | None = None,
+            verify: bool = True, force: bool = False, backend: str = "cpu") -> Path:
+    check_int8_options(target, method, cpu_layout, quantizer)
+    graph, _, v, spec = source_model(src)
     out_dir = out_dir or src.parent
     tag = f"int8-{target}"
     name = _out_name(src, tag)
@@ -138,45 +146,70 @@ def to_int8(src: Path, out_dir: Path | None = None, *, target: str, method: str 
     excluded = resolve_keep_fp32(graph, keep_fp32 or [])
     data = load_calibration(calib, v, calibration_sizes(v, spec.form, spec.size, spec.min_size), calib_count,
                             spec.min_size)
-    CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    cache = CACHE_DIR / f"{_model_key(src)}-{data.sha256[:16]}-{method}.json"
-    hit = cache.exists()
-    log.info("INT8 for %s: %s calibration on %d input(s) x %d size(s) from %s%s", target, method, data.count,
-             len(data.sizes), data.source, " (cached ranges)" if hit else "")
-    if target == "tensorrt":
-        per_channel, act = True, QuantType.QInt8
-        extra = {"ActivationSymmetric": True, "AddQDQPairToWeight": True}
-    else:
-        layout = CPU_LAYOUTS[cpu_layout]
-        per_channel, act = layout["per_channel"], getattr(QuantType, layout["activation"])
-        extra = {"ActivationSymmetric": layout["activation"] == "QInt8"}
-    extra |= {"WeightSymmetric": True, "QuantizeBias": False, "DedicatedQDQPair": target == "tensorrt",
-              "OpTypesToExcludeOutputQuantization": ["Conv", "Gemm", "MatMul"],
-              "CalibStridedMinMax": len(data.chunks[0])}
     t0 = time.perf_counter()
-    with staging(out_dir) as tmp, _quiet_root_logger():
+    with staging(out_dir) as tmp:
         staged = tmp / name
-        quantize_static(str(src), str(staged), Reader(data.batches), quant_format=QuantFormat.QDQ,
-                        op_types_to_quantize=["Conv", "Gemm", "MatMul"], per_channel=per_channel,
-                        activation_type=act, weight_type=QuantType.QInt8, nodes_to_exclude=excluded,
-                        calibrate_method=getattr(CalibrationMethod, {"minmax": "MinMax"}.get(method, method.title())),
-                        use_external_data_format=True, extra_options=extra, calibration_cache_path=str(cache))
+        if quantizer == "nncf":
+            from .nncf_quantize import quantize_nncf
+
+            log.info("INT8 for cpu: NNCF's default quantization on %d input(s) x %d size(s) from %s", data.count,
+                     len(data.sizes), data.source)
+            calib_info = {"method": "nncf-default", "nncf": quantize_nncf(src, staged, data, excluded)}
+        else:
+            calib_info = _quantize_ort(src, staged, graph, data, target, method, excluded, cpu_layout or CPU_DEFAULT)
         log.info("quantized in %.1f s", time.perf_counter() - t0)
         model = onnx.load(str(staged), load_external_data=False)
         if target == "tensorrt":
             problems = check_qdq_tensorrt(model, allow_float=set(excluded))
             if problems:
                 raise CheckFailed(f"the TensorRT INT8 graph breaks {len(problems)} rule(s): {problems[0]}")
-        calib_info = {"method": method, "source": data.source, "count": data.count,
-                      "sizes": [list(s) for s in data.sizes], "data_sha256": data.sha256, "cache": str(cache),
-                      "cache_hit": hit}
-        _set_meta(model, {"vggdeploy.precision": tag, "vggdeploy.calibration": json.dumps(calib_info),
+        calib_info |= {"source": data.source, "count": data.count, "sizes": [list(s) for s in data.sizes],
+                       "data_sha256": data.sha256}
+        source_props = {p.key: p.value for p in graph.metadata_props}  # NNCF drops them
+        _set_meta(model, {**source_props, "vggdeploy.precision": tag, "vggdeploy.calibration": json.dumps(calib_info),
                           "vggdeploy.fp32_nodes": json.dumps(excluded)})
         onnx.save(model, str(staged))  # graph only: the side file is already beside it
-        extra_entry = {"target": target, "calibration": calib_info, "fp32_nodes": excluded}
-        if target == "cpu":
-            extra_entry["cpu_layout"] = cpu_layout
+        extra_entry = {"target": target, "quantizer": quantizer, "calibration": calib_info, "fp32_nodes": excluded}
+        if target == "cpu" and quantizer == "ort":
+            extra_entry["cpu_layout"] = cpu_layout or CPU_DEFAULT
         return _finish(staged, out_dir, src, tag, v, spec, reference, verify, backend, extra_entry)
+
+
+def _quantize_ort(src: Path, staged: Path, graph: onnx.ModelProto, data, target: str, method: str,
+                  excluded: list[str], cpu_layout: str) -> dict:
+    """ONNX Runtime's static quantizer, with ranges cached per model, data, method and op set."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    ops = COMPUTE_OPS + (CPU_PASS_THROUGH if target == "cpu" else [])
+    if target == "tensorrt":
+        per_channel, act = True, QuantType.QInt8
+        extra = {"ActivationSymmetric": True, "AddQDQPairToWeight": True}
+    else:
+        layout = CPU_LAYOUTS[cpu_layout]
+        per_channel, act = layout["per_channel"], getattr(QuantType, layout["activation"])
+        extra = {"ActivationSymmetric": layout["activation"] == "QInt8", "ForceQuantizeNoInputCheck": True}
+        excluded = excluded + _touching_outputs(graph, CPU_PASS_THROUGH)
+    extra |= {"WeightSymmetric": True, "QuantizeBias": False, "DedicatedQDQPair": target == "tensorrt",
+              "OpTypesToExcludeOutputQuantization": COMPUTE_OPS, "CalibStridedMinMax": len(data.chunks[0])}
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    op_set = hashlib.sha256(",".join(ops).encode()).hexdigest()[:8]
+    cache = CACHE_DIR / f"{_model_key(src)}-{data.sha256[:16]}-{method}-{op_set}.json"
+    hit = cache.exists()
+    log.info("INT8 for %s: %s calibration on %d input(s) x %d size(s) from %s%s", target, method, data.count,
+             len(data.sizes), data.source, " (cached ranges)" if hit else "")
+    with _quiet_root_logger():
+        quantize_static(str(src), str(staged), Reader(data.batches), quant_format=QuantFormat.QDQ,
+                        op_types_to_quantize=ops, per_channel=per_channel, activation_type=act,
+                        weight_type=QuantType.QInt8, nodes_to_exclude=excluded,
+                        calibrate_method=getattr(CalibrationMethod, {"minmax": "MinMax"}.get(method, method.title())),
+                        use_external_data_format=True, extra_options=extra, calibration_cache_path=str(cache))
+    return {"method": method, "cache": str(cache), "cache_hit": hit}
+
+
+def _touching_outputs(graph: onnx.ModelProto, op_types: list[str]) -> list[str]:
+    """Nodes of these types that read or write a graph output: the features form's outputs stay float."""
+    outputs = {o.name for o in graph.graph.output}
+    return [n.name for n in graph.graph.node if n.op_type in op_types and outputs & {*n.input, *n.output}]
 
 
 @contextlib.contextmanager
@@ -191,7 +224,8 @@ def _quiet_root_logger():
         root.setLevel(level)
 
 
-def check_int8_options(target: str | None, method: str, cpu_layout: str | None = None) -> None:
+def check_int8_options(target: str | None, method: str, cpu_layout: str | None = None,
+                       quantizer: str = "ort") -> None:
     if not target:
         raise BadInput("--int8 needs --target", hint=f"one of: {', '.join(TARGETS)} (a TensorRT INT8 graph is slow "
                                                       "on CPUs and a CPU one is rejected by TensorRT)")
@@ -201,6 +235,12 @@ def check_int8_options(target: str | None, method: str, cpu_layout: str | None =
         raise BadInput(f"unknown calibration method {method!r}", hint=f"choose from: {', '.join(METHODS)}")
     if cpu_layout and cpu_layout not in CPU_LAYOUTS:
         raise BadInput(f"unknown CPU layout {cpu_layout!r}", hint=f"choose from: {', '.join(CPU_LAYOUTS)}")
+    if quantizer not in QUANTIZERS:
+        raise BadInput(f"unknown quantizer {quantizer!r}", hint=f"choose from: {', '.join(QUANTIZERS)}")
+    if quantizer == "nncf":
+        from .nncf_quantize import check_nncf_options
+
+        check_nncf_options(target, method, cpu_layout)
 
 
 def resolve_keep_fp32(graph: onnx.ModelProto, keep: list[str]) -> list[str]:
