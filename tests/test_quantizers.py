@@ -80,6 +80,19 @@ def test_nncf_quantizer_on_trained_digits(tmp_path):
     assert (got.argmax(1) == ref.argmax(1)).mean() >= 0.98
 
 
+def test_nncf_from_the_cli_on_the_dense_form(run, tmp_path):
+    """`export --int8 --target cpu --quantizer nncf`: the dense form calibrates at its three sizes."""
+    pytest.importorskip("nncf", reason="NNCF is in the dev extra: pip install -e '.[dev]'")
+    code, stdout, err = run("export", "vgg-mini", "--form", "dense", "--out", tmp_path, "--int8", "--target", "cpu",
+                            "--quantizer", "nncf")
+    assert code == 0, err
+    assert stdout.split() == [str(tmp_path / "dense.onnx"), str(tmp_path / "dense.int8-cpu.onnx")]  # no progress bars
+    entry = json.loads((tmp_path / "manifest.json").read_text())["artifacts"]["dense.int8-cpu.onnx"]
+    assert entry["quantizer"] == "nncf" and len(entry["calibration"]["sizes"]) == 3 and "parity" in entry
+    code, out, _ = run("doctor")
+    assert "quantize --quantizer nncf" in out and "NNCF 3." in out
+
+
 @pytest.mark.parametrize("argv,message", [
     (["--int8", "--target", "tensorrt", "--quantizer", "nncf"], "TensorRT's Q/DQ rules reject"),
     (["--int8", "--target", "cpu", "--quantizer", "nncf", "--calib-method", "entropy"],

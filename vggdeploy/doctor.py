@@ -49,6 +49,8 @@ def diagnose() -> list[tuple[str, str, str]]:
     gpu_ort = [p for p in ("CUDAExecutionProvider", "TensorrtExecutionProvider") if p in providers]
     verbs = [
         ("export/quantize", True, "CPU: torch, ONNX, ONNX Runtime"),
+        ("quantize --quantizer nncf", bool(_version("nncf")),
+         f"NNCF {_version('nncf')}" if _version("nncf") else "pip install 'vggdeploy[nncf]'"),
         ("bench --backend cpu", True, "ONNX Runtime / OpenVINO on this CPU"),
         ("build / --engine", not trt_missing, "; ".join(trt_missing) or "TensorRT engines can be built here"),
         ("bench --backend tensorrt", not trt_missing, "; ".join(trt_missing) or "ok"),
