@@ -35,11 +35,15 @@ def preprocess(img: np.ndarray, v: Variant, size: tuple[int, int]) -> np.ndarray
     t = F.to_image(img[..., :3])
     if v.in_channels == 1:
         t = F.rgb_to_grayscale(t)
-    h, w = size
-    t = F.resize(t, round(max(h, w) * v.resize / v.image_size), antialias=True)
-    t = F.center_crop(t, [h, w])
+    t = resize_crop(t, v, size)
     t = F.normalize(F.to_dtype(t, torch.float32, scale=True), list(v.mean), list(v.std))
     return t.numpy()
+
+
+def resize_crop(t: torch.Tensor, v: Variant, size: tuple[int, int]) -> torch.Tensor:
+    """Resize the shorter side to `v.resize / v.image_size` of the crop's longer side, centre-crop to `size`."""
+    h, w = size
+    return F.center_crop(F.resize(t, round(max(h, w) * v.resize / v.image_size), antialias=True), [h, w])
 
 
 def photo_batch(v: Variant, size: tuple[int, int], count: int | None = None, offset: int = 0) -> tuple[list[str], np.ndarray]:

@@ -60,14 +60,14 @@ def write_image_folder(out: Path, count: int = HELD_OUT, sizes: tuple[int, int] 
 def center(x: np.ndarray, v, size: tuple[int, int] | None = None) -> np.ndarray:
     """Digits from `split()` as the variant's classifier sees them at `size` (default: its own):
     resized and centre-cropped as `data.preprocess` does for photos (the identity for vgg-mini)."""
-    h, w = size or (v.image_size, v.image_size)
-    edge = round(max(h, w) * v.resize / v.image_size)
-    if x.shape[-2:] == (h, w) == (edge, edge):
+    size = size or (v.image_size, v.image_size)
+    if v.resize == v.image_size and x.shape[-2:] == tuple(size):
         return x
     import torch
-    from torchvision.transforms.v2 import functional as F
 
-    return F.center_crop(F.resize(torch.from_numpy(x), edge, antialias=True), [h, w]).numpy()
+    from .data import resize_crop
+
+    return resize_crop(torch.from_numpy(x), v, size).numpy()
 
 
 def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:

@@ -149,11 +149,11 @@ def to_int8(src: Path, out_dir: Path | None = None, *, target: str, method: str 
     t0 = time.perf_counter()
     with staging(out_dir) as tmp:
         staged = tmp / name
+        log.info("INT8 for %s by %s (%s): %d calibration input(s) x %d size(s) from %s", target, quantizer,
+                 "its defaults" if quantizer == "nncf" else method, data.count, len(data.sizes), data.source)
         if quantizer == "nncf":
             from .nncf_quantize import quantize_nncf
 
-            log.info("INT8 for cpu: NNCF's default quantization on %d input(s) x %d size(s) from %s", data.count,
-                     len(data.sizes), data.source)
             calib_info = {"method": "nncf-default", "nncf": quantize_nncf(src, staged, data, excluded)}
         else:
             calib_info = _quantize_ort(src, staged, graph, data, target, method, excluded, cpu_layout or CPU_DEFAULT)
@@ -195,8 +195,8 @@ def _quantize_ort(src: Path, staged: Path, graph: onnx.ModelProto, data, target:
     op_set = hashlib.sha256(",".join(ops).encode()).hexdigest()[:8]
     cache = CACHE_DIR / f"{_model_key(src)}-{data.sha256[:16]}-{method}-{op_set}.json"
     hit = cache.exists()
-    log.info("INT8 for %s: %s calibration on %d input(s) x %d size(s) from %s%s", target, method, data.count,
-             len(data.sizes), data.source, " (cached ranges)" if hit else "")
+    if hit:
+        log.info("using the cached ranges in %s", cache)
     with _quiet_root_logger():
         quantize_static(str(src), str(staged), Reader(data.batches), quant_format=QuantFormat.QDQ,
                         op_types_to_quantize=ops, per_channel=per_channel, activation_type=act,
