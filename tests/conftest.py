@@ -1,11 +1,18 @@
 from __future__ import annotations
 
+import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
-from vggdeploy import load_model
+# the suite's calibration ranges and OpenVINO blobs go to a folder of its own, removed at the end:
+# neither read from nor left in the user's cache (set before vggdeploy reads it at import)
+TEST_CACHE = tempfile.mkdtemp(prefix="vggdeploy-test-cache-")
+os.environ["VGGDEPLOY_CACHE"] = TEST_CACHE
+
+from vggdeploy import load_model  # noqa: E402
 from vggdeploy.cli import main
 
 
@@ -20,6 +27,10 @@ def gpu_reason() -> str | None:
     except ImportError:
         return "TensorRT is not installed"
     return None
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(TEST_CACHE, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(config, items):

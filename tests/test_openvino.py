@@ -58,6 +58,30 @@ def test_model_cache_is_written_and_reused(mini_artifacts, tmp_path):
         r.infer({"input": np.zeros((1, 1, 32, 32), np.float32)})
 
 
+def test_model_cache_is_bounded(mini_artifacts, tmp_path, monkeypatch):
+    """OpenVINO never prunes its cache: the runner keeps it under VGGDEPLOY_OPENVINO_CACHE_GB,
+    oldest blobs first, the one just used kept."""
+    import os
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    for age, name in enumerate(["new.blob", "mid.blob", "old.blob"]):
+        (cache / name).write_bytes(b"x" * 1000)
+        os.utime(cache / name, (1e9 - age * 100, 1e9 - age * 100))
+    monkeypatch.setenv("VGGDEPLOY_OPENVINO_CACHE_GB", "0.0000025")  # 2,500 bytes: two old blobs must go
+    with make_runner("openvino", mini_artifacts / "classifier.onnx", cache_dir=cache) as r:
+        assert r.used_cache
+    left = sorted(p.name for p in cache.glob("*.blob"))
+    assert len(left) == 1 and left[0] not in {"mid.blob", "old.blob", "new.blob"}  # just compiled, kept
+    monkeypatch.setenv("VGGDEPLOY_OPENVINO_CACHE_GB", "0")
+    with make_runner("openvino", mini_artifacts / "classifier.onnx", cache_dir=tmp_path / "none") as r:
+        assert not r.used_cache
+    assert not (tmp_path / "none").exists()
+    monkeypatch.setenv("VGGDEPLOY_OPENVINO_CACHE_GB", "lots")
+    with pytest.raises(BadInput, match="not a size in GB"):
+        make_runner("openvino", mini_artifacts / "classifier.onnx", cache_dir=cache).__enter__()
+
+
 def test_unwritable_cache_runs_without_it(mini_artifacts, tmp_path, caplog):
     blocker = tmp_path / "file"
     blocker.write_text("x")

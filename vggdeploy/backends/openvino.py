@@ -1,7 +1,9 @@
 """OpenVINO as a runner: the same ONNX artifacts, on CPU, at the INT8 GEMM limit (DESIGN.md fact 3).
 
 LATENCY hint (one request, all cores on one batch) by default; THROUGHPUT splits a batch
-across OpenVINO's parallel streams. The model cache makes a second start fast.
+across OpenVINO's parallel streams. The model cache makes a second start fast; OpenVINO never
+prunes it (a VGG16 FP32 blob is 575 MB), so after each compile the oldest blobs beyond
+$VGGDEPLOY_OPENVINO_CACHE_GB (default 4) are deleted.
 
 On CPUs with AVX512-BF16 or AMX, OpenVINO runs float layers in bfloat16 unless told otherwise:
 a silent precision change, so `inference_precision` is f32 unless you ask for bf16.
@@ -10,6 +12,7 @@ a silent precision change, so `inference_precision` is f32 unless you ask for bf
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +24,33 @@ from .base import ArtifactRunner
 log = logging.getLogger("vggdeploy")
 DEFAULT_CACHE = cache_root() / "openvino"
 HINTS = ("latency", "throughput")
+CACHE_GB = 4.0
+
+
+def cache_limit_bytes() -> int:
+    raw = os.environ.get("VGGDEPLOY_OPENVINO_CACHE_GB", str(CACHE_GB))
+    try:
+        gb = float(raw)
+    except ValueError:
+        gb = -1.0
+    if not gb >= 0:
+        raise BadInput(f"VGGDEPLOY_OPENVINO_CACHE_GB={raw!r} is not a size in GB", hint="e.g. 4, or 0 to keep no model cache")
+    return int(gb * 1e9)
+
+
+def prune_cache(cache_dir: Path, limit: int) -> list[Path]:
+    """Delete the least recently used compiled blobs (by access time where the filesystem keeps
+    it) until the folder holds at most `limit` bytes; the most recent one stays whatever its size.
+    Returns what was deleted."""
+    blobs = sorted(cache_dir.glob("*.blob"), key=lambda p: max(p.stat().st_atime, p.stat().st_mtime), reverse=True)
+    total, deleted = sum(p.stat().st_size for p in blobs), []
+    for blob in reversed(blobs[1:]):
+        if total <= limit:
+            break
+        total -= blob.stat().st_size
+        blob.unlink(missing_ok=True)
+        deleted.append(blob)
+    return deleted
 
 
 class OpenVinoRunner(ArtifactRunner):
@@ -44,7 +74,8 @@ class OpenVinoRunner(ArtifactRunner):
             raise MissingEnvironment("OpenVINO is not installed", hint="pip install openvino") from None
         self.load_spec()
         core = ov.Core()
-        if self.cache_dir:
+        limit = cache_limit_bytes() if self.cache_dir else 0
+        if self.cache_dir and limit:
             self.used_cache = write_error(self.cache_dir) is None
             if self.used_cache:
                 core.set_property({"CACHE_DIR": str(self.cache_dir)})
@@ -57,6 +88,8 @@ class OpenVinoRunner(ArtifactRunner):
             self.compiled = core.compile_model(str(self.path), self.device, config)
         except RuntimeError as e:
             raise self.load_error("OpenVINO", e) from None
+        if self.used_cache:
+            prune_cache(self.cache_dir, limit)
         self.request = self.compiled.create_infer_request()
         self.name = f"openvino[{self.device},{self.hint},{self.inference_precision}]"
 
