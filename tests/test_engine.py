@@ -1,6 +1,7 @@
 """TensorRT engines: everything decided before TensorRT is called, and every no-GPU path, for real here."""
 
 import json
+import os
 import shlex
 
 import numpy as np
@@ -233,3 +234,5 @@ def test_doctor_says_per_verb_what_runs_here(run):
     assert code == 0
     assert "verb: build / --engine" in out and "no NVIDIA driver" in out
     assert next(line for line in out.splitlines() if line.startswith("verb: export")).split()[2] == "ok"
+    cache = next(line for line in out.splitlines() if line.startswith("cache"))
+    assert os.environ["VGGDEPLOY_CACHE"] in cache and "kept under 4 GB" in cache

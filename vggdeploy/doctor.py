@@ -59,4 +59,16 @@ def diagnose() -> list[tuple[str, str, str]]:
         ("torch-cuda reference", torch.cuda.is_available(), "ok" if torch.cuda.is_available() else "no usable CUDA in torch"),
     ]
     rows += [(f"verb: {name}", "ok" if ok else "no", detail) for name, ok, detail in verbs]
+    rows.append(("cache", "ok", _cache_use()))
     return rows
+
+
+def _cache_use() -> str:
+    from .artifacts import cache_root
+    from .backends.openvino import cache_limit_bytes
+
+    root = cache_root()
+    used = {d: sum(f.stat().st_size for f in (root / d).rglob("*") if f.is_file()) if (root / d).is_dir() else 0
+            for d in ("calibration", "openvino")}
+    return (f"{root}: calibration {used['calibration'] / 1e6:.1f} MB, OpenVINO models {used['openvino'] / 1e9:.2f} GB "
+            f"(kept under {cache_limit_bytes() / 1e9:g} GB: VGGDEPLOY_OPENVINO_CACHE_GB)")
