@@ -41,13 +41,20 @@ def cache_limit_bytes() -> int:
 def prune_cache(cache_dir: Path, limit: int) -> list[Path]:
     """Delete the least recently used compiled blobs (by access time where the filesystem keeps
     it) until the folder holds at most `limit` bytes; the most recent one stays whatever its size.
-    Returns what was deleted."""
-    blobs = sorted(cache_dir.glob("*.blob"), key=lambda p: max(p.stat().st_atime, p.stat().st_mtime), reverse=True)
-    total, deleted = sum(p.stat().st_size for p in blobs), []
-    for blob in reversed(blobs[1:]):
+    Another process may prune or write the same folder at once: a blob gone meanwhile is skipped."""
+    blobs = []
+    for blob in cache_dir.glob("*.blob"):
+        try:
+            st = blob.stat()
+        except FileNotFoundError:
+            continue
+        blobs.append((max(st.st_atime, st.st_mtime), st.st_size, blob))
+    blobs.sort(reverse=True)
+    total, deleted = sum(size for _, size, _ in blobs), []
+    for _, size, blob in reversed(blobs[1:]):
         if total <= limit:
             break
-        total -= blob.stat().st_size
+        total -= size
         blob.unlink(missing_ok=True)
         deleted.append(blob)
     return deleted
