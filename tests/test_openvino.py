@@ -77,9 +77,10 @@ def test_model_cache_is_bounded(mini_artifacts, tmp_path, monkeypatch):
     with make_runner("openvino", mini_artifacts / "classifier.onnx", cache_dir=tmp_path / "none") as r:
         assert not r.used_cache
     assert not (tmp_path / "none").exists()
-    monkeypatch.setenv("VGGDEPLOY_OPENVINO_CACHE_GB", "lots")
-    with pytest.raises(BadInput, match="not a size in GB"):
-        make_runner("openvino", mini_artifacts / "classifier.onnx", cache_dir=cache).__enter__()
+    for bad in ("lots", "-1", "nan", "inf"):
+        monkeypatch.setenv("VGGDEPLOY_OPENVINO_CACHE_GB", bad)
+        with pytest.raises(BadInput, match="not a size in GB"):
+            make_runner("openvino", mini_artifacts / "classifier.onnx", cache_dir=cache).__enter__()
 
 
 def test_unwritable_cache_runs_without_it(mini_artifacts, tmp_path, caplog):

@@ -12,6 +12,7 @@ a silent precision change, so `inference_precision` is f32 unless you ask for bf
 from __future__ import annotations
 
 import logging
+import math
 import os
 from pathlib import Path
 
@@ -33,7 +34,7 @@ def cache_limit_bytes() -> int:
         gb = float(raw)
     except ValueError:
         gb = -1.0
-    if not gb >= 0:
+    if not 0 <= gb < math.inf:
         raise BadInput(f"VGGDEPLOY_OPENVINO_CACHE_GB={raw!r} is not a size in GB", hint="e.g. 4, or 0 to keep no model cache")
     return int(gb * 1e9)
 
