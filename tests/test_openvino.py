@@ -1,5 +1,6 @@
 """OpenVINO: the same artifacts, parity with eager PyTorch, INT8 of both targets, hints, cache, bad input."""
 
+import os
 import sys
 
 import numpy as np
@@ -60,9 +61,7 @@ def test_model_cache_is_written_and_reused(mini_artifacts, tmp_path):
 
 def test_model_cache_is_bounded(mini_artifacts, tmp_path, monkeypatch):
     """OpenVINO never prunes its cache: the runner keeps it under VGGDEPLOY_OPENVINO_CACHE_GB,
-    oldest blobs first, the one just used kept."""
-    import os
-
+    least recently used blobs first, the one just used kept."""
     cache = tmp_path / "cache"
     cache.mkdir()
     for age, name in enumerate(["new.blob", "mid.blob", "old.blob"]):

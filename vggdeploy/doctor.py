@@ -70,5 +70,7 @@ def _cache_use() -> str:
     root = cache_root()
     used = {d: sum(f.stat().st_size for f in (root / d).rglob("*") if f.is_file()) if (root / d).is_dir() else 0
             for d in ("calibration", "openvino")}
-    return (f"{root}: calibration {used['calibration'] / 1e6:.1f} MB, OpenVINO models {used['openvino'] / 1e9:.2f} GB "
-            f"(kept under {cache_limit_bytes() / 1e9:g} GB: VGGDEPLOY_OPENVINO_CACHE_GB)")
+    limit = cache_limit_bytes()
+    bound = f"kept under {limit / 1e9:g} GB by VGGDEPLOY_OPENVINO_CACHE_GB" if limit else "not used: VGGDEPLOY_OPENVINO_CACHE_GB=0"
+    return (f"{root}: calibration {used['calibration'] / 1e6:.1f} MB, "
+            f"OpenVINO models {used['openvino'] / 1e9:.2f} GB ({bound})")

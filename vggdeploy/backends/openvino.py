@@ -2,8 +2,8 @@
 
 LATENCY hint (one request, all cores on one batch) by default; THROUGHPUT splits a batch
 across OpenVINO's parallel streams. The model cache makes a second start fast; OpenVINO never
-prunes it (a VGG16 FP32 blob is 575 MB), so after each compile the oldest blobs beyond
-$VGGDEPLOY_OPENVINO_CACHE_GB (default 4) are deleted.
+prunes it (a VGG16 FP32 blob is 575 MB), so after each compile the least recently used blobs
+beyond $VGGDEPLOY_OPENVINO_CACHE_GB (default 4; 0: no cache) are deleted.
 
 On CPUs with AVX512-BF16 or AMX, OpenVINO runs float layers in bfloat16 unless told otherwise:
 a silent precision change, so `inference_precision` is f32 unless you ask for bf16.
