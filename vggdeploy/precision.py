@@ -193,7 +193,7 @@ def _quantize_ort(src: Path, staged: Path, graph: onnx.ModelProto, data, target:
               "OpTypesToExcludeOutputQuantization": COMPUTE_OPS, "CalibStridedMinMax": len(data.chunks[0])}
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     op_set = hashlib.sha256(",".join(ops).encode()).hexdigest()[:8]
-    cache = CACHE_DIR / f"{_model_key(src)}-{data.sha256[:16]}-{method}-{op_set}.json"
+    cache = CACHE_DIR / f"{artifact_sha256(src)[:16]}-{data.sha256[:16]}-{method}-{op_set}.json"
     hit = cache.exists()
     if hit:
         log.info("using the cached ranges in %s", cache)
@@ -259,11 +259,6 @@ def resolve_keep_fp32(graph: onnx.ModelProto, keep: list[str]) -> list[str]:
             raise BadInput(f"--keep-fp32: no Conv/Gemm/MatMul node {k!r}",
                            hint=f"use first, last, or one of: {', '.join(list(by_name)[:6])} ...")
     return sorted(set(out))
-
-
-def _model_key(src: Path) -> str:
-    """A short hash over the model's files (graph and weights)."""
-    return artifact_sha256(src)[:16]
 
 
 # ---------------------------------------------------------------------------- shared
