@@ -49,6 +49,7 @@ bench: setup
 	$(PY) benchmarks/cpu_bench.py
 	$(PY) benchmarks/reference_bench.py
 	$(PY) benchmarks/nncf_bench.py
+	$(PY) benchmarks/int8_layouts.py
 
 # On a GPU host: the gpu tests and benchmarks/gpu_bench.py; elsewhere one line and exit 3
 gpu-check:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -30,6 +29,7 @@ import vggdeploy as vd  # noqa: E402
 from vggdeploy.backends.eager import TorchRunner  # noqa: E402
 from vggdeploy.bench import gemm_rates, time_runner  # noqa: E402
 from vggdeploy.data import photo_batch  # noqa: E402
+from vggdeploy.isa import cpu_isa  # noqa: E402
 from vggdeploy.mnist import accuracy, split  # noqa: E402
 from vggdeploy.precision import CPU_LAYOUTS, to_fp16, to_int8  # noqa: E402
 from vggdeploy.report import table  # noqa: E402
@@ -155,7 +155,7 @@ def main() -> None:
     rows = speed(files, loaded, args.runs, not args.no_compile)
     del loaded
     acc = mini_accuracy(args.work)
-    machine = {"cpus": os.cpu_count(), "cpu": platform.processor() or platform.machine(),
+    machine = {"cpus": os.cpu_count(), "cpu": cpu_isa().describe(),
                "date": time.strftime("%Y-%m-%d %H:%M"), "torch": torch.__version__}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "cpu.json").write_text(json.dumps({"machine": machine, "gemm_gmacs": rates, "floor_ms_batch1": floor,

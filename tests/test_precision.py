@@ -46,7 +46,7 @@ def test_fp16_within_0_2_points(trained, fp32_logits):
     assert inits == {onnx.TensorProto.FLOAT16}
     y = split()["test_y"]
     got = logits_of(path, split()["test_x"])
-    assert abs(accuracy(got, y) - accuracy(fp32_logits, y)) <= 0.002
+    assert abs(correct(got, y) - correct(fp32_logits, y)) <= 2
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["artifacts"]["classifier.fp16.onnx"]["fp32_nodes"] == []
 
@@ -57,14 +57,18 @@ def test_int8_within_1_point_and_98_percent_agreement(trained, fp32_logits, targ
     out, calib = trained
     path = to_int8(out / "classifier.onnx", target=target, method=method, calib=str(calib), force=True)
     y = split()["test_y"]
-    got = logits_of(path, split()["test_x"])
-    assert abs(accuracy(got, y) - accuracy(fp32_logits, y)) <= 0.01
-    assert (got.argmax(1) == fp32_logits.argmax(1)).mean() >= 0.98
+    got = logits_of(path, split()["test_x"])  # on ONNX Runtime, whichever CPU this is (isa.py)
+    assert abs(correct(got, y) - correct(fp32_logits, y)) <= 10  # of 1,000: counts, not float fractions
+    assert (got.argmax(1) == fp32_logits.argmax(1)).sum() >= 980
     problems = check_qdq_tensorrt(onnx.load(str(path), load_external_data=False))
     if target == "tensorrt":
         assert problems == []
-    else:  # the CPU layout is the one TensorRT rejects: unsigned activations, per-tensor weights
-        assert any("uint8" in p for p in problems) and any("per-tensor" in p for p in problems)
+    else:  # the CPU layout is one TensorRT rejects: unsigned activations
+        assert any("uint8" in p for p in problems)
+
+
+def correct(logits, y) -> int:
+    return int((logits.argmax(1) == y).sum())
 
 
 def test_keep_first_and_last_layers_in_float(trained):

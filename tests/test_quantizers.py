@@ -9,7 +9,7 @@ import onnx
 import pytest
 
 from vggdeploy import make_runner
-from vggdeploy.mnist import accuracy, split
+from vggdeploy.mnist import split
 from vggdeploy.precision import to_int8
 
 
@@ -76,8 +76,8 @@ def test_nncf_quantizer_on_trained_digits(tmp_path):
     assert "cpu_layout" not in entry
     with make_runner("openvino", path) as q, make_runner("openvino", fp32) as f:
         got, ref = q.infer({"input": x})["logits"], f.infer({"input": x})["logits"]
-    assert abs(accuracy(got, y) - accuracy(ref, y)) <= 0.01
-    assert (got.argmax(1) == ref.argmax(1)).mean() >= 0.98
+    assert abs(int((got.argmax(1) == y).sum()) - int((ref.argmax(1) == y).sum())) <= 10  # of 1,000 digits
+    assert (got.argmax(1) == ref.argmax(1)).sum() >= 980
 
 
 def test_nncf_from_the_cli_on_the_dense_form(run, tmp_path):

@@ -7,6 +7,8 @@ import subprocess
 
 import pytest
 
+from vggdeploy.isa import cpu_isa
+
 
 @pytest.fixture(scope="module")
 def bench_run(tmp_path_factory, mini_artifacts):
@@ -34,6 +36,7 @@ def test_run_json_holds_every_runtime_beside_eager(bench_run):
     for r in run["results"]:
         assert r["p50_ms" if "p50_ms" in r else "median_ms"] <= r["p90_ms"] <= r["p99_ms"] <= r["max_ms"]
         assert r["floor_ms"] > 0 and r["vs_floor"] > 0 and r["peak_rss_mb"] > 10
+        assert r["cpu_isa"] == cpu_isa().int8_class  # each row says what INT8 meant on the CPU that ran it
         assert r["speedup_vs_eager"] == 1.0 if r["backend"] == "eager" else r["speedup_vs_eager"] > 0
     # each runtime ran in its own process: their peaks differ (eager holds torch, ORT does not)
     assert len({r["peak_rss_mb"] for r in run["results"]}) > 1
@@ -42,6 +45,7 @@ def test_run_json_holds_every_runtime_beside_eager(bench_run):
 def test_markdown_and_html_reports(bench_run):
     md = (bench_run / "bench.md").read_text()
     assert "| dense | fp32 | openvino[CPU,throughput,f32] | 64x96 | 4 |" in md and "compute floor" in md
+    assert "CPU INT8" in md
     html = (bench_run / "report.html").read_text()
     assert html.count("<img") == 3 and "data:image/png;base64," in html and "http" not in html.split("<body>")[1]
     assert "Accuracy parity" in html  # the artifact folder's manifest holds parity figures

@@ -110,6 +110,7 @@ def bench_artifact(path: Path, backend: str, batches: list[int], size: tuple[int
     """Time one artifact on one runtime at several batch sizes, on the bundled photos. Each
     batch size loads the runtime anew: `start_s` + `first_ms` is the cold start."""
     from .backends import GPU_BACKENDS, default_cpu_backend, make_runner
+    from .layouts import layout_of
     from .data import photo_batch
     from .inspect import source_variant
 
@@ -122,7 +123,7 @@ def bench_artifact(path: Path, backend: str, batches: list[int], size: tuple[int
     check_memory(v, size, max(batches))
     if backend == "cpu":
         # resolved here, not by make_runner, because the OpenVINO hint depends on it
-        backend = default_cpu_backend(meta.get("vggdeploy.precision", "fp32"))
+        backend = default_cpu_backend(meta.get("vggdeploy.precision", "fp32"), layout_of(meta))
     rows = []
     if backend in GPU_BACKENDS:
         for b in batches:

@@ -128,6 +128,7 @@ def run_bench(paths: list[Path], backends: list[str], batches: list[int], sizes:
     blocks += list(eager_keys.values())
     log.info("measuring the compute floor (GEMM rates) ...")
     rates = gemm_rates()
+    system = system_info()  # its INT8 ISA per row too: merged runs may come from different CPUs
     results, interrupted = [], False
     try:
         for i, (path, backend, size, meta, v, spec) in enumerate(blocks, 1):
@@ -145,7 +146,8 @@ def run_bench(paths: list[Path], backends: list[str], batches: list[int], sizes:
             for r in rows:
                 floor = macs_at(v, spec.form, *size) * r["batch"] / (rate * 1e9) * 1e3
                 results.append({"artifact": str(path), "model": v.name, "form": spec.form, "precision": precision,
-                                "backend": {"torch": "eager", "torch-cuda": "eager-cuda"}.get(backend, backend), **r,
+                                "backend": {"torch": "eager", "torch-cuda": "eager-cuda"}.get(backend, backend),
+                                "cpu_isa": system["int8_isa"], **r,
                                 "peak_rss_mb": rss,
                                 "artifact_mb": round(sum(f.stat().st_size for f in side_files(path)) / 2**20, 1),
                                 "floor_ms": round(floor, 3), "vs_floor": round(r["median_ms"] / floor, 2)})
@@ -156,7 +158,7 @@ def run_bench(paths: list[Path], backends: list[str], batches: list[int], sizes:
         raise MissingEnvironment(f"nothing could be measured here: {skipped[0]['reason']}")
     add_speedups(results)
     return {"schema": SCHEMA, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "command": command_line(),
-            "system": system_info(), "gemm_gmacs": rates, "results": results, "skipped": skipped,
+            "system": system, "gemm_gmacs": rates, "results": results, "skipped": skipped,
             "interrupted": interrupted}
 
 
@@ -176,18 +178,9 @@ def system_info() -> dict:
     from importlib.metadata import PackageNotFoundError, version
 
     from .gpu import cuda_info
+    from .isa import cpu_isa
 
-    cpu, flags = platform.processor(), set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-            elif line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    isa = sorted(f for f in flags if f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni")
-                 or f.startswith("amx"))
+    isa = cpu_isa()
     versions = {}
     for dist in ("vggdeploy", "torch", "onnx", "onnxruntime", "onnxruntime-gpu", "openvino", "tensorrt", "polygraphy"):
         try:
@@ -195,7 +188,8 @@ def system_info() -> dict:
         except PackageNotFoundError:
             pass
     info = cuda_info()
-    return {"cpu": cpu, "cores": os.cpu_count(), "isa": isa, "platform": platform.platform(),
+    return {"cpu": isa.model, "cores": os.cpu_count(), "isa": list(isa.features), "int8_isa": isa.int8_class,
+            "platform": platform.platform(),
             "python": platform.python_version(), "gpus": [g.__dict__ for g in info.gpus], "cuda_driver": info.driver,
             "versions": versions}
 

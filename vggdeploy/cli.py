@@ -95,7 +95,9 @@ def precision_options(f):
         click.option("--calib-method", default="minmax", show_default=True, help="minmax, entropy or percentile."),
         click.option("--calib-count", type=int, help="Inputs per size to calibrate on (error if fewer)."),
         click.option("--keep-fp32", help="Compute nodes left unquantized: first, last, or node names."),
-        click.option("--cpu-layout", help="INT8 CPU layout: u8s8-tensor (default: fastest measured), u8s8-channel, s8s8-tensor."),
+        click.option("--cpu-layout", help="INT8 layout for --target cpu: u8s7-channel (default: exact on every CPU), "
+                                          "u8s7-tensor, u8s8-tensor, u8s8-channel (exact on ONNX Runtime only with "
+                                          "VNNI/AMX), s8s8-tensor, u8u8-tensor."),
         click.option("--quantizer", default="ort", show_default=True, type=click.Choice(["ort", "nncf"]),
                      help="INT8 quantizer: ONNX Runtime's (both targets), or NNCF's defaults (cpu target; "
                           "pip install 'vggdeploy[nncf]')."),
@@ -268,6 +270,11 @@ def inspect(path: Path, as_json: bool, check_qdq: str | None) -> None:
             click.echo(f"{kind[:-1]:7} {v['name']}: {v['dtype']} {v['shape']}{dyn}")
     click.echo(f"parameters {info['parameters']:,} ({', '.join(f'{k}: {n}' for k, n in info['initializer_dtypes'].items())} tensors)")
     click.echo("ops " + ", ".join(f"{k} {n}" for k, n in info["ops"].items()))
+    if info["int8"]:
+        i8 = info["int8"]
+        here = ", ".join(f"{rt} {'exact' if ok else 'SATURATES'}" for rt, ok in i8["exact_here"].items())
+        click.echo(f"int8    layout {i8['layout']}{'' if i8['declared'] else ' (implied: written before layouts were recorded)'}"
+                   f": exact on {i8['exact_on']}; on this CPU ({i8['this_cpu']['int8_class']}): {here}")
     for k, val in info["metadata"].items():
         text = json.dumps(val) if not isinstance(val, str) else val
         click.echo(f"meta {k} = {text if len(text) < 100 else text[:97] + '...'}")

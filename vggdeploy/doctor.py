@@ -15,12 +15,17 @@ def _version(dist: str) -> str | None:
 def diagnose() -> list[tuple[str, str, str]]:
     """(component, ok/no, detail) rows: hardware and libraries, then what each verb can do here."""
     from .gpu import cuda_info, missing_for_tensorrt, tensorrt_version
+    from .backends import default_cpu_backend
+    from .isa import cpu_isa
+    from .layouts import CPU_DEFAULT
 
     rows = []
     info = cuda_info()
     gpus = ", ".join(f"{g.name} (sm {g.compute_capability})" for g in info.gpus)
     rows.append(("gpu", "ok" if info.available else "no", gpus or info.problem))
     rows.append(("cuda driver", "ok" if info.driver else "no", info.driver or "none"))
+    isa = cpu_isa()
+    rows.append(("cpu", "ok" if isa.u8s8_exact else "note", isa.describe()))
     import torch
 
     rows.append(("torch", "ok", f"{torch.__version__}; built for CUDA {torch.version.cuda or 'none'}; "
@@ -51,7 +56,8 @@ def diagnose() -> list[tuple[str, str, str]]:
         ("export/quantize", True, "CPU: torch, ONNX, ONNX Runtime"),
         ("quantize --quantizer nncf", bool(_version("nncf")),
          f"NNCF {_version('nncf')}" if _version("nncf") else "pip install 'vggdeploy[nncf]'"),
-        ("bench --backend cpu", True, "ONNX Runtime / OpenVINO on this CPU"),
+        ("bench --backend cpu", True, "ONNX Runtime / OpenVINO on this CPU; INT8 (cpu target, "
+                                      f"{CPU_DEFAULT}) on {default_cpu_backend('int8-cpu', CPU_DEFAULT)}"),
         ("build / --engine", not trt_missing, "; ".join(trt_missing) or "TensorRT engines can be built here"),
         ("bench --backend tensorrt", not trt_missing, "; ".join(trt_missing) or "ok"),
         ("bench onnxruntime-cuda/-tensorrt", bool(gpu_ort) and info.available,

@@ -142,6 +142,7 @@ def verify_artifact(path: Path, reference: Runner, v: Variant, spec: FormSpec, p
     """`backend` running the artifact against `reference` on the form's default cases; raises
     CheckFailed on a mismatch."""
     from .backends import make_runner
+    from .isa import cpu_isa
     from .parity import THRESHOLDS, check_parity, default_cases
     from .report import log_parity
 
@@ -152,7 +153,7 @@ def verify_artifact(path: Path, reference: Runner, v: Variant, spec: FormSpec, p
     log_parity(report)
     report.raise_on_failure()
     worst = lambda key, pick: pick(getattr(r, key) for r in report.results)  # noqa: E731
-    summary = {"reference": report.reference, "backend": report.candidate,
+    summary = {"reference": report.reference, "backend": report.candidate, "cpu": cpu_isa().as_dict(),
                "cases": len({r.case for r in report.results}),
                "max_abs": worst("max_abs", max), "rel_l2": worst("rel_l2", max), "cosine": worst("cosine", min)}
     top1 = [r.top1 for r in report.results if r.top1 is not None]

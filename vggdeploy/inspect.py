@@ -72,7 +72,24 @@ def inspect_onnx(path: str | Path) -> dict:
         "ops": dict(Counter(n.op_type for n in model.graph.node).most_common()),
         "parameters": int(sum(int(np.prod(t.dims)) for t in init if t.data_type in FLOAT_TYPES)),
         "initializer_dtypes": dict(dtypes),
+        "int8": int8_info(model),
     }
+
+
+def int8_info(model: onnx.ModelProto) -> dict | None:
+    """An INT8 artifact's layout (declared, or implied for one written before layouts were recorded),
+    where it is exact, and whether it is exact on this CPU with each runtime."""
+    from .isa import cpu_isa
+    from .layouts import LAYOUTS, META_KEY, layout_of
+
+    meta = metadata_of(model)
+    name = layout_of(meta, model)
+    if name is None:
+        return None
+    isa = cpu_isa()
+    return {"layout": name, "declared": META_KEY in meta, "exact_on": LAYOUTS[name].exact_on,
+            "this_cpu": isa.as_dict(),
+            "exact_here": {rt: LAYOUTS[name].exact_here(isa, rt) for rt in ("onnxruntime", "openvino")}}
 
 
 def source_variant(path: Path, graph: onnx.ModelProto | None = None) -> tuple[dict, Variant, FormSpec]:

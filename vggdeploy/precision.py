@@ -24,6 +24,7 @@ from .errors import BadInput, CheckFailed
 from .export import check_and_publish, verify_artifact
 from .forms import FormSpec
 from .inspect import load_graph, source_variant
+from .layouts import CPU_DEFAULT, CPU_LAYOUTS, LAYOUTS, TENSORRT_LAYOUT
 from .qdq import check_qdq_tensorrt, compute_nodes
 from .variants import Variant
 
@@ -34,14 +35,7 @@ METHODS = ("minmax", "entropy", "percentile")
 FP16_SAFE = 65504 / 4  # keep a node in FP32 when its activations come within 4x of FP16's max
 CACHE_DIR = cache_root() / "calibration"
 
-# CPU layouts timed in benchmarks/cpu_bench.py (results/cpu.md): u8s8-tensor is the fastest on
-# ONNX Runtime (50 ms vs 55 and 234 for VGG16) and ties u8s8-channel on OpenVINO (44 ms).
-CPU_LAYOUTS = {
-    "u8s8-tensor": {"activation": "QUInt8", "per_channel": False},
-    "u8s8-channel": {"activation": "QUInt8", "per_channel": True},
-    "s8s8-tensor": {"activation": "QInt8", "per_channel": False},
-}
-CPU_DEFAULT = "u8s8-tensor"
+
 QUANTIZERS = ("ort", "nncf")
 COMPUTE_OPS = ["Conv", "Gemm", "MatMul"]
 # cpu target: pooling and reshaping between quantized layers run on the 8-bit tensors too. ORT only
@@ -144,6 +138,7 @@ def to_int8(src: Path, out_dir: Path | None = None, *, target: str, method: str 
     name = _out_name(src, tag)
     prepare_out_dir(out_dir, [name], force)
     excluded = resolve_keep_fp32(graph, keep_fp32 or [])
+    layout = int8_layout(target, cpu_layout, quantizer)
     data = load_calibration(calib, v, calibration_sizes(v, spec.form, spec.size, spec.min_size), calib_count,
                             spec.min_size)
     t0 = time.perf_counter()
@@ -156,7 +151,7 @@ def to_int8(src: Path, out_dir: Path | None = None, *, target: str, method: str 
 
             calib_info = {"method": "nncf-default", "nncf": quantize_nncf(src, staged, data, excluded)}
         else:
-            calib_info = _quantize_ort(src, staged, graph, data, target, method, excluded, cpu_layout or CPU_DEFAULT)
+            calib_info = _quantize_ort(src, staged, graph, data, target, method, excluded, layout)
         log.info("quantized in %.1f s", time.perf_counter() - t0)
         model = onnx.load(str(staged), load_external_data=False)
         if target == "tensorrt":
@@ -167,29 +162,30 @@ def to_int8(src: Path, out_dir: Path | None = None, *, target: str, method: str 
                        "data_sha256": data.sha256}
         source_props = {p.key: p.value for p in graph.metadata_props}  # NNCF drops them
         _set_meta(model, {**source_props, "vggdeploy.precision": tag, "vggdeploy.calibration": json.dumps(calib_info),
-                          "vggdeploy.fp32_nodes": json.dumps(excluded)})
+                          "vggdeploy.fp32_nodes": json.dumps(excluded), "vggdeploy.int8_layout": layout,
+                          "vggdeploy.int8_exact_on": LAYOUTS[layout].exact_on})
         onnx.save(model, str(staged))  # graph only: the side file is already beside it
-        extra_entry = {"target": target, "quantizer": quantizer, "calibration": calib_info, "fp32_nodes": excluded}
+        extra_entry = {"target": target, "quantizer": quantizer, "calibration": calib_info, "fp32_nodes": excluded,
+                       "int8_layout": layout, "exact_on": LAYOUTS[layout].exact_on}
         if target == "cpu" and quantizer == "ort":
-            extra_entry["cpu_layout"] = cpu_layout or CPU_DEFAULT
+            extra_entry["cpu_layout"] = layout
         return _finish(staged, out_dir, src, tag, v, spec, reference, verify, backend, extra_entry)
 
 
 def _quantize_ort(src: Path, staged: Path, graph: onnx.ModelProto, data, target: str, method: str,
-                  excluded: list[str], cpu_layout: str) -> dict:
+                  excluded: list[str], layout_name: str) -> dict:
     """ONNX Runtime's static quantizer, with ranges cached per model, data, method and op set."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     ops = COMPUTE_OPS + (CPU_PASS_THROUGH if target == "cpu" else [])
+    layout = LAYOUTS[layout_name]
+    act, weight = getattr(QuantType, layout.activation), getattr(QuantType, layout.weight)
     if target == "tensorrt":
-        per_channel, act = True, QuantType.QInt8
         extra = {"ActivationSymmetric": True, "AddQDQPairToWeight": True}
     else:
-        layout = CPU_LAYOUTS[cpu_layout]
-        per_channel, act = layout["per_channel"], getattr(QuantType, layout["activation"])
-        extra = {"ActivationSymmetric": layout["activation"] == "QInt8", "ForceQuantizeNoInputCheck": True}
+        extra = {"ActivationSymmetric": act == QuantType.QInt8, "ForceQuantizeNoInputCheck": True}
         excluded = excluded + _touching_outputs(graph, CPU_PASS_THROUGH)
-    extra |= {"WeightSymmetric": True, "QuantizeBias": False, "DedicatedQDQPair": target == "tensorrt",
+    extra |= {"WeightSymmetric": weight == QuantType.QInt8, "QuantizeBias": False, "DedicatedQDQPair": target == "tensorrt",
               "OpTypesToExcludeOutputQuantization": COMPUTE_OPS, "CalibStridedMinMax": len(data.chunks[0])}
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     op_set = hashlib.sha256(",".join(ops).encode()).hexdigest()[:8]
@@ -199,8 +195,8 @@ def _quantize_ort(src: Path, staged: Path, graph: onnx.ModelProto, data, target:
         log.info("using the cached ranges in %s", cache)
     with _quiet_root_logger():
         quantize_static(str(src), str(staged), Reader(data.batches), quant_format=QuantFormat.QDQ,
-                        op_types_to_quantize=ops, per_channel=per_channel, activation_type=act,
-                        weight_type=QuantType.QInt8, nodes_to_exclude=excluded,
+                        op_types_to_quantize=ops, per_channel=layout.per_channel, activation_type=act,
+                        weight_type=weight, reduce_range=layout.reduce_range, nodes_to_exclude=excluded,
                         calibrate_method=getattr(CalibrationMethod, {"minmax": "MinMax"}.get(method, method.title())),
                         use_external_data_format=True, extra_options=extra, calibration_cache_path=str(cache))
     return {"method": method, "cache": str(cache), "cache_hit": hit}
@@ -235,12 +231,28 @@ def check_int8_options(target: str | None, method: str, cpu_layout: str | None =
         raise BadInput(f"unknown calibration method {method!r}", hint=f"choose from: {', '.join(METHODS)}")
     if cpu_layout and cpu_layout not in CPU_LAYOUTS:
         raise BadInput(f"unknown CPU layout {cpu_layout!r}", hint=f"choose from: {', '.join(CPU_LAYOUTS)}")
+    if cpu_layout and target == "tensorrt":
+        raise BadInput("--cpu-layout applies to --target cpu", hint="TensorRT's layout is fixed (s8s8, per channel)")
     if quantizer not in QUANTIZERS:
         raise BadInput(f"unknown quantizer {quantizer!r}", hint=f"choose from: {', '.join(QUANTIZERS)}")
     if quantizer == "nncf":
         from .nncf_quantize import check_nncf_options
 
         check_nncf_options(target, method, cpu_layout)
+
+
+def int8_layout(target: str, cpu_layout: str | None, quantizer: str = "ort") -> str:
+    """The layout an INT8 artifact gets; a cpu layout that is exact only on some CPUs says so."""
+    if target == "tensorrt":
+        return TENSORRT_LAYOUT
+    if quantizer == "nncf":  # NNCF's CPU defaults: u8 activations, full-range s8 weights per channel
+        return "u8s8-channel"
+    name = cpu_layout or CPU_DEFAULT
+    if not LAYOUTS[name].portable:
+        log.warning("%s is exact only on %s: ONNX Runtime on AVX2 or AVX-512 CPUs without VNNI saturates its "
+                    "16-bit sums (measured: 953 of 1,000 digits vs 963 in FP32); %s keeps accuracy on every CPU",
+                    name, LAYOUTS[name].exact_on, CPU_DEFAULT)
+    return name
 
 
 def resolve_keep_fp32(graph: onnx.ModelProto, keep: list[str]) -> list[str]:

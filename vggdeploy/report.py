@@ -49,7 +49,7 @@ RESULT_COLUMNS = [("model", "model"), ("form", "form"), ("precision", "precision
                   ("concurrency", "in flight"), ("timing", "timing"), ("median_ms", "p50 ms"), ("p90_ms", "p90 ms"),
                   ("p99_ms", "p99 ms"), ("std_ms", "std ms"), ("images_per_s", "img/s"), ("speedup_vs_eager", "vs eager"),
                   ("vs_floor", "x floor"), ("start_s", "load s"), ("first_ms", "first ms"), ("peak_rss_mb", "peak RSS MB"),
-                  ("artifact_mb", "size MB")]
+                  ("artifact_mb", "size MB"), ("cpu_isa", "CPU INT8")]
 
 
 def _rows(run: dict) -> list[list]:

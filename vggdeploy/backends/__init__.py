@@ -16,13 +16,20 @@ BACKENDS = ("cpu", "onnxruntime", "openvino", "tensorrt", "onnxruntime-cuda", "o
 GPU_BACKENDS = ("tensorrt", "onnxruntime-cuda", "onnxruntime-tensorrt", "torch-cuda")
 
 
-# The CPU runtime measured fastest per precision (benchmarks/results/cpu.md): for INT8 OpenVINO
-# reaches the GEMM floor on both targets' layouts, ORT runs the TensorRT layout 5x slower.
+# The CPU runtime measured fastest per precision (benchmarks/results/cpu.md); for INT8 it depends
+# on the layout and on this CPU's ISA too (layouts.cpu_runtime, DESIGN.md fact 18).
 CPU_DEFAULTS = {"fp32": "onnxruntime", "fp16": "openvino", "int8": "openvino"}
 
 
-def default_cpu_backend(precision: str = "fp32") -> str:
-    choice = CPU_DEFAULTS[precision.split("-")[0]]
+def default_cpu_backend(precision: str = "fp32", layout: str | None = None) -> str:
+    """The CPU runtime for an artifact of this precision (and INT8 layout) on this CPU."""
+    from ..isa import cpu_isa
+    from ..layouts import cpu_runtime, layout_of
+
+    kind = precision.split("-")[0]
+    choice = CPU_DEFAULTS[kind]
+    if kind == "int8":
+        choice = cpu_runtime(layout or layout_of({"vggdeploy.precision": precision}), cpu_isa())
     if choice == "openvino":
         try:
             import openvino  # noqa: F401
@@ -31,13 +38,16 @@ def default_cpu_backend(precision: str = "fp32") -> str:
     return choice
 
 
-def artifact_precision(path: Path) -> str:
-    """The precision in a vggdeploy artifact's metadata (fp32 for other models and formats)."""
+def artifact_precision(path: Path) -> tuple[str, str | None]:
+    """The precision and INT8 layout a vggdeploy artifact declares (fp32 for other models and formats)."""
     if path.suffix != ".onnx":
-        return "fp32"
+        return "fp32", None
     from ..inspect import load_graph, metadata_of
+    from ..layouts import layout_of
 
-    return metadata_of(load_graph(path)).get("vggdeploy.precision", "fp32")
+    graph = load_graph(path)
+    meta = metadata_of(graph)
+    return str(meta.get("vggdeploy.precision", "fp32")), layout_of(meta, graph)
 
 
 def make_runner(backend: str, model_path: str | Path, **options) -> Runner:
@@ -48,7 +58,7 @@ def make_runner(backend: str, model_path: str | Path, **options) -> Runner:
     a vggdeploy artifact names (the baseline for parity and speed).
     """
     if backend == "cpu":
-        backend = default_cpu_backend(artifact_precision(Path(model_path)))
+        backend = default_cpu_backend(*artifact_precision(Path(model_path)))
     if backend.startswith("onnxruntime"):
         from .ort import OrtRunner
 

@@ -58,6 +58,7 @@ class ArtifactRunner(Runner):
 
         self.path = Path(path)
         self.spec = None
+        self.int8_layout: str | None = None
         self.graph_outputs: list[str] = []
 
     def load_spec(self) -> None:
@@ -69,9 +70,13 @@ class ArtifactRunner(Runner):
             return
         from ..artifacts import check_onnx_files
 
+        from ..layouts import layout_of
+
         graph = load_graph(self.path)
         check_onnx_files(self.path, graph)
-        self.spec = spec_from_metadata(metadata_of(graph))
+        meta = metadata_of(graph)
+        self.spec = spec_from_metadata(meta)
+        self.int8_layout = layout_of(meta, graph)
         self.graph_outputs = [o.name for o in graph.graph.output]
 
     def check_feed(self, feed: dict[str, np.ndarray]) -> None:

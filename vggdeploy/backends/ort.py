@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,23 @@ from ..errors import MissingEnvironment
 from .base import ArtifactRunner
 
 TRT_CACHE = cache_root() / "ort-tensorrt"
+log = logging.getLogger("vggdeploy")
+_warned: set[str] = set()
+
+
+def warn_if_saturating(path: Path, layout: str | None) -> None:
+    """Once per artifact and process: a layout whose U8S8 sums saturate on this CPU (isa.py)."""
+    from ..isa import cpu_isa
+    from ..layouts import CPU_DEFAULT, LAYOUTS
+
+    isa = cpu_isa()
+    if layout is None or LAYOUTS[layout].exact_here(isa, "onnxruntime") or str(path) in _warned:
+        return
+    _warned.add(str(path))
+    log.warning("%s (INT8 %s) loses accuracy on ONNX Runtime on this CPU (%s, no VNNI): its 16-bit sums "
+                "saturate. Re-quantize with the portable layout (`vggdeploy quantize FP32.onnx --int8 --target cpu "
+                "--cpu-layout %s`) or run it on OpenVINO (--backend openvino, or cpu)",
+                path.name, layout, isa.int8_class.upper(), CPU_DEFAULT)
 
 
 class OrtRunner(ArtifactRunner):
@@ -55,6 +73,8 @@ class OrtRunner(ArtifactRunner):
             raise MissingEnvironment(f"ONNX Runtime could not start {self.provider} (fell back to CPU)",
                                      hint="check CUDA 13 / cuDNN 9 libraries, or onnxruntime.preload_dlls()")
         self.name = f"onnxruntime[{self.provider.removesuffix('ExecutionProvider')}]"
+        if self.provider == "CPUExecutionProvider":
+            warn_if_saturating(self.path, self.int8_layout)
 
     @property
     def output_names(self) -> list[str]:
