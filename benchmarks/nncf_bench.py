@@ -36,7 +36,7 @@ sys.path.insert(0, str(HERE.parent))
 # import torch (its OpenMP threads slow OpenVINO down, DESIGN.md fact 16)
 
 QUANTIZERS = ("before", "ort", "nncf")
-LABEL = {"before": "vggdeploy before (Q/DQ on conv/FC inputs only)", "ort": "vggdeploy now (default, ort)",
+LABEL = {"before": "vggdeploy before issue 16 (u8s8-tensor: 8-bit weights)", "ort": "vggdeploy now (default, ort)",
          "nncf": "NNCF defaults (--quantizer nncf)"}
 
 
@@ -44,14 +44,9 @@ def quantize(fp32: Path, out: Path, q: str) -> None:
     """No parity check on the photos: the digits below measure closeness to FP32 on real inputs."""
     from vggdeploy import precision
 
-    if q != "before":
-        precision.to_int8(fp32, out, target="cpu", quantizer=q, verify=False)
-        return
-    kept, precision.CPU_PASS_THROUGH = precision.CPU_PASS_THROUGH, []  # the layout written before issue 12
-    try:
-        precision.to_int8(fp32, out, target="cpu", verify=False)
-    finally:
-        precision.CPU_PASS_THROUGH = kept
+    layout = {"before": "u8s8-tensor"}.get(q)  # the cpu target's default before issue 16
+    precision.to_int8(fp32, out, target="cpu", quantizer="ort" if q == "before" else q, cpu_layout=layout,
+                      verify=False)
 
 
 def quantized(name: str, work: Path, seed: int | None = 0) -> dict[str, Path]:
