@@ -19,13 +19,24 @@ import tempfile
 import time
 from pathlib import Path
 
-from .errors import BadInput
+from .errors import BadInput, first_line, printable
 
 log = logging.getLogger("vggdeploy")
 MANIFEST = "manifest.json"
 # every temporary file or folder vggdeploy makes in an artifact folder is named .staging-PID-...: a
 # killed run's leftovers are recognised by their owner being gone
-STAGING_RE = re.compile(r"^\.staging-(\d+)-")
+STAGING_RE = re.compile(r"^\.staging-(\d{1,7})-")  # PIDs stop at 2**22: a longer number is not ours
+
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def check_name(name: str, what: str) -> str:
+    """A user-given name that becomes one path component (a Triton model, a file): never a path."""
+    if not NAME_RE.match(name or ""):
+        raise BadInput(f"{what} {printable(repr(name))} is not a plain name",
+                       hint="use letters, digits, '.', '_' and '-' (up to 128, starting with a letter or digit)")
+    return name
 
 
 def staging_prefix() -> str:
@@ -130,6 +141,16 @@ def staging(out_dir: Path):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def copy_into(onnx_path: Path, folder: Path) -> Path:
+    """A private copy of an ONNX artifact's files in `folder`, made fresh inside a staging folder:
+    tools that write beside their input (ONNX Runtime's quantizer writes NAME-inferred.onnx) then
+    write there, never beside the user's files or through a link planted there."""
+    folder.mkdir()
+    for f in side_files(onnx_path):
+        shutil.copyfile(f, folder / f.name)
+    return folder / onnx_path.name
+
+
 def publish(files: list[Path], out_dir: Path) -> Path:
     """Move one artifact's files (main file first, e.g. side_files(x.onnx)) from staging into
     out_dir; the main file lands last, so a present main file always has its side files."""
@@ -190,9 +211,34 @@ def read_manifest(out_dir: Path) -> dict:
         manifest = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise BadInput(f"{path} is not valid JSON ({e})", hint="move it away and re-run") from None
+    except RecursionError:
+        raise BadInput(f"{path} nests too deeply to be a manifest", hint="move it away and re-run") from None
     if not isinstance(manifest, dict) or not isinstance(manifest.get("artifacts"), dict):
         raise BadInput(f"{path} is not a vggdeploy manifest (no 'artifacts' table)", hint="move it away and re-run")
+    for name, entry in manifest["artifacts"].items():
+        problem = _entry_problem(name, entry)
+        if problem:
+            raise BadInput(printable(f"{path}: artifact {name!r}: {problem}"), hint="move it away and re-run")
     return manifest
+
+
+def _entry_problem(name: str, entry) -> str | None:
+    """What is wrong with one manifest entry's shape, or None: it must be a table whose files are
+    plain names in the folder (never absolute or escaping paths) with a sha256 and a size each."""
+    if not NAME_RE.match(name):
+        return "is not a plain file name"
+    if not isinstance(entry, dict):
+        return f"entry is a {type(entry).__name__}, not a table"
+    files = entry.get("files", {})
+    if not isinstance(files, dict):
+        return f"'files' is a {type(files).__name__}, not a table"
+    for fname, f in files.items():
+        if not NAME_RE.match(fname):
+            return f"file {fname!r} is not a plain name in the folder (absolute or escaping paths are refused)"
+        if not (isinstance(f, dict) and isinstance(f.get("sha256"), str) and re.fullmatch(r"[0-9a-f]{64}", f["sha256"])
+                and isinstance(f.get("bytes"), int) and f["bytes"] >= 0):
+            return f"file {fname!r} lacks a sha256 and a size"
+    return None
 
 
 def check_onnx_files(onnx_path: Path, model=None) -> None:
@@ -213,7 +259,12 @@ def check_onnx_files(onnx_path: Path, model=None) -> None:
         if not loc or os.path.isabs(loc) or folder not in target.parents:
             raise BadInput(f"{onnx_path.name}: tensor {t.name!r} points outside its folder ({loc!r})",
                            hint="external data must sit beside the .onnx; re-export it")
-        needed[loc] = max(needed.get(loc, 0), int(info.get("offset", 0)) + int(info.get("length", 0)))
+        try:
+            end = int(info.get("offset", 0)) + int(info.get("length", 0))
+        except ValueError:
+            raise BadInput(f"{onnx_path.name}: tensor {t.name!r} has a non-numeric external-data offset or length",
+                           hint="the graph was edited or damaged; re-export it") from None
+        needed[loc] = max(needed.get(loc, 0), end)
     for loc, end in needed.items():
         data = folder / loc
         if not data.is_file():
@@ -255,7 +306,7 @@ def verify_folder(folder: Path) -> list[str]:
             except BadInput as e:
                 problems.append(f"{name}: {e}")
             except Exception as e:  # onnx's own parse or check error
-                problems.append(f"{name}: does not load ({str(e).splitlines()[0]})")
+                problems.append(f"{name}: does not load ({first_line(e)})")
     return problems
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .backends.base import Runner
+from .backends.base import Runner, as_input
 
 
 def time_runner(runner: Runner, feed: dict[str, np.ndarray], warmup: int = 2, runs: int = 10,
@@ -46,8 +46,8 @@ def check_timing(batches: list[int], runs: int, duration: float | None = None) -
         raise BadInput("--batch needs positive batch sizes")
     if runs < 1:
         raise BadInput(f"--runs {runs}: give at least 1 timed run")
-    if duration is not None and duration <= 0:
-        raise BadInput(f"--duration {duration}: give a positive duration")
+    if duration is not None and not 0 < duration <= 3600:
+        raise BadInput(f"--duration {duration}: give a positive duration, at most 3600 s")
 
 
 def time_runner_cuda(make, feed: dict[str, np.ndarray], warmup: int = 3, runs: int = 20) -> list[dict]:
@@ -80,16 +80,20 @@ def time_runner_cuda(make, feed: dict[str, np.ndarray], warmup: int = 3, runs: i
     return list(rows.values())
 
 
+DERIVED = {".plan": "build it with `vggdeploy build`", ".xml": "convert it with `vggdeploy convert`"}
+
+
 def artifact_source(path: Path) -> Path:
-    """The ONNX whose metadata describes an artifact: itself, or the source of a .plan engine."""
-    if path.suffix != ".plan":
+    """The ONNX whose metadata describes an artifact: itself, or the source of a .plan engine or an
+    OpenVINO IR (.xml), as their folder's manifest records it."""
+    if path.suffix not in DERIVED:
         return path
-    from .engine import manifest_entry
+    from .artifacts import read_manifest
     from .errors import BadInput
 
-    entry = manifest_entry(path)
-    if not entry:
-        raise BadInput(f"{path} is not in its folder's manifest.json", hint="build it with `vggdeploy build`")
+    entry = read_manifest(path.parent)["artifacts"].get(path.name)
+    if not entry or not isinstance(entry.get("source"), str):
+        raise BadInput(f"{path} is not in its folder's manifest.json", hint=DERIVED[path.suffix])
     return path.with_name(entry["source"])
 
 
@@ -110,6 +114,7 @@ def bench_artifact(path: Path, backend: str, batches: list[int], size: tuple[int
     """Time one artifact on one runtime at several batch sizes, on the bundled photos. Each
     batch size loads the runtime anew: `start_s` + `first_ms` is the cold start."""
     from .backends import GPU_BACKENDS, default_cpu_backend, make_runner
+    from .errors import BadInput
     from .layouts import layout_of
     from .data import photo_batch
     from .inspect import source_variant
@@ -121,9 +126,12 @@ def bench_artifact(path: Path, backend: str, batches: list[int], size: tuple[int
     from .forms import check_memory
 
     check_memory(v, size, max(batches))
+    if path.suffix == ".xml" and backend not in ("cpu", "openvino"):
+        raise BadInput(f"{path.name} is an OpenVINO IR: only openvino runs it", hint="--backend openvino (or cpu)")
     if backend == "cpu":
         # resolved here, not by make_runner, because the OpenVINO hint depends on it
-        backend = default_cpu_backend(meta.get("vggdeploy.precision", "fp32"), layout_of(meta))
+        backend = "openvino" if path.suffix == ".xml" else default_cpu_backend(meta.get("vggdeploy.precision", "fp32"),
+                                                                              layout_of(meta))
     rows = []
     if backend in GPU_BACKENDS:
         for b in batches:
@@ -138,7 +146,7 @@ def bench_artifact(path: Path, backend: str, batches: list[int], size: tuple[int
         t0 = time.perf_counter()
         with make_runner(backend, path, **options) as runner:
             start = time.perf_counter() - t0
-            feed = {"input": photo_batch(v, size, b)[1]}
+            feed = {"input": as_input(runner, photo_batch(v, size, b)[1])}
             stats = time_runner(runner, feed, runs=runs, duration=duration)
             rows.append({"runtime": runner.name, "size": f"{size[0]}x{size[1]}", "start_s": round(start, 2),
                          "timing": "wall-clock", "concurrency": 1, **stats})

@@ -116,7 +116,9 @@ def run_bench(paths: list[Path], backends: list[str], batches: list[int], sizes:
             spec.check_size(*size)  # every size and batch checked before anything runs
             check_memory(v, size, max(batches))
             for backend in backends:
-                if (backend == "tensorrt") == (path.suffix == ".plan"):
+                if path.suffix == ".xml" and backend not in ("cpu", "openvino"):
+                    skipped.append({"artifact": path.name, "backend": backend, "reason": "an OpenVINO IR runs on openvino"})
+                elif (backend == "tensorrt") == (path.suffix == ".plan"):
                     blocks.append((path, backend, size, meta, v, spec))
                 elif backend == "tensorrt":
                     skipped.append({"artifact": path.name, "backend": backend,
@@ -207,10 +209,37 @@ def load_runs(paths: list[Path]) -> list[dict]:
             raise BadInput(f"{f} not found", hint="give a run folder written by `vggdeploy bench --out`") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise BadInput(f"{f} is not JSON ({e})") from None
+        except RecursionError:
+            raise BadInput(f"{f} nests too deeply to be a benchmark run") from None
         if not isinstance(data, dict) or data.get("schema") != SCHEMA or not isinstance(data.get("results"), list):
             raise BadInput(f"{f} is not a vggdeploy benchmark ({SCHEMA})")
+        problem = _run_problem(data)
+        if problem:
+            raise BadInput(f"{f}: {problem}", hint="re-run `vggdeploy bench --out DIR` to write it anew")
         runs.append(data)
     return runs
+
+
+RUN_KEYS = {"created": str, "command": str, "system": dict, "gemm_gmacs": dict}
+ROW_KEYS = {"artifact": str, "model": str, "form": str, "precision": str, "backend": str, "runtime": str, "size": str,
+            "batch": int, "timing": str, "median_ms": (int, float), "images_per_s": (int, float),
+            "floor_ms": (int, float)}
+
+
+def _run_problem(run: dict) -> str | None:
+    """What a bench.json lacks that the reports read, or None."""
+    for key, kind in RUN_KEYS.items():
+        if not isinstance(run.get(key), kind):
+            return f"{key!r} is missing or not a {kind.__name__}"
+    system = {"cpu": str, "cores": int, "isa": list, "versions": dict}
+    bad = [k for k, kind in system.items() if not isinstance(run["system"].get(k), kind)]
+    if bad:
+        return f"'system' has no valid {bad[0]!r}"
+    for i, r in enumerate(run["results"]):
+        bad = [k for k, kind in ROW_KEYS.items() if not isinstance(r, dict) or not isinstance(r.get(k), kind)]
+        if bad:
+            return f"result {i} has no valid {bad[0]!r}"
+    return None
 
 
 __all__ = ["SCHEMA", "expand", "load_runs", "run_bench", "system_info"]

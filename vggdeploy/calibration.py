@@ -91,7 +91,9 @@ def _digits(n: int, size: tuple[int, int], v: Variant, classifier: bool) -> np.n
 
 
 def _batches(x: np.ndarray) -> list[np.ndarray]:
-    return [x[i:i + BATCH] for i in range(0, len(x), BATCH)]
+    """Batches of one size (ORT's histogram calibrators stack them: a short last batch breaks them)."""
+    size = next(b for b in (BATCH, 4, 2, 1) if len(x) % b == 0)
+    return [x[i:i + size] for i in range(0, len(x), size)]
 
 
 def _from_folder(path: Path, v: Variant, sizes, count: int | None) -> CalibrationSet:
@@ -123,9 +125,13 @@ def _from_tensors(path: Path, v: Variant, count: int | None, min_size: int, fixe
     except Exception as e:
         raise BadInput(f"cannot read {path}: {type(e).__name__}: {e}") from None
     arrays = list(named.values())
+    if not arrays:
+        raise BadInput(f"{path.name} holds no arrays", hint="save (N, C, H, W) float32 tensors in it")
     for key, a in named.items():
         if a.dtype != np.float32 or a.ndim != 4 or a.shape[1] != v.in_channels:
             raise BadInput(f"{path.name}: tensors must be float32 (N, {v.in_channels}, H, W); got {a.dtype} {a.shape}")
+        if not len(a):
+            raise BadInput(f"{path.name}: {key} holds no inputs (0 of shape {a.shape[1:]})", hint="calibration needs data")
         if not np.isfinite(a).all():
             bad = np.flatnonzero(~np.isfinite(a).reshape(len(a), -1).all(axis=1))
             raise BadInput(f"{path.name}: {key} holds NaN or infinite values in {len(bad)} of {len(a)} inputs "

@@ -6,11 +6,12 @@ import errno
 import json
 import logging
 import sys
+import traceback
 from pathlib import Path
 
 import click
 
-from .errors import BadInput, VggDeployError
+from .errors import BadInput, VggDeployError, printable
 
 log = logging.getLogger("vggdeploy")
 
@@ -27,6 +28,18 @@ def parse_size(text: str | None) -> tuple[int, int] | None:
     if len(parts) != 2 or min(parts) <= 0:
         raise BadInput(f"bad size {text!r}", hint="give N or HxW with positive numbers, e.g. 224 or 256x320")
     return parts[0], parts[1]
+
+
+class OutPath(click.Path):
+    """An output path: an empty one is refused (it would mean the current directory)."""
+
+    def __init__(self):
+        super().__init__(path_type=Path)
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and not value.strip():
+            self.fail("is empty: give a folder or file name", param, ctx)
+        return super().convert(value, param, ctx)
 
 
 def split_list(text: str | None) -> list[str] | None:
@@ -126,15 +139,33 @@ def run_precision(paths, fp16, io, int8, target, calib, calib_method, calib_coun
     return out
 
 
-def check_precision_args(int8: bool, target: str | None, calib_method: str, cpu_layout: str | None,
-                         quantizer: str = "ort", **_) -> None:
-    """Before any long work: the INT8 options that can be judged without a model."""
+def check_precision_args(fp16: bool, io: str, int8: bool, target: str | None, calib: str | None, calib_method: str,
+                         calib_count: int | None, keep_fp32: str | None, cpu_layout: str | None, quantizer: str,
+                         backend: str, exported: bool = False) -> None:
+    """Before any long work: every precision option that can be judged without a model, and the
+    ones that need another (`exported`: the FP32 graph does not exist yet, so node names can't be
+    checked)."""
+    from .backends import BACKENDS
     from .precision import check_int8_options
 
+    if backend not in BACKENDS:
+        raise BadInput(f"unknown --backend {backend!r}", hint=f"choose from: {', '.join(BACKENDS)}")
+    if io != "fp32" and not fp16:
+        raise BadInput(f"--io {io} applies to --fp16", hint="add --fp16, or drop --io")
     if int8:
-        check_int8_options(target, calib_method, cpu_layout, quantizer)
-    elif quantizer != "ort":
-        raise BadInput(f"--quantizer {quantizer} applies to --int8", hint="add --int8 --target cpu")
+        check_int8_options(target, calib_method, cpu_layout, quantizer, calib_count)
+        unknown = [k for k in split_list(keep_fp32) or [] if k not in ("first", "last")]
+        if exported and unknown:
+            raise BadInput(f"--keep-fp32 {unknown[0]}: node names exist only once the graph does",
+                           hint="use first/last here, or name nodes with `vggdeploy quantize` after export")
+        return
+    needs_int8 = {"--target": target, "--calib": calib, "--calib-count": calib_count, "--keep-fp32": keep_fp32,
+                  "--cpu-layout": cpu_layout, "--calib-method": None if calib_method == "minmax" else calib_method,
+                  "--quantizer": None if quantizer == "ort" else quantizer}
+    given = [(k, val) for k, val in needs_int8.items() if val is not None]
+    if given:
+        flag, val = given[0]
+        raise BadInput(f"{flag} {val} applies to --int8", hint=f"add --int8, or drop {flag}")
 
 
 @cli.command()
@@ -146,7 +177,7 @@ def check_precision_args(int8: bool, target: str | None, calib_method: str, cpu_
 @click.option("--size", help="Classifier input size: N or HxW (default: the variant's, 224).")
 @click.option("--taps", help="Features form outputs, comma-separated (default: last ReLU of each stage).")
 @click.option("--opset", default=18, show_default=True, help="ONNX opset (18-23).")
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), help="Artifact folder (default engines/NAME).")
+@click.option("--out", "out_dir", type=OutPath(), help="Artifact folder (default engines/NAME).")
 @click.option("--force", is_flag=True, help="Overwrite existing artifacts.")
 @click.option("--no-verify", is_flag=True, help="Skip the parity check against eager PyTorch.")
 @click.option("--engine", is_flag=True, help="Also build TensorRT engines (FP16/INT8-tensorrt if asked, else FP32) "
@@ -160,7 +191,7 @@ def export(model, forms, weights, seed, size, taps, opset, out_dir, force, no_ve
     from .models import build_form, output_names
     from .weights import load_model
 
-    check_precision_args(**precision)
+    check_precision_args(**precision, exported=True)
     if engine and precision["int8"] and precision["target"] != "tensorrt" and not precision["fp16"]:
         raise BadInput("--engine builds TensorRT engines; --int8 --target cpu makes a CPU-only graph",
                        hint="use --int8 --target tensorrt with --engine")
@@ -171,12 +202,21 @@ def export(model, forms, weights, seed, size, taps, opset, out_dir, force, no_ve
     if parsed_size and "classifier" not in form_list:
         raise BadInput("--size sets the classifier form's input size",
                        hint="the dense and features forms take any size from their minimum up")
+    if taps and "features" not in form_list:
+        raise BadInput("--taps names the features form's outputs", hint="add --form features (or all), or drop --taps")
+    if not 0 <= seed < 2**63:
+        raise BadInput(f"--seed {seed}: give a whole number from 0 to 2**63 - 1")
     check_opset(opset)
     loaded = load_model(model, weights, seed)
     if loaded.inferred:
         log.info(loaded.inferred)
     specs = {f: form_spec(loaded.variant, f, parsed_size if f == "classifier" else None, split_list(taps))
              for f in form_list}  # every form validated before any long work
+    if precision["int8"]:
+        from .precision import check_calibration
+
+        for spec in specs.values():  # the data INT8 will read, judged before the FP32 export
+            check_calibration(precision["calib"], loaded.variant, spec, precision["calib_count"])
     out_dir = out_dir or Path("engines") / default_folder(loaded)
     paths = export_onnx(loaded, form_list, out_dir, size=parsed_size, taps=split_list(taps), opset=opset,
                         verify=not no_verify, force=force, backend=precision["backend"])
@@ -203,7 +243,7 @@ def export(model, forms, weights, seed, size, taps, opset, out_dir, force, no_ve
 @click.option("--workspace", help="Workspace memory pool limit, e.g. 4G or 512M.")
 @click.option("--opt-level", type=int, help="Builder optimisation level 0-5 (TensorRT's default 3).")
 @click.option("--hardware-compat", default="none", show_default=True, help="none or ampere+ (one engine for Ampere and newer).")
-@click.option("--out", type=click.Path(path_type=Path), help="Engine file (default FORM.PRECISION.plan beside the ONNX).")
+@click.option("--out", type=OutPath(), help="Engine file (default FORM.PRECISION.plan beside the ONNX).")
 @click.option("--force", is_flag=True, help="Overwrite an existing engine.")
 def build(onnx_path: Path, profiles, timing_cache, workspace, opt_level, hardware_compat, out, force) -> None:
     """Build a strongly typed TensorRT engine from an FP32, FP16 or INT8-tensorrt ONNX (needs a GPU)."""
@@ -262,12 +302,12 @@ def inspect(path: Path, as_json: bool, check_qdq: str | None) -> None:
     if as_json:
         click.echo(json.dumps(info, indent=2))
         return
-    click.echo(f"{info['path']}  ({', '.join(f'{n}: {s / 1e6:.1f} MB' for n, s in info['files'].items())})")
-    click.echo(f"opsets {info['opsets']}, producer {info['producer']}, IR {info['ir_version']}")
+    click.echo(printable(f"{info['path']}  ({', '.join(f'{n}: {s / 1e6:.1f} MB' for n, s in info['files'].items())})"))
+    click.echo(printable(f"opsets {info['opsets']}, producer {info['producer']}, IR {info['ir_version']}"))
     for kind in ("inputs", "outputs"):
         for v in info[kind]:
             dyn = f"  dynamic: {', '.join(f'{i}={d}' for i, d in v['dynamic_axes'].items())}" if v["dynamic_axes"] else ""
-            click.echo(f"{kind[:-1]:7} {v['name']}: {v['dtype']} {v['shape']}{dyn}")
+            click.echo(printable(f"{kind[:-1]:7} {v['name']}: {v['dtype']} {v['shape']}{dyn}"))
     click.echo(f"parameters {info['parameters']:,} ({', '.join(f'{k}: {n}' for k, n in info['initializer_dtypes'].items())} tensors)")
     click.echo("ops " + ", ".join(f"{k} {n}" for k, n in info["ops"].items()))
     if info["int8"]:
@@ -277,7 +317,7 @@ def inspect(path: Path, as_json: bool, check_qdq: str | None) -> None:
                    f": exact on {i8['exact_on']}; on this CPU ({i8['this_cpu']['int8_class']}): {here}")
     for k, val in info["metadata"].items():
         text = json.dumps(val) if not isinstance(val, str) else val
-        click.echo(f"meta {k} = {text if len(text) < 100 else text[:97] + '...'}")
+        click.echo(printable(f"meta {k} = {text if len(text) < 100 else text[:97] + '...'}"))
 
 
 @cli.command()
@@ -296,7 +336,7 @@ def inspect(path: Path, as_json: bool, check_qdq: str | None) -> None:
                                    "images/s and p99 at each (OpenVINO's async queue, threads for ONNX Runtime).")
 @click.option("--no-eager", is_flag=True, help="Skip the eager PyTorch baseline.")
 @click.option("--strict", is_flag=True, help="Exit 3 when a backend can't run here, instead of skipping it.")
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), help="Run folder for bench.json, bench.md, report.html.")
+@click.option("--out", "out_dir", type=OutPath(), help="Run folder for bench.json, bench.md, report.html.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run as JSON.")
 def bench(paths, backends, batch, size, runs, duration, hint, concurrency, no_eager, strict, out_dir, as_json) -> None:
     """Latency and throughput of artifacts (ONNX files, .plan engines, or artifact folders) on each
@@ -334,10 +374,11 @@ def bench(paths, backends, batch, size, runs, duration, hint, concurrency, no_ea
 @click.option("--backend", default="cpu", show_default=True, help="Runtime (cpu: fastest per precision).")
 @click.option("--fuse", is_flag=True, help="Also the fusion of the artifacts (their averaged posteriors).")
 @click.option("--batch", default=16, show_default=True, help="Images per batch for the center protocol.")
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), help="Write eval.json and eval.md here.")
+@click.option("--out", "out_dir", type=OutPath(), help="Write eval.json and eval.md here.")
 def eval_cmd(artifacts, data, labels, protocol, scales, flip, crops, backend, fuse, batch, out_dir) -> None:
     """Top-1/top-5 error of deployed ARTIFACTS (files, folders or a variant's engines/NAME) under the
     VGG paper's protocols, on labelled images."""
+    from .bench import artifact_source
     from .dataset import load_dataset
     from .evaluate import Protocol, default_scales, evaluate, select_artifacts
     from .inspect import source_variant
@@ -345,7 +386,7 @@ def eval_cmd(artifacts, data, labels, protocol, scales, flip, crops, backend, fu
 
     files = select_artifacts(list(artifacts), protocol)
     samples, _ = load_dataset(data, labels)
-    pre = source_variant(files[0])[0]["vggdeploy.preprocessing"]
+    pre = source_variant(artifact_source(files[0]))[0]["vggdeploy.preprocessing"]
     qs = () if protocol == "center" else tuple(parse_ints(scales, "--scales")) if scales else default_scales(pre)
     rows = evaluate(files, samples, Protocol(protocol, qs, flip, crops), backend, fuse, batch)
     click.echo(table([h for _, h in EVAL_COLUMNS], eval_rows(rows)))
@@ -355,7 +396,7 @@ def eval_cmd(artifacts, data, labels, protocol, scales, flip, crops, backend, fu
 
 @cli.command()
 @click.argument("artifact", type=click.Path(path_type=Path))
-@click.option("--repo", required=True, type=click.Path(path_type=Path), help="Triton model repository folder.")
+@click.option("--repo", required=True, type=OutPath(), help="Triton model repository folder.")
 @click.option("--name", help="Model name (default: the artifact's folder and file, e.g. vgg16-dense-fp16).")
 @click.option("--platform", default="onnxruntime_onnx", show_default=True,
               help="onnxruntime_onnx, tensorrt_plan (a .plan), openvino, or python (vggdeploy's CPU runner).")
@@ -372,13 +413,13 @@ def triton(artifact, repo, name, platform, max_batch, dynamic_batching, max_queu
     the model file(s), labels.txt and a README with the tritonserver and perf_analyzer commands."""
     from .triton import TritonOptions, default_name, write_repository
 
-    opts = TritonOptions(name or default_name(artifact), platform, max_batch, dynamic_batching, max_queue_delay_us, instances, kind, accelerator)
+    opts = TritonOptions(default_name(artifact) if name is None else name, platform, max_batch, dynamic_batching, max_queue_delay_us, instances, kind, accelerator)
     click.echo(write_repository(artifact, repo, opts, force))
 
 
 @cli.command()
 @click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), help="Where to write (default: the first run's folder).")
+@click.option("--out", "out_dir", type=OutPath(), help="Where to write (default: the first run's folder).")
 def report(runs, out_dir) -> None:
     """Rebuild bench.md and report.html from bench.json files or run folders (several are merged,
     e.g. a CPU run and a GPU run of the same model)."""
@@ -447,23 +488,25 @@ def main(argv: list[str] | None = None) -> int:
         cli.main(args=argv, prog_name="vggdeploy", standalone_mode=False)
         return 0
     except VggDeployError as e:
-        if debug:
-            raise
-        click.echo(f"error: {e}", err=True)
+        if debug:  # the traceback too, and the same exit code
+            traceback.print_exc()
+        click.echo(f"error: {printable(str(e))}", err=True)
         if e.hint:
             click.echo(f"hint: {e.hint}", err=True)
         return e.exit_code
     except click.exceptions.Exit as e:
         return e.exit_code
-    except click.ClickException as e:
-        e.show()
+    except click.ClickException as e:  # click's usage errors, as one line like ours
+        click.echo(f"error: {printable(e.format_message())}", err=True)
+        verb = next((a for a in (argv if argv is not None else sys.argv[1:]) if not a.startswith("-")), "")
+        click.echo(f"hint: `vggdeploy {verb + ' ' if verb in cli.commands else ''}--help` lists the options", err=True)
         return 2
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         return 130
     except OSError as e:  # disk full, permissions, a folder where a file was expected: the write was staged
         if debug:
-            raise
+            traceback.print_exc()
         click.echo(f"error: {e.strerror or e}{f': {e.filename}' if e.filename else ''}", err=True)
         click.echo("hint: nothing was published; free space or fix the path and re-run" if e.errno == errno.ENOSPC
                    else "hint: check the path and its permissions", err=True)

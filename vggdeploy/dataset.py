@@ -49,8 +49,8 @@ def _with_labels_file(folder: Path, labels: Path) -> list[Sample]:
     images = _images(folder)
     if not images:
         raise BadInput(f"{folder} has no images")
-    lines = [line.split() for line in labels.read_text().splitlines() if line.strip()]
     try:
+        lines = [line.split() for line in labels.read_text().splitlines() if line.strip()]
         if all(len(parts) == 2 for parts in lines):
             by_name = {name: int(label) for name, label in lines}
             missing = [p.name for p in images if p.name not in by_name]
@@ -58,10 +58,13 @@ def _with_labels_file(folder: Path, labels: Path) -> list[Sample]:
                 raise BadInput(f"{labels.name} does not match the images in {folder}: "
                                f"{len(by_name)} labels, {len(images)} images"
                                + (f", no label for {missing[0]}" if missing else ""))
-            return [Sample(p, by_name[p.name]) for p in images]
-        values = [int(parts[0]) for parts in lines]
-    except ValueError:
+            values = [by_name[p.name] for p in images]
+        else:
+            values = [int(parts[0]) for parts in lines]
+    except (ValueError, UnicodeDecodeError):
         raise BadInput(f"{labels.name}: labels must be whole numbers (torchvision class indices)") from None
+    if values and min(values) < 0:
+        raise BadInput(f"{labels.name}: label {min(values)} is negative", hint="labels are 0-based class indices")
     if len(values) != len(images):
         raise BadInput(f"{labels.name} has {len(values)} labels for {len(images)} images in {folder}",
                        hint="one label per image, in sorted file-name order (or NAME LABEL lines)")

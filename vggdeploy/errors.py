@@ -32,3 +32,14 @@ class MissingEnvironment(VggDeployError):
     """The environment lacks something: no GPU, no TensorRT, no network (exit 3)."""
 
     exit_code = 3
+
+
+def printable(text: str) -> str:
+    """Untrusted text (metadata, file names) with control characters escaped, so a terminal shows
+    it as written instead of obeying ANSI escape sequences."""
+    return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in text)
+
+
+def first_line(e: BaseException) -> str:
+    """An exception's first line of text, or its type's name where it has none."""
+    return next(iter(str(e).strip().splitlines()), type(e).__name__)

@@ -22,9 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .backends.base import as_input
 from .dataset import Sample, read_image
 from .errors import BadInput
-from .forms import FormSpec
+from .forms import FormSpec, check_memory
 
 log = logging.getLogger("vggdeploy")
 PROTOCOLS = ("center", "dense", "multicrop", "dense+multicrop")
@@ -52,6 +53,9 @@ class Prepared:
     multicrop: list[np.ndarray] = field(default_factory=list)  # per scale: (n*n*(1|2), C, crop, crop)
 
 
+MAX_CROPS, MAX_SCALE = 10, 4096
+
+
 def check_protocol(p: Protocol, spec: FormSpec, pre: dict, name: str) -> None:
     if p.name not in PROTOCOLS:
         raise BadInput(f"unknown protocol {p.name!r}", hint=f"choose from: {', '.join(PROTOCOLS)}")
@@ -68,8 +72,11 @@ def check_protocol(p: Protocol, spec: FormSpec, pre: dict, name: str) -> None:
         low = [q for q in p.scales if q < pre["crop"]]
         if low:
             raise BadInput(f"scale {low[0]} is below the crop size {pre['crop']} (multicrop takes crops of it)")
-        if p.crops < 1:
-            raise BadInput(f"--crops {p.crops}: give at least 1 (an n x n grid)")
+        if not 1 <= p.crops <= MAX_CROPS:
+            raise BadInput(f"--crops {p.crops}: give 1 to {MAX_CROPS} (an n x n grid per scale; the paper's is 5)")
+    big = [q for q in p.scales if q > MAX_SCALE]
+    if big:
+        raise BadInput(f"scale {big[0]} is above {MAX_SCALE}", hint="memory grows with the square of the scale")
     if not p.scales and p.name != "center":
         raise BadInput(f"the {p.name} protocol needs --scales")
 
@@ -145,7 +152,7 @@ def run_protocol(runner, samples: list[Sample], p: Protocol, pre: dict, batch: i
 
     def infer(x: np.ndarray) -> np.ndarray:
         t0 = time.perf_counter()
-        logits = runner.infer({"input": np.ascontiguousarray(x)})["logits"]
+        logits = runner.infer({"input": as_input(runner, np.ascontiguousarray(x))})["logits"]
         run.runtime_s += time.perf_counter() - t0
         return softmax(logits.reshape(len(x), -1).astype(np.float64))
 
@@ -239,12 +246,17 @@ def evaluate(artifacts: list[Path], samples: list[Sample], p: Protocol, backend:
              batch: int = 16, workers: int = 2) -> list[dict]:
     """One row per artifact (and one for their fusion with `fuse`): top-1/top-5 error, images/s."""
     from .backends import make_runner
+    from .bench import artifact_source
     from .inspect import source_variant
 
+    if batch < 1:
+        raise BadInput(f"--batch {batch}: give a positive batch size")
     infos = []
     for path in artifacts:
-        meta, v, spec = source_variant(Path(path))
+        meta, v, spec = source_variant(artifact_source(Path(path)))
         check_protocol(p, spec, meta["vggdeploy.preprocessing"], Path(path).name)
+        for q in p.scales if "dense" in p.parts else ():  # the shorter side is q: a square image at least
+            check_memory(v, (q, q), 2 if p.flip else 1)
         infos.append((Path(path), meta, v))
     classes = {v.num_classes for _, _, v in infos}
     if len(classes) > 1:
@@ -259,6 +271,9 @@ def evaluate(artifacts: list[Path], samples: list[Sample], p: Protocol, backend:
                  meta.get("vggdeploy.precision", "fp32"), p.name, len(samples))
         with make_runner(backend, path) as runner:
             run = run_protocol(runner, samples, p, meta["vggdeploy.preprocessing"], batch, workers)
+        if not run.posteriors and not run.interrupted:
+            raise BadInput(f"none of the {len(samples)} images could be read"
+                           + (f" (first: {run.skipped[0]})" if run.skipped else ""), hint="check the --data folder")
         post, labels = np.array(run.posteriors), np.array(run.labels)
         kept.append((post, labels))
         rows.append({"artifact": str(path), "model": v.name, "precision": meta.get("vggdeploy.precision", "fp32"),

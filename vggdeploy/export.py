@@ -16,7 +16,7 @@ from . import __version__
 from .backends.base import Runner
 from .backends.eager import TorchRunner
 from .artifacts import file_entry, prepare_out_dir, publish, record, side_files, staging
-from .errors import BadInput, CheckFailed
+from .errors import BadInput, CheckFailed, first_line
 from .forms import FormSpec, check_memory, form_spec
 from .models import build_form, output_names
 from .variants import Variant
@@ -117,7 +117,7 @@ def check_and_publish(staged: Path, out_dir: Path, entry: dict, verify: Callable
     try:
         onnx.checker.check_model(str(staged), full_check=True)
     except onnx.checker.ValidationError as e:
-        raise CheckFailed(f"onnx.checker rejected {staged.name}: {str(e).splitlines()[0]}") from None
+        raise CheckFailed(f"onnx.checker rejected {staged.name}: {first_line(e)}") from None
     if verify:
         entry = {**entry, "parity": verify(staged)}
     final = publish(side_files(staged), out_dir)

@@ -10,9 +10,9 @@ import numpy as np
 import onnx
 
 from .artifacts import check_onnx_files, side_files
-from .errors import BadInput
+from .errors import BadInput, printable
 from .forms import FormSpec, spec_from_metadata
-from .variants import Variant
+from .variants import CONFIGS, Variant
 
 
 FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16, onnx.TensorProto.DOUBLE}
@@ -99,6 +99,7 @@ def source_variant(path: Path, graph: onnx.ModelProto | None = None) -> tuple[di
     meta = metadata_of(graph)
     if "vggdeploy.form" not in meta:
         raise BadInput(f"{path} has no vggdeploy metadata", hint="export it with `vggdeploy export` first")
+    check_metadata(meta, path)
     pre = meta["vggdeploy.preprocessing"]
     v = Variant(meta["vggdeploy.variant"], meta["vggdeploy.config"], meta["vggdeploy.batch_norm"],
                 num_classes=int(meta["vggdeploy.num_classes"]), in_channels=len(pre["mean"]),
@@ -111,3 +112,55 @@ def _dense_pool(meta: dict) -> int:
     """FC1's window: the dense form's minimum size over its stride (7 for ImageNet VGGs)."""
     sizes = meta["vggdeploy.input_sizes"]
     return sizes["min"][0] // sizes["stride"] if meta["vggdeploy.form"] == "dense" else 7
+
+
+def _count(x, top: int = 16384) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and 0 < x <= top
+
+
+def _size(x) -> bool:
+    return isinstance(x, list) and len(x) == 2 and all(_count(i) for i in x)
+
+
+def _numbers(x) -> bool:
+    return isinstance(x, list) and 1 <= len(x) <= 4 and all(isinstance(i, (int, float)) and not isinstance(i, bool)
+                                                            and np.isfinite(i) for i in x)
+
+
+def _preprocessing(x) -> bool:
+    return (isinstance(x, dict) and _numbers(x.get("mean")) and _numbers(x.get("std"))
+            and len(x["mean"]) == len(x["std"]) and all(s > 0 for s in x["std"])
+            and _count(x.get("crop")) and _count(x.get("resize")))
+
+
+def _input_sizes(x) -> bool:
+    return isinstance(x, dict) and (_size(x.get("fixed")) or (_size(x.get("min")) and _count(x.get("stride"))))
+
+
+# What a vggdeploy artifact's metadata must hold, key by key (values after metadata_of's JSON decoding)
+METADATA_SCHEMA = {
+    "vggdeploy.form": (True, lambda x: x in ("classifier", "dense", "features"), "classifier, dense or features"),
+    "vggdeploy.variant": (True, lambda x: isinstance(x, str) and 0 < len(x) <= 128, "a name"),
+    "vggdeploy.config": (True, lambda x: isinstance(x, str) and x in CONFIGS, "a known VGG configuration"),
+    "vggdeploy.batch_norm": (True, lambda x: isinstance(x, bool), "true or false"),
+    "vggdeploy.num_classes": (True, lambda x: _count(x, 1_000_000), "a positive whole number"),
+    "vggdeploy.input_sizes": (True, _input_sizes, "{fixed: [H, W]} or {min: [H, W], stride: N}"),
+    "vggdeploy.preprocessing": (True, _preprocessing, "a table with mean, std (1-4 numbers), crop and resize"),
+    "vggdeploy.precision": (False, lambda x: x in ("fp32", "fp16", "int8-tensorrt", "int8-cpu"),
+                            "fp32, fp16, int8-tensorrt or int8-cpu"),
+    "vggdeploy.taps": (False, lambda x: isinstance(x, list) and all(isinstance(t, str) for t in x), "a list of names"),
+    "vggdeploy.class_names": (False, lambda x: isinstance(x, list) and all(isinstance(t, str) for t in x),
+                              "a list of names"),
+}
+
+
+def check_metadata(meta: dict, path: Path) -> None:
+    """BadInput naming the file and the key when a vggdeploy artifact's metadata is missing a key or
+    holds a value of the wrong kind (edited or damaged), before anything reads it."""
+    for key, (required, ok, want) in METADATA_SCHEMA.items():
+        if key not in meta and not required:
+            continue
+        if key not in meta or not ok(meta[key]):
+            what = "is missing" if key not in meta else f"is {printable(repr(meta[key]))[:60]}"
+            raise BadInput(f"{path.name}: metadata {key} {what}; it must be {want}",
+                           hint="the artifact was edited or damaged: re-export it")

@@ -18,7 +18,7 @@ import onnx
 
 from .artifacts import save_onnx
 from .calibration import CalibrationSet
-from .errors import BadInput, MissingEnvironment
+from .errors import BadInput, MissingEnvironment, first_line
 
 log = logging.getLogger("vggdeploy")
 INSTALL = "pip install 'vggdeploy[nncf]'  (or: pip install nncf)"
@@ -51,6 +51,6 @@ def quantize_nncf(src: Path, out: Path, data: CalibrationSet, keep_fp32: list[st
             quantized = nncf.quantize(model, nncf.Dataset(samples), subset_size=len(samples), ignored_scope=scope)
     except (nncf.ValidationError, ValueError, RuntimeError) as e:
         raise BadInput(f"NNCF could not quantize {src.name} with calibration set {data.source}: "
-                       f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+                       f"{type(e).__name__}: {first_line(e)}") from None
     save_onnx(quantized, out)
     return nncf.__version__

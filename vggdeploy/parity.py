@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .backends.base import Runner
+from .backends.base import Runner, as_input
 from .data import photo_batch, random_batch
 from .errors import CheckFailed
 from .variants import Variant
@@ -126,7 +126,7 @@ def check_parity(reference: Runner, candidate: Runner, cases: list[Case], th: Th
     results = []
     for case in cases:
         feed = {input_name: case.batch}
-        ref, got = reference.infer(feed), candidate.infer(feed)
+        ref, got = reference.infer(feed), candidate.infer({input_name: as_input(candidate, case.batch)})
         for name, ref_out in ref.items():
             if got[name].shape != ref_out.shape:
                 raise CheckFailed(f"{case.label}/{name}: shape {got[name].shape}, reference {ref_out.shape}")

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from .artifacts import artifact_sha256, cache_root, prepare_out_dir, save_onnx, side_files, staging, staging_prefix
+from .artifacts import artifact_sha256, cache_root, copy_into, prepare_out_dir, save_onnx, side_files, staging
 from .backends.base import Runner
 from .calibration import Reader, calibration_sizes, load_calibration
 from .errors import BadInput, CheckFailed
@@ -76,18 +76,18 @@ def to_fp16(src: Path, out_dir: Path | None = None, *, io: str = "fp32", referen
     name = _out_name(src, "fp16")
     prepare_out_dir(out_dir, [name], force)
     t0 = time.perf_counter()
-    keep = sorted(_overflowing_nodes(src, graph, v, spec))
-    if keep:
-        log.info("keeping %d node(s) in FP32 (activations near FP16's range): %s", len(keep), ", ".join(keep))
-    model = onnx.load(str(src))
-    model = convert_float_to_float16(model, keep_io_types=io == "fp32", node_block_list=keep or None,
-                                     disable_shape_infer=True)
-    _drop_round_trips(model.graph)
-    _topological_sort(model.graph)  # the converter appends its I/O Casts at the end
-    del model.graph.value_info[:]  # and leaves stale FP16 types on blocked nodes' outputs
-    _set_meta(model, {"vggdeploy.precision": "fp16", "vggdeploy.io": io, "vggdeploy.fp32_nodes": json.dumps(keep)})
-    log.info("converted to FP16 in %.1f s", time.perf_counter() - t0)
     with staging(out_dir) as tmp:
+        keep = sorted(_overflowing_nodes(copy_into(src, tmp / "source"), graph, v, spec))
+        if keep:
+            log.info("keeping %d node(s) in FP32 (activations near FP16's range): %s", len(keep), ", ".join(keep))
+        model = onnx.load(str(src))
+        model = convert_float_to_float16(model, keep_io_types=io == "fp32", node_block_list=keep or None,
+                                         disable_shape_infer=True)
+        _drop_round_trips(model.graph)
+        _topological_sort(model.graph)  # the converter appends its I/O Casts at the end
+        del model.graph.value_info[:]  # and leaves stale FP16 types on blocked nodes' outputs
+        _set_meta(model, {"vggdeploy.precision": "fp16", "vggdeploy.io": io, "vggdeploy.fp32_nodes": json.dumps(keep)})
+        log.info("converted to FP16 in %.1f s", time.perf_counter() - t0)
         staged = tmp / name
         save_onnx(model, staged)
         del model
@@ -106,20 +106,17 @@ def _overflowing_nodes(src: Path, graph: onnx.ModelProto, v: Variant, spec: Form
     float_values = [vi for vi in probe.graph.value_info
                     if vi.type.tensor_type.elem_type == onnx.TensorProto.FLOAT and vi.name not in known]
     probe.graph.output.extend(float_values)
-    tmp = src.with_name(f"{staging_prefix()}probe-{src.name}")  # beside src so the .data side file resolves
-    onnx.save(probe, str(tmp))
-    try:
-        sess = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
-        names = [o.name for o in sess.get_outputs()]
-        peaks: dict[str, float] = {}
-        for hw in calibration_sizes(v, spec.form, spec.size, spec.min_size)[:2]:
-            batch = np.concatenate([photo_batch(v, hw, 4)[1], random_batch(v, hw, 2, seed=0)])
-            outs = sess.run(None, {"input": batch})
-            for k, a in zip(names, outs):
-                if a.dtype.kind == "f" and a.size:
-                    peaks[k] = max(peaks.get(k, 0.0), float(np.abs(a).max()))
-    finally:
-        tmp.unlink(missing_ok=True)
+    probe_path = src.with_name(f"probe-{src.name}")  # src is a private copy: its .data side file resolves
+    onnx.save(probe, str(probe_path))
+    sess = ort.InferenceSession(str(probe_path), providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    peaks: dict[str, float] = {}
+    for hw in calibration_sizes(v, spec.form, spec.size, spec.min_size)[:2]:
+        batch = np.concatenate([photo_batch(v, hw, 4)[1], random_batch(v, hw, 2, seed=0)])
+        outs = sess.run(None, {"input": batch})
+        for k, a in zip(names, outs):
+            if a.dtype.kind == "f" and a.size:
+                peaks[k] = max(peaks.get(k, 0.0), float(np.abs(a).max()))
     # a node reading a large tensor must stay FP32 too: casting its input to FP16 would overflow
     return {n.name for n in graph.graph.node
             if max((peaks.get(t, 0.0) for t in [*n.input, *n.output]), default=0.0) >= FP16_SAFE}
@@ -131,7 +128,7 @@ def to_int8(src: Path, out_dir: Path | None = None, *, target: str, method: str 
             calib: str | None = None, calib_count: int | None = None, keep_fp32: list[str] | None = None,
             cpu_layout: str | None = None, quantizer: str = "ort", reference: Runner | None = None,
             verify: bool = True, force: bool = False, backend: str = "cpu") -> Path:
-    check_int8_options(target, method, cpu_layout, quantizer)
+    check_int8_options(target, method, cpu_layout, quantizer, calib_count)
     graph, _, v, spec = source_model(src)
     out_dir = out_dir or src.parent
     tag = f"int8-{target}"
@@ -146,12 +143,13 @@ def to_int8(src: Path, out_dir: Path | None = None, *, target: str, method: str 
         staged = tmp / name
         log.info("INT8 for %s by %s (%s): %d calibration input(s) x %d size(s) from %s", target, quantizer,
                  "its defaults" if quantizer == "nncf" else method, data.count, len(data.sizes), data.source)
+        source = copy_into(src, tmp / "source")  # quantizers write beside their input (NAME-inferred.onnx)
         if quantizer == "nncf":
             from .nncf_quantize import quantize_nncf
 
-            calib_info = {"method": "nncf-default", "nncf": quantize_nncf(src, staged, data, excluded)}
+            calib_info = {"method": "nncf-default", "nncf": quantize_nncf(source, staged, data, excluded)}
         else:
-            calib_info = _quantize_ort(src, staged, graph, data, target, method, excluded, layout)
+            calib_info = _quantize_ort(src, source, staged, graph, data, target, method, excluded, layout)
         log.info("quantized in %.1f s", time.perf_counter() - t0)
         model = onnx.load(str(staged), load_external_data=False)
         if target == "tensorrt":
@@ -172,9 +170,10 @@ def to_int8(src: Path, out_dir: Path | None = None, *, target: str, method: str 
         return _finish(staged, out_dir, src, tag, v, spec, reference, verify, backend, extra_entry)
 
 
-def _quantize_ort(src: Path, staged: Path, graph: onnx.ModelProto, data, target: str, method: str,
+def _quantize_ort(src: Path, source: Path, staged: Path, graph: onnx.ModelProto, data, target: str, method: str,
                   excluded: list[str], layout_name: str) -> dict:
-    """ONNX Runtime's static quantizer, with ranges cached per model, data, method and op set."""
+    """ONNX Runtime's static quantizer on `source` (a private copy of `src`), with ranges cached per
+    model, data, method and op set."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     ops = COMPUTE_OPS + (CPU_PASS_THROUGH if target == "cpu" else [])
@@ -194,7 +193,7 @@ def _quantize_ort(src: Path, staged: Path, graph: onnx.ModelProto, data, target:
     if hit:
         log.info("using the cached ranges in %s", cache)
     with _quiet_root_logger():
-        quantize_static(str(src), str(staged), Reader(data.batches), quant_format=QuantFormat.QDQ,
+        quantize_static(str(source), str(staged), Reader(data.batches), quant_format=QuantFormat.QDQ,
                         op_types_to_quantize=ops, per_channel=layout.per_channel, activation_type=act,
                         weight_type=weight, reduce_range=layout.reduce_range, nodes_to_exclude=excluded,
                         calibrate_method=getattr(CalibrationMethod, {"minmax": "MinMax"}.get(method, method.title())),
@@ -221,7 +220,7 @@ def _quiet_root_logger():
 
 
 def check_int8_options(target: str | None, method: str, cpu_layout: str | None = None,
-                       quantizer: str = "ort") -> None:
+                       quantizer: str = "ort", calib_count: int | None = None) -> None:
     if not target:
         raise BadInput("--int8 needs --target", hint=f"one of: {', '.join(TARGETS)} (a TensorRT INT8 graph is slow "
                                                       "on CPUs and a CPU one is rejected by TensorRT)")
@@ -231,6 +230,8 @@ def check_int8_options(target: str | None, method: str, cpu_layout: str | None =
         raise BadInput(f"unknown calibration method {method!r}", hint=f"choose from: {', '.join(METHODS)}")
     if cpu_layout and cpu_layout not in CPU_LAYOUTS:
         raise BadInput(f"unknown CPU layout {cpu_layout!r}", hint=f"choose from: {', '.join(CPU_LAYOUTS)}")
+    if calib_count is not None and calib_count < 1:
+        raise BadInput(f"--calib-count {calib_count}: give a positive count", hint="or leave it out to use the default")
     if cpu_layout and target == "tensorrt":
         raise BadInput("--cpu-layout applies to --target cpu", hint="TensorRT's layout is fixed (s8s8, per channel)")
     if quantizer not in QUANTIZERS:
@@ -239,6 +240,11 @@ def check_int8_options(target: str | None, method: str, cpu_layout: str | None =
         from .nncf_quantize import check_nncf_options
 
         check_nncf_options(target, method, cpu_layout)
+
+
+def check_calibration(calib: str | None, v: Variant, spec: FormSpec, count: int | None) -> None:
+    """Read the calibration data a form would get, and drop it: BadInput now rather than after an export."""
+    load_calibration(calib, v, calibration_sizes(v, spec.form, spec.size, spec.min_size), count, spec.min_size)
 
 
 def int8_layout(target: str, cpu_layout: str | None, quantizer: str = "ort") -> str:

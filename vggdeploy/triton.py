@@ -10,11 +10,13 @@ DESIGN.md fact 9).
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .artifacts import require_writable, side_files, staging_prefix
+from .artifacts import check_name, require_writable, side_files, staging_prefix
 from .errors import BadInput, MissingEnvironment
 
 PLATFORMS = ("onnxruntime_onnx", "tensorrt_plan", "openvino", "python")
@@ -46,15 +48,19 @@ class TritonOptions:
 def default_name(artifact: Path) -> str:
     """FOLDER-FORM-PRECISION, e.g. vgg16-dense-fp16 for engines/vgg16/dense.fp16.onnx."""
     parts = Path(artifact).name.split(".")
-    return f"{Path(artifact).resolve().parent.name}-{parts[0]}-{parts[1] if len(parts) > 2 else 'fp32'}"
+    name = f"{Path(artifact).resolve().parent.name}-{parts[0]}-{parts[1] if len(parts) > 2 else 'fp32'}"
+    return re.sub(r"[^A-Za-z0-9._-]", "-", name).lstrip("._-")[:128]  # a plain name whatever the folder's
 
 
 def _io(path: Path) -> tuple[dict, list[tuple[str, int, list]], list[tuple[str, int, list]]]:
     """The ONNX's metadata, inputs and outputs as (name, onnx elem type, dims with -1 for free)."""
-    from .inspect import graph_io, load_graph, metadata_of
+    from .inspect import check_metadata, graph_io, load_graph, metadata_of
 
     graph = load_graph(path)
-    return metadata_of(graph), *graph_io(graph)
+    meta = metadata_of(graph)
+    if "vggdeploy.form" in meta:
+        check_metadata(meta, path)
+    return meta, *graph_io(graph)
 
 
 def _onnx_of(artifact: Path) -> Path:
@@ -146,6 +152,7 @@ def write_repository(artifact: Path, repo: Path, opts: TritonOptions, force: boo
     from google.protobuf import text_format
 
     artifact = Path(artifact)
+    check_name(opts.name, "--name")
     if opts.platform not in PLATFORMS:
         raise BadInput(f"unknown platform {opts.platform!r}", hint=f"choose from: {', '.join(PLATFORMS)}")
     if opts.kind not in KINDS:
@@ -167,12 +174,15 @@ def write_repository(artifact: Path, repo: Path, opts: TritonOptions, force: boo
         raise BadInput(f"Triton would reject this configuration: {problems[0]}"
                        + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
     target = repo / opts.name
+    if target.is_symlink() or target.exists() and not target.is_dir():
+        raise BadInput(f"{target} is not a model folder (a {'symlink' if target.is_symlink() else 'file'}): "
+                       "vggdeploy replaces only model folders", hint="remove it yourself, or choose another --name")
     if target.exists() and not force:
         raise BadInput(f"{target} already exists", hint="pass --force to replace it")
     require_writable(repo, hint="choose another --repo")
-    tmp = repo / f"{staging_prefix()}{opts.name}"
+    tmp = Path(tempfile.mkdtemp(dir=repo, prefix=staging_prefix()))  # fresh: never an existing name
     try:
-        (tmp / "1").mkdir(parents=True)
+        (tmp / "1").mkdir()
         main = "model.plan" if opts.platform == "tensorrt_plan" else "model.onnx"
         shutil.copyfile(files[0], tmp / "1" / main)
         for extra in files[1:]:  # the external data keeps its name: the graph refers to it by name
@@ -184,12 +194,22 @@ def write_repository(artifact: Path, repo: Path, opts: TritonOptions, force: boo
             (tmp / "labels.txt").write_text("\n".join(meta["vggdeploy.class_names"]) + "\n")
         (tmp / "config.pbtxt").write_text(text_format.MessageToString(cfg))
         (tmp / "README.md").write_text(repo_readme(opts, artifact))
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
+        _replace_dir(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def _replace_dir(new: Path, target: Path) -> None:
+    """Put folder `new` at `target`; an old folder there is moved aside first (a rename, so a
+    reader sees the old model or the new one), then deleted."""
+    old = None
+    if target.exists():
+        old = Path(tempfile.mkdtemp(dir=target.parent, prefix=staging_prefix())) / "old"
+        os.replace(target, old)
+    os.replace(new, target)
+    if old:
+        shutil.rmtree(old.parent)
 
 
 def read_config(path: Path):

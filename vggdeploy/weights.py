@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 
 from .artifacts import sha256_file
-from .errors import BadInput, MissingEnvironment
+from .errors import BadInput, MissingEnvironment, first_line
 from .models import VGG
 from .variants import ASSETS, CONFIGS, VARIANTS, Variant, get_variant, layer_plan
 
@@ -33,7 +34,9 @@ class LoadedModel:
 def load_model(name_or_path: str, weights: str | None = None, seed: int = 0) -> LoadedModel:
     """Build a VGG from a variant name or a checkpoint path and load its weights."""
     path = Path(name_or_path)
-    if path.suffix in (".pth", ".pt", ".bin", ".ckpt") or path.exists():
+    # a variant's name stays one where a folder of that name exists here (./NAME means the path)
+    named = name_or_path in VARIANTS and os.sep not in name_or_path
+    if not named and (path.suffix in (".pth", ".pt", ".bin", ".ckpt") or path.exists()):
         if weights not in (None, "imagenet", str(path)):
             raise BadInput("give the checkpoint either as the model or as --weights, not both")
         return _from_checkpoint(path, None)
@@ -85,7 +88,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise BadInput(f"cannot read checkpoint {path}: {str(e).splitlines()[0]}",
+        raise BadInput(f"cannot read checkpoint {path}: {first_line(e)}",
                        hint="save it with torch.save(model.state_dict(), path)") from None
     for key in WRAPPER_KEYS:
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
@@ -109,6 +112,9 @@ def _from_checkpoint(path: Path, variant: Variant | None, label: str | None = No
                     f"{variant.num_classes} classes, hidden {variant.hidden}, {variant.in_channels} input channel(s)")
     else:
         variant = _adapt_head(variant, sd)
+    if variant.in_channels not in (1, 3):  # preprocessing, photos and parity speak gray or RGB
+        raise BadInput(f"{path.name} takes {variant.in_channels} input channels; vggdeploy exports 1 (gray) or 3 (RGB)",
+                       hint="reduce the first conv to 1 or 3 channels before exporting")
     model = VGG(variant)
     problems = _shape_mismatches(model.state_dict(), sd)
     if problems:
@@ -173,7 +179,8 @@ def infer_variant(sd: dict[str, torch.Tensor], label: str) -> Variant:
 
 def _variant_for(config: str, bn: bool, in_ch: int, sd: dict, label: str) -> Variant:
     fc1, fc3 = sd["classifier.0.weight"], sd["classifier.6.weight"]
-    last_channels = next(t.shape[0] for k, t in reversed(sd.items()) if k.startswith("features.") and t.ndim == 4)
+    # the network's last conv, by layer order (a state dict's key order is not: safetensors sorts it)
+    last_channels = [t if isinstance(t, int) else t[0] for t in CONFIGS[config] if not isinstance(t, str)][-1]
     pool = math.isqrt(fc1.shape[1] // last_channels)
     if pool * pool * last_channels != fc1.shape[1]:
         raise BadInput(f"{label}: classifier.0.weight {tuple(fc1.shape)} fits no square pool of {last_channels} channels")

@@ -58,7 +58,7 @@ def make_runner(backend: str, model_path: str | Path, **options) -> Runner:
     a vggdeploy artifact names (the baseline for parity and speed).
     """
     if backend == "cpu":
-        backend = default_cpu_backend(*artifact_precision(Path(model_path)))
+        backend = "openvino" if Path(model_path).suffix == ".xml" else default_cpu_backend(*artifact_precision(Path(model_path)))
     if backend.startswith("onnxruntime"):
         from .ort import OrtRunner
 

@@ -59,25 +59,30 @@ class ArtifactRunner(Runner):
         self.path = Path(path)
         self.spec = None
         self.int8_layout: str | None = None
+        self.input_dtype: np.dtype | None = None  # float16 for an `--io fp16` artifact
         self.graph_outputs: list[str] = []
 
     def load_spec(self) -> None:
         """Read the declared input sizes and the output names from the graph (not the weights)."""
         from ..forms import spec_from_metadata
-        from ..inspect import load_graph, metadata_of
+        from ..inspect import check_metadata, load_graph, metadata_of
 
         if self.path.suffix != ".onnx":  # e.g. an OpenVINO IR: no vggdeploy metadata to check against
             return
-        from ..artifacts import check_onnx_files
+        from onnx.helper import tensor_dtype_to_np_dtype
 
+        from ..artifacts import check_onnx_files
         from ..layouts import layout_of
 
         graph = load_graph(self.path)
         check_onnx_files(self.path, graph)
         meta = metadata_of(graph)
+        if "vggdeploy.form" in meta:
+            check_metadata(meta, self.path)
         self.spec = spec_from_metadata(meta)
         self.int8_layout = layout_of(meta, graph)
         self.graph_outputs = [o.name for o in graph.graph.output]
+        self.input_dtype = np.dtype(tensor_dtype_to_np_dtype(graph.graph.input[0].type.tensor_type.elem_type))
 
     def check_feed(self, feed: dict[str, np.ndarray]) -> None:
         from ..errors import BadInput
@@ -85,12 +90,21 @@ class ArtifactRunner(Runner):
         for name, x in feed.items():
             if self.spec is not None and x.ndim == 4:
                 self.spec.check_size(*x.shape[2:])
+            if self.input_dtype is not None and x.dtype.kind == "f" and x.dtype != self.input_dtype:
+                raise BadInput(f"input {name!r} is {x.dtype}; {self.path.name} takes {self.input_dtype}",
+                               hint=f"cast the batch: x.astype(np.{self.input_dtype})")
             if x.dtype.kind == "f" and not np.isfinite(x).all():
                 raise BadInput(f"input {name!r} holds NaN or infinite values", hint="check the preprocessing")
 
     def load_error(self, runtime: str, e: Exception):
         """A runtime's refusal to load the model, as one line (its message's first)."""
-        from ..errors import BadInput
+        from ..errors import BadInput, first_line
 
-        return BadInput(f"{runtime} can't load {self.path.name}: {str(e).strip().splitlines()[0][:300]}",
+        return BadInput(f"{runtime} can't load {self.path.name}: {first_line(e)[:300]}",
                         hint=f"`vggdeploy verify {self.path.parent}` checks the artifact folder")
+
+
+def as_input(runner: Runner, x: np.ndarray) -> np.ndarray:
+    """A float32 batch in the runner's input type (float16 for an `--io fp16` artifact)."""
+    dtype = getattr(runner, "input_dtype", None)
+    return x if dtype is None or x.dtype == dtype else x.astype(dtype)
