@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 VGG := $(VENV)/bin/vggdeploy
 
-.PHONY: setup setup-gpu demo test test-fast bench gpu-check clean
+.PHONY: setup setup-gpu demo test test-slow bench gpu-check clean
 setup: $(VENV)/.installed
 
 # torch first, pinned as DESIGN.md says (pip takes it from this machine's disk; a newer pin downloads GBs)
@@ -38,11 +38,12 @@ demo: setup
 	$(VGG) bench engines/vgg16-random0/classifier.onnx --backend onnxruntime --batch 1 --runs 5
 	$(VGG) bench engines/vgg16-random0/classifier.int8-cpu.onnx --batch 1 --runs 5
 
+# the tests (about 5 minutes on 2 cores); test-slow: full-size VGGs, an emulated AVX2 CPU, a Ray cluster (CI runs both)
 test: setup
-	$(PY) -m pytest -q -rs
-
-test-fast: setup
 	$(PY) -m pytest -q -rs -m "not slow"
+
+test-slow: setup
+	$(PY) -m pytest -q -rs -m slow
 
 bench: setup
 	$(PY) benchmarks/export_bench.py
@@ -50,6 +51,7 @@ bench: setup
 	$(PY) benchmarks/reference_bench.py
 	$(PY) benchmarks/nncf_bench.py
 	$(PY) benchmarks/int8_layouts.py
+	$(PY) benchmarks/cluster_bench.py
 
 # On a GPU host: the gpu tests and benchmarks/gpu_bench.py; elsewhere one line and exit 3
 gpu-check:

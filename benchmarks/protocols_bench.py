@@ -26,10 +26,9 @@ from pathlib import Path
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE.parent))
-import numpy as np  # noqa: E402
 
 import vggdeploy as vd  # noqa: E402
-from vggdeploy.dataset import Sample, load_dataset  # noqa: E402
+from vggdeploy.dataset import load_dataset  # noqa: E402
 from vggdeploy.evaluate import Protocol, evaluate, prepare, run_protocol  # noqa: E402
 from vggdeploy.mnist import write_image_folder  # noqa: E402
 from vggdeploy.precision import to_fp16, to_int8  # noqa: E402

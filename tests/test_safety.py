@@ -110,6 +110,7 @@ EXPORT_REFUSALS = [
     (["--taps", "relu1_1"], "--taps names the features form's outputs"),
     (["--seed", str(2**64)], "--seed"),
     (["--out", ""], "is empty"),
+    (["--out", "{d}/x\udcff"], "is not valid UTF-8"),
     (["--target", "gpu", "--int8"], "unknown target 'gpu'"),
 ]
 

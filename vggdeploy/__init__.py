@@ -8,6 +8,7 @@ Public API (the CLI is a thin layer over these):
     inspect_onnx(path) -> dict;  check_qdq_tensorrt(model) -> [violations]
     make_runner(backend, path) -> Runner       (context manager; .infer({name: array}))
     check_parity(reference, candidate, cases, thresholds) -> ParityReport
+    extract(artifact, data_dir, out_dir, taps=..., pool=..., cluster=ClusterOptions(...)) -> summary
 
 Names load on first use, so running an artifact (`make_runner`) does not import torch.
 """
@@ -18,6 +19,7 @@ __version__ = "0.1.0"
 
 _API = {
     "BACKENDS": "backends", "Runner": "backends", "make_runner": "backends",
+    "ClusterOptions": "cluster", "extract": "extract",
     "BadInput": "errors", "CheckFailed": "errors", "MissingEnvironment": "errors", "VggDeployError": "errors",
     "export_onnx": "export",
     "FORMS": "forms", "FormSpec": "forms", "form_spec": "forms",

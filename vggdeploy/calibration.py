@@ -15,12 +15,12 @@ from pathlib import Path
 import numpy as np
 
 from .data import SAMPLE_PHOTOS, photo_batch, preprocess
+from .dataset import IMAGE_SUFFIXES
 from .errors import BadInput
 from .variants import Variant
 
 log = logging.getLogger("vggdeploy")
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 BATCH = 8
 
 

@@ -31,7 +31,8 @@ def parse_size(text: str | None) -> tuple[int, int] | None:
 
 
 class OutPath(click.Path):
-    """An output path: an empty one is refused (it would mean the current directory)."""
+    """An output path: an empty one (it would mean the current directory) or one that is not UTF-8
+    (ONNX's tools take UTF-8 paths only) is refused before any work."""
 
     def __init__(self):
         super().__init__(path_type=Path)
@@ -39,6 +40,10 @@ class OutPath(click.Path):
     def convert(self, value, param, ctx):
         if isinstance(value, str) and not value.strip():
             self.fail("is empty: give a folder or file name", param, ctx)
+        try:
+            str(value).encode("utf-8")
+        except UnicodeEncodeError:
+            self.fail(f"{printable(repr(value))} is not valid UTF-8: give a UTF-8 path", param, ctx)
         return super().convert(value, param, ctx)
 
 
@@ -362,6 +367,32 @@ def bench(paths, backends, batch, size, runs, duration, hint, concurrency, no_ea
     click.echo(table([h for _, h in keep], [[r.get(k) for k, _ in keep] for r in run["results"]]))
 
 
+def cluster_options(f):
+    """--cluster and its sizes, shared by `eval` and `extract`."""
+    for opt in reversed([
+        click.option("--cluster", help="Run on a Ray cluster: auto, HOST:PORT or ray://HOST:PORT "
+                                       "(pip install 'vggdeploy[ray]' here and on every node)."),
+        click.option("--workers", type=int, help="With --cluster: actors, each holding one runner (default 2)."),
+        click.option("--cpus-per-worker", type=int, help="With --cluster: CPUs and runtime threads per actor (default 1)."),
+    ]):
+        f = opt(f)
+    return f
+
+
+def cluster_of(cluster: str | None, workers: int | None, cpus_per_worker: int | None):
+    """ClusterOptions (Ray importable, sizes valid) or None; judged before any work."""
+    if cluster is None:
+        given = "--workers" if workers is not None else "--cpus-per-worker" if cpus_per_worker is not None else None
+        if given:
+            raise BadInput(f"{given} applies to --cluster", hint="add --cluster ADDRESS, or drop it")
+        return None
+    from .cluster import ClusterOptions, connect
+
+    opts = ClusterOptions(cluster, 2 if workers is None else workers, 1 if cpus_per_worker is None else cpus_per_worker)
+    connect(opts)  # Ray installed and the cluster reachable, before any work
+    return opts
+
+
 @cli.command("eval")
 @click.argument("artifacts", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--data", required=True, type=click.Path(path_type=Path),
@@ -375,23 +406,53 @@ def bench(paths, backends, batch, size, runs, duration, hint, concurrency, no_ea
 @click.option("--fuse", is_flag=True, help="Also the fusion of the artifacts (their averaged posteriors).")
 @click.option("--batch", default=16, show_default=True, help="Images per batch for the center protocol.")
 @click.option("--out", "out_dir", type=OutPath(), help="Write eval.json and eval.md here.")
-def eval_cmd(artifacts, data, labels, protocol, scales, flip, crops, backend, fuse, batch, out_dir) -> None:
+@cluster_options
+def eval_cmd(artifacts, data, labels, protocol, scales, flip, crops, backend, fuse, batch, out_dir, cluster, workers,
+             cpus_per_worker) -> None:
     """Top-1/top-5 error of deployed ARTIFACTS (files, folders or a variant's engines/NAME) under the
-    VGG paper's protocols, on labelled images."""
+    VGG paper's protocols, on labelled images; on a Ray cluster with --cluster."""
     from .bench import artifact_source
     from .dataset import load_dataset
     from .evaluate import Protocol, default_scales, evaluate, select_artifacts
     from .inspect import source_variant
     from .report import EVAL_COLUMNS, eval_rows, table, write_eval
 
+    ray_opts = cluster_of(cluster, workers, cpus_per_worker)
     files = select_artifacts(list(artifacts), protocol)
     samples, _ = load_dataset(data, labels)
     pre = source_variant(artifact_source(files[0]))[0]["vggdeploy.preprocessing"]
     qs = () if protocol == "center" else tuple(parse_ints(scales, "--scales")) if scales else default_scales(pre)
-    rows = evaluate(files, samples, Protocol(protocol, qs, flip, crops), backend, fuse, batch)
+    rows = evaluate(files, samples, Protocol(protocol, qs, flip, crops), backend, fuse, batch, cluster=ray_opts)
     click.echo(table([h for _, h in EVAL_COLUMNS], eval_rows(rows)))
     if out_dir:
         write_eval(rows, out_dir)
+
+
+@cli.command("extract")
+@click.argument("artifact", type=click.Path(path_type=Path))
+@click.option("--data", required=True, type=click.Path(path_type=Path), help="Image folder (searched recursively).")
+@click.option("--out", "out_dir", required=True, type=OutPath(), help="Folder for the Parquet file(s) and extract.json.")
+@click.option("--taps", help="Outputs to keep, comma-separated (default: every tap of the features form; logits "
+                             "of the dense form, or score_map).")
+@click.option("--pool", default="gap", show_default=True, type=click.Choice(["gap", "max", "none"]),
+              help="Per tap: global average, global max, or none (the raw map, flattened, with its shape).")
+@click.option("--batch", default=16, show_default=True, help="Images per batch (and per Parquet row group).")
+@click.option("--backend", default="cpu", show_default=True, help="Runtime (cpu: fastest per precision).")
+@click.option("--force", is_flag=True, help="Replace the results in an existing --out folder.")
+@cluster_options
+def extract_cmd(artifact, data, out_dir, taps, pool, batch, backend, force, cluster, workers, cpus_per_worker) -> None:
+    """Embeddings of every image in DATA from a features (or dense) ARTIFACT, as Parquet: a row per
+    image (path, error, one vector per tap), the artifact's sha256 and precision in the file's metadata."""
+    from .backends import BACKENDS
+    from .extract import extract
+
+    if backend not in BACKENDS:
+        raise BadInput(f"unknown --backend {backend!r}", hint=f"choose from: {', '.join(BACKENDS)}")
+    summary = extract(artifact, data, out_dir, taps=split_list(taps), pool=pool, batch=batch, backend=backend,
+                      force=force, cluster=cluster_of(cluster, workers, cpus_per_worker))
+    click.echo(f"{summary['written']} of {summary['images']} image(s) written to {out_dir}"
+               f" ({summary['errors']} unreadable, written as error rows)"
+               + (" - interrupted" if summary["interrupted"] else ""))
 
 
 @cli.command()

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .calibration import IMAGE_SUFFIXES
 from .errors import BadInput
 
 LABELS_FILE = "labels.txt"
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,14 @@ class Sample:
 
 def _images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Every image below folder (recursive), sorted, as absolute paths (workers elsewhere get them)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise BadInput(f"{folder} is not a folder")
+    return sorted(p.resolve() for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
 def load_dataset(folder: Path, labels: Path | None = None) -> tuple[list[Sample], list[str] | None]:
@@ -75,7 +83,10 @@ def read_image(path: Path) -> np.ndarray:
     """HxWxC uint8; None-free: an unreadable file raises OSError/ValueError for the caller to count."""
     import skimage.io
 
-    img = skimage.io.imread(path)
+    try:
+        img = skimage.io.imread(path)
+    except Exception as e:  # decoders raise anything on a damaged file (PIL: SyntaxError on a cut JPEG)
+        raise ValueError(f"cannot decode {Path(path).name} ({type(e).__name__})") from None
     if img.ndim == 2:
         img = img[..., None]
     if img.dtype != np.uint8:

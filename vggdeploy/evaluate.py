@@ -48,6 +48,7 @@ class Prepared:
     """One image's network inputs for every part of the protocol."""
 
     label: int
+    path: str = ""
     center: np.ndarray | None = None  # (C, crop, crop)
     dense: list[np.ndarray] = field(default_factory=list)  # per scale: (1 or 2, C, H, W)
     multicrop: list[np.ndarray] = field(default_factory=list)  # per scale: (n*n*(1|2), C, crop, crop)
@@ -106,7 +107,7 @@ def prepare(sample: Sample, p: Protocol, pre: dict) -> Prepared:
     from torchvision.transforms.v2 import functional as F
 
     t = _tensor(read_image(sample.path), pre)
-    out, crop = Prepared(sample.label), pre["crop"]
+    out, crop = Prepared(sample.label, str(sample.path)), pre["crop"]
     if "center" in p.parts:
         out.center = _normalise(F.center_crop(F.resize(t, pre["resize"], antialias=True), [crop, crop]), pre)
     for q in p.scales if ("dense" in p.parts or "multicrop" in p.parts) else ():
@@ -137,6 +138,8 @@ class Run:
 
     posteriors: list[np.ndarray] = field(default_factory=list)
     labels: list[int] = field(default_factory=list)
+    paths: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)  # path -> why it could not be read
     runtime_s: float = 0.0
     wall_s: float = 0.0
     skipped: list[str] = field(default_factory=list)
@@ -166,6 +169,7 @@ def run_protocol(runner, samples: list[Sample], p: Protocol, pre: dict, batch: i
     def _finish(q: Prepared, parts: list[np.ndarray]):
         run.posteriors.append(np.mean(parts, axis=0))
         run.labels.append(q.label)
+        run.paths.append(q.path)
         if len(run.labels) % progress_every == 0:
             log.info("  %d/%d images, %.1f images/s", len(run.labels), len(samples),
                      len(run.labels) / (time.perf_counter() - t_start))
@@ -187,6 +191,7 @@ def run_protocol(runner, samples: list[Sample], p: Protocol, pre: dict, batch: i
                     q = fut.result()
                 except (OSError, ValueError, RuntimeError) as e:  # an unreadable image: counted, not fatal
                     run.skipped.append(f"{s.path.name}: {type(e).__name__}")
+                    run.failed[str(s.path)] = f"{type(e).__name__}: {str(e)[:200]}"
                     continue
                 if p.parts == ("center",):
                     pending.append(q)
@@ -243,8 +248,9 @@ def select_artifacts(paths: list[Path], protocol: str) -> list[Path]:
 
 
 def evaluate(artifacts: list[Path], samples: list[Sample], p: Protocol, backend: str = "cpu", fuse: bool = False,
-             batch: int = 16, workers: int = 2) -> list[dict]:
-    """One row per artifact (and one for their fusion with `fuse`): top-1/top-5 error, images/s."""
+             batch: int = 16, workers: int = 2, cluster=None) -> list[dict]:
+    """One row per artifact (and one for their fusion with `fuse`, image by image): top-1/top-5
+    error, images/s. `cluster` (a cluster.ClusterOptions) runs each artifact on a Ray cluster."""
     from .backends import make_runner
     from .bench import artifact_source
     from .inspect import source_variant
@@ -269,15 +275,22 @@ def evaluate(artifacts: list[Path], samples: list[Sample], p: Protocol, backend:
     for path, meta, v in infos:
         log.info("evaluating %s (%s) with the %s protocol on %d images ...", path.name,
                  meta.get("vggdeploy.precision", "fp32"), p.name, len(samples))
-        with make_runner(backend, path) as runner:
-            run = run_protocol(runner, samples, p, meta["vggdeploy.preprocessing"], batch, workers)
+        if cluster is not None:
+            from .cluster import run_protocol_on_cluster
+
+            run, runtime = run_protocol_on_cluster(cluster, path, samples, p, meta["vggdeploy.preprocessing"],
+                                                   backend, batch)
+        else:
+            with make_runner(backend, path) as runner:
+                run = run_protocol(runner, samples, p, meta["vggdeploy.preprocessing"], batch, workers)
+            runtime = runner.name
         if not run.posteriors and not run.interrupted:
             raise BadInput(f"none of the {len(samples)} images could be read"
                            + (f" (first: {run.skipped[0]})" if run.skipped else ""), hint="check the --data folder")
         post, labels = np.array(run.posteriors), np.array(run.labels)
-        kept.append((post, labels))
+        kept.append(run)
         rows.append({"artifact": str(path), "model": v.name, "precision": meta.get("vggdeploy.precision", "fp32"),
-                     "runtime": runner.name, "protocol": p.name, "scales": list(p.scales), "flip": p.flip,
+                     "runtime": runtime, "protocol": p.name, "scales": list(p.scales), "flip": p.flip,
                      "crops": p.crops if "multicrop" in p.parts else None, "images": len(labels),
                      **errors(post, labels), "images_per_s": round(len(labels) / run.wall_s, 2) if run.wall_s else None,
                      "runtime_images_per_s": round(len(labels) / run.runtime_s, 2) if run.runtime_s else None,
@@ -285,11 +298,14 @@ def evaluate(artifacts: list[Path], samples: list[Sample], p: Protocol, backend:
         if run.interrupted:
             break
     if fuse and len(kept) > 1:
-        n = min(len(lab) for _, lab in kept)
-        fused = np.mean([post[:n] for post, _ in kept], axis=0)
+        by_path = [dict(zip(r.paths, zip(r.posteriors, r.labels))) for r in kept]
+        common = sorted(set.intersection(*(set(b) for b in by_path)))  # images every artifact read
+        fused = np.array([np.mean([b[k][0] for b in by_path], axis=0) for k in common])
+        n = len(common)
         rows.append({"artifact": " + ".join(Path(r["artifact"]).name for r in rows), "model": "fusion",
                      "precision": "+".join(r["precision"] for r in rows), "runtime": rows[0]["runtime"],
                      "protocol": p.name, "scales": list(p.scales), "flip": p.flip, "images": n,
-                     **errors(fused, kept[0][1][:n]), "images_per_s": None, "runtime_images_per_s": None,
+                     **errors(fused, np.array([by_path[0][k][1] for k in common])), "images_per_s": None,
+                     "runtime_images_per_s": None,
                      "skipped": [], "interrupted": any(r["interrupted"] for r in rows)})
     return rows

@@ -1,0 +1,127 @@
+"""`vggdeploy extract` on one machine: Parquet embeddings of a folder of real images, equal to the
+runner's own outputs, error rows for unreadable files, refusals before any work."""
+
+import json
+
+import numpy as np
+import pytest
+
+from vggdeploy import make_runner
+
+pq = pytest.importorskip("pyarrow.parquet", reason="extract writes Parquet: pip install 'vggdeploy[extract]'")
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    """40 held-out digits as PNGs in nested folders, one truncated JPEG among them."""
+    from vggdeploy.mnist import write_image_folder
+
+    folder = write_image_folder(tmp_path_factory.mktemp("img") / "data", count=40)
+    (folder / "3" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"\x00" * 20)  # a JPEG cut short
+    return folder
+
+
+def test_extract_matches_the_runner_image_by_image(run, mini_artifacts, images, tmp_path):
+    from vggdeploy.extract import plan_extract, prepare_center
+
+    out = tmp_path / "emb"
+    code, stdout, err = run("extract", mini_artifacts / "features.onnx", "--data", images, "--out", out,
+                            "--batch", "7")
+    assert code == 0, err
+    assert "41 of 41 image(s) written" in stdout and "1 unreadable" in stdout
+    table = pq.read_table(out / "part-00000.parquet")
+    meta = table.schema.metadata
+    plan = plan_extract(mini_artifacts / "features.onnx")
+    assert meta[b"vggdeploy.artifact_sha256"].decode() == plan.sha256 and meta[b"vggdeploy.precision"] == b"fp32"
+    rows = table.to_pylist()
+    assert len(rows) == 41 and len({r["path"] for r in rows}) == 41
+    broken = [r for r in rows if r["error"]]
+    assert len(broken) == 1 and broken[0]["path"].endswith("broken.jpg") and broken[0][plan.outputs[0]] is None
+    good = [r for r in rows if not r["error"]][:5]
+    x = np.stack([prepare_center(r["path"], plan.pre) for r in good])
+    with make_runner("onnxruntime", mini_artifacts / "features.onnx") as r:
+        ref = r.infer({"input": x})
+    for tap in plan.outputs:
+        np.testing.assert_allclose(np.array([g[tap] for g in good]), ref[tap].mean(axis=(2, 3)), rtol=1e-5, atol=1e-6)
+    summary = json.loads((out / "extract.json").read_text())
+    assert summary["images"] == 41 and summary["written"] == 41 and summary["errors"] == 1
+
+
+def test_pool_none_keeps_the_map_and_its_shape(run, mini_artifacts, images, tmp_path):
+    code, _, err = run("extract", mini_artifacts / "dense.onnx", "--data", images, "--out", tmp_path / "d",
+                       "--taps", "score_map", "--pool", "none")
+    assert code == 0, err
+    row = next(r for r in pq.read_table(tmp_path / "d" / "part-00000.parquet").to_pylist() if not r["error"])
+    assert np.prod(row["score_map_shape"]) == len(row["score_map"]) and row["score_map_shape"][0] == 10
+
+
+@pytest.mark.parametrize("args,message,code", [
+    (["{a}/classifier.onnx"], "is the classifier form", 2),
+    (["{a}/features.onnx", "--taps", "nope"], "has no output 'nope'", 2),
+    (["{a}/features.onnx", "--batch", "0"], "--batch 0", 2),
+    (["{a}/features.onnx", "--workers", "2"], "--workers applies to --cluster", 2),
+    (["{a}/features.onnx", "--cluster", "auto", "--workers", "0"], "--workers 0", 2),
+    (["{a}/features.onnx", "--backend", "bogus"], "unknown --backend", 2),
+])
+def test_extract_refuses_before_any_work(run, mini_artifacts, images, tmp_path, args, message, code):
+    out = tmp_path / "never"
+    got, _, err = run("extract", *[a.format(a=mini_artifacts) for a in args], "--data", images, "--out", out)
+    assert got == code and message in err, err
+    assert not out.exists()
+
+
+def test_existing_output_and_empty_folders_are_refused(run, mini_artifacts, images, tmp_path):
+    out = tmp_path / "o"
+    assert run("extract", mini_artifacts / "features.onnx", "--data", images, "--out", out)[0] == 0
+    code, _, err = run("extract", mini_artifacts / "features.onnx", "--data", images, "--out", out)
+    assert code == 2 and "already exists" in err and "--force" in err
+    assert run("extract", mini_artifacts / "features.onnx", "--data", images, "--out", out, "--force")[0] == 0
+    (tmp_path / "empty").mkdir()
+    code, _, err = run("extract", mini_artifacts / "features.onnx", "--data", tmp_path / "empty", "--out", tmp_path / "e")
+    assert code == 2 and "no images" in err
+
+
+def test_listing_a_folder_imports_no_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys; from vggdeploy.dataset import list_images, load_dataset; from vggdeploy.extract import "
+            "plan_extract; from vggdeploy.cluster import ClusterOptions; print('torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.stdout.strip() == "False", done.stderr
+
+
+def test_cluster_without_ray_is_exit_3_with_the_install_line(run, mini_artifacts, images, tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` meets where it isn't installed
+    code, _, err = run("extract", mini_artifacts / "features.onnx", "--data", images, "--out", tmp_path / "o",
+                       "--cluster", "auto")
+    assert code == 3 and "--cluster needs Ray" in err and "pip install 'vggdeploy[ray]'" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_ctrl_c_keeps_the_rows_written(mini_artifacts, tmp_path):
+    """A real SIGINT to a running `vggdeploy extract`: the Parquet file it leaves is whole."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from vggdeploy.mnist import write_image_folder
+
+    data = write_image_folder(tmp_path / "many", count=1000)
+    out = tmp_path / "emb"
+    proc = subprocess.Popen([sys.executable, "-m", "vggdeploy", "extract", str(mini_artifacts / "features.onnx"),
+                             "--data", str(data), "--out", str(out), "--batch", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (out / "part-00000.parquet").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and "interrupted" in stdout, stderr
+    table = pq.read_table(out / "part-00000.parquet")
+    summary = json.loads((out / "extract.json").read_text())
+    assert 0 < table.num_rows == summary["written"] < 1000 and summary["interrupted"]

@@ -1,0 +1,217 @@
+"""Feature extraction: embeddings of every image in a folder, from the features form (each tap) or
+the dense form (logits or score map), written as Parquet.
+
+One function turns a batch of image paths into output rows (`embed_paths`); the single-process
+path and the Ray actors (cluster.py) both call it, which is what makes their results identical.
+Images are prepared as the center protocol does (resize the shorter side to the artifact's
+`resize`, center crop `crop`, normalise), so every image gives one fixed-size input.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import BadInput, MissingEnvironment
+
+log = logging.getLogger("vggdeploy")
+
+POOLS = ("gap", "max", "none")
+PART = "part-00000.parquet"  # single-process output; a cluster writes several parts
+SUMMARY = "extract.json"
+
+
+@dataclass(frozen=True)
+class ExtractPlan:
+    """What one extraction computes: the artifact, its outputs to keep, how to pool them, the
+    preprocessing its metadata declares. Picklable: the driver ships it to the workers."""
+
+    artifact: str
+    outputs: tuple[str, ...]
+    pool: str
+    batch: int
+    pre: dict
+    sha256: str
+    precision: str
+
+    def file_metadata(self) -> dict[bytes, bytes]:
+        return {f"vggdeploy.{k}".encode(): str(v).encode() for k, v in
+                (("artifact", Path(self.artifact).name), ("artifact_sha256", self.sha256),
+                 ("precision", self.precision), ("outputs", json.dumps(list(self.outputs))), ("pool", self.pool))}
+
+
+def require_pyarrow():
+    try:
+        import pyarrow
+        import pyarrow.parquet  # noqa: F401
+    except ImportError:
+        raise MissingEnvironment("Parquet output needs pyarrow", hint="pip install 'vggdeploy[extract]'") from None
+    return pyarrow
+
+
+def plan_extract(artifact: Path, taps: list[str] | None = None, pool: str = "gap", batch: int = 16) -> ExtractPlan:
+    """Check the artifact and options (no model loaded, no torch): BadInput before any work."""
+    from .artifacts import artifact_sha256
+    from .inspect import source_variant
+
+    if pool not in POOLS:
+        raise BadInput(f"unknown --pool {pool!r}", hint=f"choose from: {', '.join(POOLS)}")
+    if batch < 1:
+        raise BadInput(f"--batch {batch}: give a positive batch size")
+    artifact = Path(artifact).resolve()
+    if artifact.suffix != ".onnx":
+        raise BadInput(f"{artifact.name}: extract takes an ONNX artifact (the features or dense form)")
+    meta, _, spec = source_variant(artifact)
+    if spec.form == "classifier":
+        raise BadInput(f"{artifact.name} is the classifier form: it gives class scores, not features",
+                       hint="vggdeploy export MODEL --form features (or dense for the score map)")
+    available = list(spec.taps) if spec.form == "features" else ["logits", "score_map"]
+    chosen = taps or (available if spec.form == "features" else ["logits"])
+    unknown = [t for t in chosen if t not in available]
+    if unknown:
+        raise BadInput(f"{artifact.name} has no output {unknown[0]!r}", hint=f"choose from: {', '.join(available)}")
+    return ExtractPlan(str(artifact), tuple(chosen), pool, batch, meta["vggdeploy.preprocessing"],
+                       artifact_sha256(artifact), str(meta.get("vggdeploy.precision", "fp32")))
+
+
+def prepare_center(path: Path, pre: dict) -> np.ndarray:
+    """One image as the center protocol feeds it: (C, crop, crop) float32."""
+    from .evaluate import Protocol, prepare
+    from .dataset import Sample
+
+    return prepare(Sample(Path(path), -1), Protocol("center"), pre).center
+
+
+def pooled(x: np.ndarray, pool: str) -> np.ndarray:
+    """(N, C, H, W) -> (N, C) by global average or max; `none` keeps the map (N, C*H*W)."""
+    if x.ndim == 2 or pool == "none":
+        return x.reshape(len(x), -1)
+    return x.mean(axis=(2, 3)) if pool == "gap" else x.max(axis=(2, 3))
+
+
+def embed_paths(runner, paths: list[str], plan: ExtractPlan) -> dict[str, list]:
+    """Rows for a batch of image paths: {"path", "error", OUTPUT...}. An unreadable image is an
+    error row (its outputs None), never a failed batch."""
+    from .backends.base import as_input
+
+    rows = {"path": list(paths), "error": [None] * len(paths), **{o: [None] * len(paths) for o in plan.outputs}}
+    if plan.pool == "none":
+        rows |= {f"{o}_shape": [None] * len(paths) for o in plan.outputs}
+    ready, inputs = [], []
+    for i, p in enumerate(paths):
+        try:
+            inputs.append(prepare_center(Path(p), plan.pre))
+            ready.append(i)
+        except (OSError, ValueError, RuntimeError) as e:
+            rows["error"][i] = f"{type(e).__name__}: {str(e)[:200]}"
+    if not ready:
+        return rows
+    out = runner.infer({"input": as_input(runner, np.stack(inputs))})
+    for o in plan.outputs:
+        vectors = pooled(out[o].astype(np.float32), plan.pool)
+        for j, i in enumerate(ready):
+            rows[o][i] = vectors[j]
+            if plan.pool == "none":
+                rows[f"{o}_shape"][i] = list(out[o].shape[1:])
+    return rows
+
+
+def arrow_table(rows: dict[str, list], plan: ExtractPlan):
+    pa = require_pyarrow()
+    columns = {"path": pa.array(rows["path"], pa.string()), "error": pa.array(rows["error"], pa.string())}
+    for o in plan.outputs:
+        columns[o] = pa.array([None if v is None else v.tolist() for v in rows[o]], pa.list_(pa.float32()))
+        if plan.pool == "none":
+            columns[f"{o}_shape"] = pa.array(rows[f"{o}_shape"], pa.list_(pa.int32()))
+    return pa.table(columns).replace_schema_metadata(plan.file_metadata())
+
+
+def prepare_out(out_dir: Path, force: bool) -> None:
+    """An output folder that doesn't exist yet (or --force: the parts of an earlier run go)."""
+    from .artifacts import require_writable
+
+    out_dir = Path(out_dir)
+    if out_dir.exists() and any(out_dir.iterdir()):
+        if not force:
+            raise BadInput(f"{out_dir} already exists and is not empty", hint="pass --force to replace its results")
+        for f in list(out_dir.glob("part-*.parquet")) + [out_dir / SUMMARY]:
+            f.unlink(missing_ok=True)
+    require_writable(out_dir, hint="choose another --out")
+
+
+def extract(artifact: Path, data: Path, out_dir: Path, *, taps: list[str] | None = None, pool: str = "gap",
+            batch: int = 16, backend: str = "cpu", force: bool = False, cluster=None,
+            progress_every: int = 200) -> dict:
+    """Embeddings of every image below `data` into Parquet in `out_dir`; returns the summary (also
+    written as extract.json). Single-process by default: batches stream into one file (row groups
+    of `batch` rows, memory bounded) and Ctrl-C keeps the rows written. `cluster` (a
+    cluster.ClusterOptions) runs the same per-image code on a Ray cluster's actors."""
+    from .backends import make_runner
+    from .dataset import list_images
+
+    plan = plan_extract(artifact, taps, pool, batch)
+    require_pyarrow()
+    import pyarrow.parquet as pq
+
+    out_dir = Path(out_dir).resolve()  # absolute: workers elsewhere write there (shared storage)
+    paths = list_images(data)
+    if not paths:
+        raise BadInput(f"no images in {data}", hint="looked recursively for .jpg, .png, .bmp, .webp and .tif files")
+    prepare_out(out_dir, force)
+    summary = {"artifact": plan.artifact, "artifact_sha256": plan.sha256, "precision": plan.precision,
+               "outputs": list(plan.outputs), "pool": plan.pool, "images": len(paths), "written": 0, "errors": 0,
+               "interrupted": False, "workers": 0}
+    t0 = time.perf_counter()
+    if cluster is not None:
+        from .cluster import extract_on_cluster
+
+        summary |= extract_on_cluster(cluster, plan, paths, Path(out_dir), backend)
+        summary["seconds"] = round(time.perf_counter() - t0, 2)
+        write_summary(out_dir, summary)
+        return summary
+    writer = None
+    try:
+        with make_runner(backend, plan.artifact) as runner:
+            summary["runtime"] = runner.name
+            for start in range(0, len(paths), batch):
+                table = arrow_table(embed_paths(runner, [str(p) for p in paths[start:start + batch]], plan), plan)
+                writer = writer or pq.ParquetWriter(str(Path(out_dir) / PART), table.schema)
+                writer.write_table(table)
+                summary["written"] += table.num_rows
+                summary["errors"] += table.num_rows - table.column("error").null_count
+                if summary["written"] % progress_every < batch:
+                    log.info("  %d/%d images, %.1f images/s", summary["written"], len(paths),
+                             summary["written"] / (time.perf_counter() - t0))
+    except KeyboardInterrupt:
+        summary["interrupted"] = True
+        log.warning("interrupted: keeping the %d row(s) written", summary["written"])
+    finally:
+        if writer:
+            writer.close()
+    summary["seconds"] = round(time.perf_counter() - t0, 2)
+    write_summary(out_dir, summary)
+    return summary
+
+
+def write_summary(out_dir: Path, summary: dict) -> None:
+    from .artifacts import atomic_write_text
+
+    atomic_write_text(Path(out_dir) / SUMMARY, json.dumps(summary, indent=2) + "\n")
+
+
+def read_embeddings(out_dir: Path):
+    """Every Parquet part in out_dir as one pyarrow Table, ordered by path."""
+    require_pyarrow()
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    tables = [pq.read_table(p) for p in sorted(Path(out_dir).glob("*.parquet"))]
+    return pa.concat_tables(tables).sort_by("path") if tables else None
+
+
+__all__ = ["ExtractPlan", "POOLS", "embed_paths", "extract", "plan_extract", "read_embeddings"]
