@@ -82,10 +82,11 @@ def test_eval_on_the_cluster_equals_single_process(cluster, trained, protocol, p
     assert (got.argmax(1) == want.argmax(1)).all()
 
 
-def test_cli_eval_and_extract_on_the_cluster(cluster, trained, run, tmp_path):
+def test_cli_eval_and_extract_on_the_cluster(cluster, trained, run, tmp_path, monkeypatch):
     import pyarrow.parquet as pq
 
-    code, out, err = run("eval", trained["fp32"], "--data", trained["data"], "--cluster", cluster.address,
+    monkeypatch.chdir(trained["data"].parent)  # a relative --data is resolved before it is shipped
+    code, out, err = run("eval", trained["fp32"], "--data", trained["data"].name, "--cluster", cluster.address,
                          "--workers", "2", "--out", tmp_path / "eval")
     assert code == 0, err
     assert run("eval", trained["fp32"], "--data", trained["data"], "--out", tmp_path / "eval1")[0] == 0
