@@ -1,4 +1,4 @@
-"""Evaluation and extraction on a Ray cluster, through Ray Data (DESIGN.md, RAY.md facts).
+"""Evaluation and extraction on a Ray cluster, through Ray Data (README: Feature extraction, and clusters).
 
 The driver lists the images and reads the artifact's metadata: no decoding, no model, no torch.
 Each actor holds one runner, its threads set to the actor's CPUs (ONNX Runtime and OpenVINO

@@ -1,5 +1,5 @@
 """A real two-node Ray cluster on loopback (head 127.0.0.2, worker 127.0.0.3, one CPU each), for
-tests and benchmarks of `--cluster` (RAY.md facts 2-5): private temp dirs and auth token, small
+tests and benchmarks of `--cluster`: private temp dirs and auth token (set before ray is imported), small
 object stores, each node a `ray start --block` child stopped by its PID (never `ray stop`, which
 stops every Ray process on the machine), and a check that nothing of it is left running. No
 traffic leaves 127.0.0.0/8."""
