@@ -113,7 +113,7 @@ def bench_artifact(path: Path, backend: str, batches: list[int], size: tuple[int
                    concurrency: list[int] | None = None) -> list[dict]:
     """Time one artifact on one runtime at several batch sizes, on the bundled photos. Each
     batch size loads the runtime anew: `start_s` + `first_ms` is the cold start."""
-    from .backends import GPU_BACKENDS, default_cpu_backend, make_runner
+    from .backends import GPU_BACKENDS, cpu_backend_for, make_runner
     from .errors import BadInput
     from .layouts import layout_of
     from .data import photo_batch
@@ -130,8 +130,7 @@ def bench_artifact(path: Path, backend: str, batches: list[int], size: tuple[int
         raise BadInput(f"{path.name} is an OpenVINO IR: only openvino runs it", hint="--backend openvino (or cpu)")
     if backend == "cpu":
         # resolved here, not by make_runner, because the OpenVINO hint depends on it
-        backend = "openvino" if path.suffix == ".xml" else default_cpu_backend(meta.get("vggdeploy.precision", "fp32"),
-                                                                              layout_of(meta))
+        backend = cpu_backend_for(path, meta.get("vggdeploy.precision", "fp32"), layout_of(meta))
     rows = []
     if backend in GPU_BACKENDS:
         for b in batches:

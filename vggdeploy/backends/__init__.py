@@ -38,6 +38,12 @@ def default_cpu_backend(precision: str = "fp32", layout: str | None = None) -> s
     return choice
 
 
+def cpu_backend_for(path: Path, precision: str = "fp32", layout: str | None = None) -> str:
+    """`cpu` resolved for one artifact: an OpenVINO IR runs on OpenVINO, an ONNX on the fastest
+    exact runtime for its precision and layout here."""
+    return "openvino" if Path(path).suffix == ".xml" else default_cpu_backend(precision, layout)
+
+
 def artifact_precision(path: Path) -> tuple[str, str | None]:
     """The precision and INT8 layout a vggdeploy artifact declares (fp32 for other models and formats)."""
     if path.suffix != ".onnx":
@@ -58,7 +64,7 @@ def make_runner(backend: str, model_path: str | Path, **options) -> Runner:
     a vggdeploy artifact names (the baseline for parity and speed).
     """
     if backend == "cpu":
-        backend = "openvino" if Path(model_path).suffix == ".xml" else default_cpu_backend(*artifact_precision(Path(model_path)))
+        backend = cpu_backend_for(Path(model_path), *artifact_precision(Path(model_path)))
     if backend.startswith("onnxruntime"):
         from .ort import OrtRunner
 
@@ -82,4 +88,4 @@ def make_runner(backend: str, model_path: str | Path, **options) -> Runner:
     raise BadInput(f"unknown backend {backend!r}", hint=f"choose from: {', '.join(BACKENDS)}")
 
 
-__all__ = ["BACKENDS", "GPU_BACKENDS", "CPU_DEFAULTS", "Runner", "default_cpu_backend", "make_runner"]
+__all__ = ["BACKENDS", "GPU_BACKENDS", "CPU_DEFAULTS", "Runner", "cpu_backend_for", "default_cpu_backend", "make_runner"]
