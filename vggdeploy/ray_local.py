@@ -86,14 +86,43 @@ class LoopbackCluster:
                 os.killpg(node.pid, signal.SIGKILL)
         for k, v in getattr(self, "saved_env", {}).items():
             os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
-        left = []
-        for temp in self.temps:  # nothing of the cluster is left running
-            pids = subprocess.run(["pgrep", "-f", temp], capture_output=True, text=True).stdout.split()
-            for pid in pids:
-                os.kill(int(pid), signal.SIGKILL)
-            left += pids
-        if left:
-            raise RuntimeError(f"processes of the loopback cluster were left running: {left} (killed)")
+        # A node whose raylet was killed leaves workers that notice only after a few seconds: give
+        # them a grace period, then SIGKILL what is left; only a process that survives that is an error.
+        _wait_quietly(lambda: not self._leftovers(), 30)
+        stragglers = self._leftovers()
+        for pid in stragglers:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if stragglers:
+            print(f"loopback cluster: killed {len(stragglers)} straggler process(es) {stragglers}", file=sys.stderr)
+        _wait_quietly(lambda: not self._leftovers(), 10)
+        if left := self._leftovers():
+            raise RuntimeError(f"processes of the loopback cluster survived SIGKILL: {left}")
 
+    def _leftovers(self) -> list[int]:
+        """PIDs of live processes started with one of this cluster's temp dirs on their command line."""
+        pids = []
+        for temp in self.temps:
+            out = subprocess.run(["pgrep", "-f", temp], capture_output=True, text=True).stdout.split()
+            pids += [int(p) for p in out if _alive(int(p))]
+        return pids
+
+
+def _alive(pid: int) -> bool:
+    """False for a zombie (exited, not yet reaped by its parent) or a process that is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _wait_quietly(predicate, seconds: float):
+    try:
+        _wait(predicate, seconds, "")
+    except TimeoutError:
+        pass
 
 __all__ = ["AUTH_ENV", "LoopbackCluster"]
