@@ -179,6 +179,8 @@ def check_precision_args(fp16: bool, io: str, int8: bool, target: str | None, ca
               help="classifier, dense, features, comma-separated, or 'all'.")
 @click.option("--weights", help="imagenet (default for torchvision names), bundled (vgg-mini), random, or a checkpoint PATH.")
 @click.option("--seed", default=0, show_default=True, help="Seed for --weights random.")
+@click.option("--prefix", help="Module prefix of the VGG in a checkpoint holding several (e.g. 'model_ema.'); "
+                               "default: found from the tensors.")
 @click.option("--size", help="Classifier input size: N or HxW (default: the variant's, 224).")
 @click.option("--taps", help="Features form outputs, comma-separated (default: last ReLU of each stage).")
 @click.option("--opset", default=18, show_default=True, help="ONNX opset (18-23).")
@@ -188,7 +190,7 @@ def check_precision_args(fp16: bool, io: str, int8: bool, target: str | None, ca
 @click.option("--engine", is_flag=True, help="Also build TensorRT engines (FP16/INT8-tensorrt if asked, else FP32) "
                                              "with the default profiles; needs a GPU host.")
 @precision_options
-def export(model, forms, weights, seed, size, taps, opset, out_dir, force, no_verify, engine, **precision) -> None:
+def export(model, forms, weights, seed, prefix, size, taps, opset, out_dir, force, no_verify, engine, **precision) -> None:
     """Export MODEL (a variant name or a checkpoint) to ONNX, checked against eager PyTorch."""
     from .backends.eager import TorchRunner
     from .export import check_opset, export_onnx
@@ -212,7 +214,7 @@ def export(model, forms, weights, seed, size, taps, opset, out_dir, force, no_ve
     if not 0 <= seed < 2**63:
         raise BadInput(f"--seed {seed}: give a whole number from 0 to 2**63 - 1")
     check_opset(opset)
-    loaded = load_model(model, weights, seed)
+    loaded = load_model(model, weights, seed, prefix)
     if loaded.inferred:
         log.info(loaded.inferred)
     specs = {f: form_spec(loaded.variant, f, parsed_size if f == "classifier" else None, split_list(taps))
@@ -279,7 +281,9 @@ def default_folder(loaded) -> str:
         return loaded.variant.name
     if w.startswith("random:"):
         return f"{loaded.variant.name}-random{w.split(':')[1]}"
-    return Path(w).stem
+    from .weights import checkpoint_name
+
+    return checkpoint_name(Path(w))
 
 
 @cli.command()

@@ -51,6 +51,8 @@ def metadata(loaded: LoadedModel, spec: FormSpec, precision: str = "fp32") -> di
         "vggdeploy.weights": loaded.weights,
         "vggdeploy.weights_sha256": loaded.weights_sha256,
     }
+    if loaded.prefix is not None:
+        meta["vggdeploy.weights_prefix"] = loaded.prefix
     names = class_names(loaded)
     if names:
         meta["vggdeploy.class_names"] = json.dumps(names)

@@ -15,12 +15,10 @@ from pathlib import Path
 import torch
 
 from .artifacts import sha256_file
-from .errors import BadInput, MissingEnvironment, first_line
+from .checkpoints import FOLDER_FILES, SUFFIXES, read_checkpoint
+from .errors import BadInput, MissingEnvironment
 from .models import VGG
 from .variants import ASSETS, CONFIGS, VARIANTS, Variant, get_variant, layer_plan
-
-WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "weights")
-
 
 @dataclass
 class LoadedModel:
@@ -29,17 +27,24 @@ class LoadedModel:
     weights: str  # "imagenet", "random:SEED" or the checkpoint path
     weights_sha256: str
     inferred: str = ""  # what was read off a checkpoint, said to the user
+    prefix: str | None = None  # the module prefix given for the checkpoint (None: found from its tensors)
 
 
-def load_model(name_or_path: str, weights: str | None = None, seed: int = 0) -> LoadedModel:
-    """Build a VGG from a variant name or a checkpoint path and load its weights."""
+def load_model(name_or_path: str, weights: str | None = None, seed: int = 0, prefix: str | None = None) -> LoadedModel:
+    """Build a VGG from a variant name or a checkpoint and load its weights.
+
+    `name_or_path`: a variant name (`vgg16`, `D`, `vgg-mini`) or a checkpoint file or folder (see
+    `checkpoints`), whose architecture is then read off its tensors. `weights`: for a variant,
+    "imagenet", "bundled", "random" (with `seed`) or a checkpoint of that variant. `prefix`: the module
+    prefix of the VGG inside a checkpoint that holds several. Raises BadInput (unreadable or
+    mismatching checkpoints, unknown names) and MissingEnvironment (ImageNet weights not downloadable)."""
     path = Path(name_or_path)
     # a variant's name stays one where a folder of that name exists here (./NAME means the path)
     named = name_or_path in VARIANTS and os.sep not in name_or_path
-    if not named and (path.suffix in (".pth", ".pt", ".bin", ".ckpt") or path.exists()):
+    if not named and (path.suffix in SUFFIXES or path.exists()):
         if weights not in (None, "imagenet", str(path)):
             raise BadInput("give the checkpoint either as the model or as --weights, not both")
-        return _from_checkpoint(path, None)
+        return _from_checkpoint(path, None, prefix=prefix)
     variant = get_variant(name_or_path)
     weights = weights or ("imagenet" if variant.tv_weights else "bundled" if variant.bundled else None)
     if weights == "bundled":
@@ -54,7 +59,7 @@ def load_model(name_or_path: str, weights: str | None = None, seed: int = 0) -> 
         return LoadedModel(variant, model, f"random:{seed}", tensors_sha256(model.state_dict()))
     if weights == "imagenet":
         return _imagenet(variant)
-    return _from_checkpoint(Path(weights), variant)
+    return _from_checkpoint(Path(weights), variant, prefix=prefix)
 
 
 def _imagenet(variant: Variant) -> LoadedModel:
@@ -82,46 +87,34 @@ def _imagenet(variant: Variant) -> LoadedModel:
     return loaded
 
 
-def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    if not path.is_file():
-        raise BadInput(f"checkpoint {path} not found")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise BadInput(f"cannot read checkpoint {path}: {first_line(e)}",
-                       hint="save it with torch.save(model.state_dict(), path)") from None
-    for key in WRAPPER_KEYS:
-        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
-            obj = obj[key]
-            break
-    if not isinstance(obj, dict) or not all(isinstance(t, torch.Tensor) for t in obj.values()):
-        raise BadInput(f"{path} holds no state dict", hint=f"expected tensors, or one under {WRAPPER_KEYS}")
-    bad = [k for k, t in obj.items() if t.is_floating_point() and not torch.isfinite(t).all()]
-    if bad:
-        raise BadInput(f"{path.name}: tensor {bad[0]} holds NaN or infinite values"
-                       + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""), hint="the checkpoint is damaged or diverged")
-    return {k.removeprefix("module."): t for k, t in obj.items()}
-
-
-def _from_checkpoint(path: Path, variant: Variant | None, label: str | None = None) -> LoadedModel:
-    sd = read_state_dict(path)
-    inferred = ""
+def _from_checkpoint(path: Path, variant: Variant | None, label: str | None = None,
+                     prefix: str | None = None) -> LoadedModel:
+    ckpt = read_checkpoint(path, prefix)
+    sd, file = ckpt.state_dict, ckpt.file
+    inferred = ckpt.mapping if label is None else ""
+    named = variant is not None
     if variant is None:
-        variant = infer_variant(sd, path.stem)
-        inferred = (f"inferred from {path.name}: config {variant.config}{' with BN' if variant.batch_norm else ''}, "
-                    f"{variant.num_classes} classes, hidden {variant.hidden}, {variant.in_channels} input channel(s)")
+        variant = infer_variant(sd, checkpoint_name(file))
+        inferred += (f"; inferred config {variant.config}{' with BN' if variant.batch_norm else ''}, "
+                     f"{variant.num_classes} classes, hidden {variant.hidden}, {variant.in_channels} input channel(s)")
     else:
         variant = _adapt_head(variant, sd)
     if variant.in_channels not in (1, 3):  # preprocessing, photos and parity speak gray or RGB
-        raise BadInput(f"{path.name} takes {variant.in_channels} input channels; vggdeploy exports 1 (gray) or 3 (RGB)",
+        raise BadInput(f"{file.name} takes {variant.in_channels} input channels; vggdeploy exports 1 (gray) or 3 (RGB)",
                        hint="reduce the first conv to 1 or 3 channels before exporting")
     model = VGG(variant)
     problems = _shape_mismatches(model.state_dict(), sd)
     if problems:
-        raise BadInput(f"{path.name} does not match {variant.name}: {problems}",
-                       hint="omit the variant name to infer the architecture from the checkpoint")
+        raise BadInput(f"{file.name} does not match {variant.name}: {problems}",
+                       hint="omit the variant name to infer the architecture from the checkpoint" if named
+                       else "the checkpoint is incomplete, or holds layers a VGG does not have")
     model.load_state_dict(sd)
-    return LoadedModel(variant, model.eval(), label or str(path), sha256_file(path), inferred)
+    return LoadedModel(variant, model.eval(), label or str(file), sha256_file(file), inferred, prefix)
+
+
+def checkpoint_name(file: Path) -> str:
+    """A checkpoint's name for its variant and default folder: a hub folder's name, else the file's stem."""
+    return file.parent.name if file.name in FOLDER_FILES else file.stem
 
 
 def _adapt_head(variant: Variant, sd: dict) -> Variant:
@@ -159,9 +152,6 @@ def _expected_backbone(config: str, bn: bool, in_channels: int) -> dict[str, tup
 
 def infer_variant(sd: dict[str, torch.Tensor], label: str) -> Variant:
     """Match the checkpoint's backbone against every config; the classifier gives the rest."""
-    if "features.0.weight" not in sd or "classifier.6.weight" not in sd:
-        raise BadInput(f"{label}: not a VGG checkpoint (no features.0.weight / classifier.6.weight)",
-                       hint="expected torchvision VGG module names")
     in_ch = sd["features.0.weight"].shape[1]
     got = {k: tuple(t.shape) for k, t in sd.items() if k.startswith("features.")}
     best, best_diff = None, None
@@ -185,9 +175,13 @@ def _variant_for(config: str, bn: bool, in_ch: int, sd: dict, label: str) -> Var
     if pool * pool * last_channels != fc1.shape[1]:
         raise BadInput(f"{label}: classifier.0.weight {tuple(fc1.shape)} fits no square pool of {last_channels} channels")
     # a named variant of this config lends its preprocessing (mini: MNIST; the rest: ImageNet)
-    template = next((v for v in VARIANTS.values() if v.config == config and v.batch_norm == bn), None)
-    return replace(template or Variant(label, config, bn), name=label, num_classes=fc3.shape[0], hidden=fc1.shape[0], pool=pool,
-                   in_channels=in_ch, tv_weights=None)
+    same = [v for v in VARIANTS.values() if v.config == config]
+    template = next((v for v in same if v.batch_norm == bn), same[0] if same else Variant(label, config, bn))
+    mean, std = template.mean, template.std
+    if len(mean) != in_ch:  # e.g. a 1-channel model of an ImageNet config: the channel-average statistics
+        mean, std = (tuple([sum(mean) / len(mean)] * in_ch), tuple([sum(std) / len(std)] * in_ch))
+    return replace(template, name=label, batch_norm=bn, num_classes=fc3.shape[0], hidden=fc1.shape[0], pool=pool,
+                   in_channels=in_ch, tv_weights=None, bundled=None, aliases=(), mean=mean, std=std)
 
 
 def random_model(variant: Variant, seed: int) -> VGG:

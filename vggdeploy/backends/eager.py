@@ -70,7 +70,7 @@ def eager_for_artifact(path: str | Path, device: str = "cpu", **options) -> Torc
     if weights in ("imagenet", "random", "bundled"):
         loaded = load_model(meta["vggdeploy.variant"], weights, seed)
     else:  # a checkpoint path: its architecture is read off its tensors again
-        loaded = load_model(weights)
+        loaded = load_model(weights, prefix=meta.get("vggdeploy.weights_prefix"))
     if loaded.weights_sha256 != meta.get("vggdeploy.weights_sha256"):
         raise BadInput(f"the weights {meta['vggdeploy.weights']} no longer match {Path(path).name} (sha256 differs)")
     form, taps = meta["vggdeploy.form"], meta.get("vggdeploy.taps")
