@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,11 +29,15 @@ BATCH = 8
 class CalibrationSet:
     source: str
     sizes: list[tuple[int, int]]
-    chunks: list[list[np.ndarray]]  # one chunk of batches per input size
+    chunks: list[Sequence[np.ndarray]]  # one chunk of batches per input size (a folder's: decoded when read)
     count: int  # inputs per size
+    available: int  # inputs the source has
+    digest: str = ""  # a folder's: over its files' bytes (hashing decoded batches would decode it all again)
 
     @property
     def sha256(self) -> str:
+        if self.digest:
+            return self.digest
         h = hashlib.sha256()
         for chunk in self.chunks:
             for b in chunk:
@@ -40,8 +45,48 @@ class CalibrationSet:
         return h.hexdigest()
 
     @property
-    def batches(self) -> list[np.ndarray]:
-        return [b for chunk in self.chunks for b in chunk]
+    def batches(self) -> Sequence[np.ndarray]:
+        return _Chain(self.chunks)
+
+    @property
+    def stride(self) -> int:
+        """Batches per collection step of ORT's calibrators: within one size, at most 64 inputs
+        (they keep a step's activations in memory), dividing a size's batches evenly."""
+        n, per_batch = len(self.chunks[0]), len(self.chunks[0][0])
+        return max(k for k in range(1, n + 1) if n % k == 0 and k * per_batch <= max(64, per_batch))
+
+
+class _Chain(Sequence):
+    """The chunks' batches as one sequence, read on demand."""
+
+    def __init__(self, chunks: list[Sequence[np.ndarray]]):
+        self.chunks = chunks
+
+    def __len__(self) -> int:
+        return sum(len(c) for c in self.chunks)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        for chunk in self.chunks:
+            if 0 <= i < len(chunk):
+                return chunk[i]
+            i -= len(chunk)
+        raise IndexError(i)
+
+
+class _FolderBatches(Sequence):
+    """One input size's batches of image files, decoded and preprocessed when read: a folder of
+    any size is calibrated in the memory of one batch."""
+
+    def __init__(self, files: list[Path], v: Variant, size: tuple[int, int], batch: int):
+        self.files, self.v, self.size, self.batch = files, v, size, batch
+
+    def __len__(self) -> int:
+        return len(self.files) // self.batch
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        return np.stack([preprocess(_read(f), self.v, self.size) for f in self.files[i * self.batch:(i + 1) * self.batch]])
 
 
 def calibration_sizes(v: Variant, form: str, fixed: tuple[int, int] | None, min_size: int) -> list[tuple[int, int]]:
@@ -60,12 +105,12 @@ def load_calibration(source: str | None, v: Variant, sizes: list[tuple[int, int]
             _check_count(TRAIN, count, "samples (MNIST training digits)")
             n = count or 256
             chunks = [_batches(_digits(n, hw, v, classifier=len(sizes) == 1)) for hw in sizes]
-            return CalibrationSet("samples (MNIST training digits)", sizes, chunks, n)
+            return CalibrationSet("samples (MNIST training digits)", sizes, chunks, n, TRAIN)
         log.warning("calibrating on the 8 bundled sample photos: a small sample; pass --calib DIR for real data")
         _check_count(len(SAMPLE_PHOTOS), count, "samples (bundled photos)")
         n = count or len(SAMPLE_PHOTOS)
         chunks = [_batches(photo_batch(v, hw, n)[1]) for hw in sizes]
-        return CalibrationSet("samples", sizes, chunks, n)
+        return CalibrationSet("samples", sizes, chunks, n, len(SAMPLE_PHOTOS))
     path = Path(source)
     if path.is_dir():
         return _from_folder(path, v, sizes, count)
@@ -90,30 +135,44 @@ def _digits(n: int, size: tuple[int, int], v: Variant, classifier: bool) -> np.n
     return x
 
 
+def _batch_size(n: int) -> int:
+    """One batch size for all (ORT's histogram calibrators stack a step's batches: a short last one breaks them)."""
+    return next(b for b in (BATCH, 4, 2, 1) if n % b == 0)
+
+
 def _batches(x: np.ndarray) -> list[np.ndarray]:
-    """Batches of one size (ORT's histogram calibrators stack them: a short last batch breaks them)."""
-    size = next(b for b in (BATCH, 4, 2, 1) if len(x) % b == 0)
+    size = _batch_size(len(x))
     return [x[i:i + size] for i in range(0, len(x), size)]
 
 
-def _from_folder(path: Path, v: Variant, sizes, count: int | None) -> CalibrationSet:
+def _read(f: Path) -> np.ndarray:
     from skimage.io import imread
 
+    try:
+        img = imread(f)
+    except Exception as e:
+        raise BadInput(f"cannot read image {f}: {type(e).__name__}") from None
+    if img.ndim == 2:
+        img = np.stack([img] * 3, -1)
+    if img.ndim != 3 or img.shape[2] not in (3, 4) or img.dtype != np.uint8:
+        raise BadInput(f"image {f} is {img.dtype} {img.shape}, not 8-bit gray, RGB or RGBA")
+    return img
+
+
+def _from_folder(path: Path, v: Variant, sizes, count: int | None) -> CalibrationSet:
     files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise BadInput(f"no images in {path}", hint=f"looked for {', '.join(sorted(IMAGE_SUFFIXES))}, recursively")
     _check_count(len(files), count, path)
-    files = files[: count or 64]
-    images = []
-    for f in files:
-        try:
-            img = imread(f)
-        except Exception as e:
-            raise BadInput(f"cannot read image {f}: {type(e).__name__}") from None
-        img = np.stack([img] * 3, -1) if img.ndim == 2 else img
-        images.append(img)
-    chunks = [_batches(np.stack([preprocess(img, v, hw) for img in images])) for hw in sizes]
-    return CalibrationSet(str(path), sizes, chunks, len(images))
+    available, files = len(files), files[: count or len(files)]
+    h = hashlib.sha256()
+    for f in files:  # every image decoded once now: a bad one is refused before any work, not mid-quantization
+        _read(f)
+        h.update(f.read_bytes())
+    h.update(repr((v.mean, v.std, v.resize, v.image_size, v.in_channels, sizes)).encode())
+    batch = _batch_size(len(files))
+    chunks = [_FolderBatches(files, v, hw, batch) for hw in sizes]
+    return CalibrationSet(str(path), sizes, chunks, len(files), available, h.hexdigest())
 
 
 def _from_tensors(path: Path, v: Variant, count: int | None, min_size: int, fixed) -> CalibrationSet:
@@ -143,7 +202,7 @@ def _from_tensors(path: Path, v: Variant, count: int | None, min_size: int, fixe
     available = min(len(a) for a in arrays)
     _check_count(available, count, path)
     n = count or available  # the same count per size: ORT's chunked collection needs equal chunks
-    return CalibrationSet(str(path), [tuple(a.shape[2:]) for a in arrays], [_batches(a[:n]) for a in arrays], n)
+    return CalibrationSet(str(path), [tuple(a.shape[2:]) for a in arrays], [_batches(a[:n]) for a in arrays], n, available)
 
 
 def _check_count(available: int, asked: int | None, where) -> None:

@@ -38,17 +38,30 @@ def check_nncf_options(target: str, method: str, cpu_layout: str | None) -> None
         raise MissingEnvironment("NNCF is not installed", hint=INSTALL)
 
 
+class _Samples:
+    """The calibration inputs one by one, each time NNCF iterates (a folder's decoded as read)."""
+
+    def __init__(self, data: CalibrationSet):
+        self.data = data
+
+    def __iter__(self):
+        for b in self.data.batches:
+            for i in range(len(b)):
+                yield {"input": b[i:i + 1]}
+
+
 def quantize_nncf(src: Path, out: Path, data: CalibrationSet, keep_fp32: list[str]) -> str:
     """NNCF's default post-training quantization of `src`, written to `out` (+ `out.data`); NNCF's version."""
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)  # NNCF imports it: "No CUDA runtime"
     import nncf
 
     model = onnx.load(str(src))
-    samples = [{"input": b[i:i + 1]} for b in data.batches for i in range(len(b))]
+    samples = _Samples(data)
     scope = nncf.IgnoredScope(names=keep_fp32) if keep_fp32 else None
     try:
         with contextlib.redirect_stdout(sys.stderr):  # NNCF's progress bars: stdout is for the artifacts' paths
-            quantized = nncf.quantize(model, nncf.Dataset(samples), subset_size=len(samples), ignored_scope=scope)
+            quantized = nncf.quantize(model, nncf.Dataset(samples), subset_size=data.count * len(data.sizes),
+                                      ignored_scope=scope)
     except (nncf.ValidationError, ValueError, RuntimeError) as e:
         raise BadInput(f"NNCF could not quantize {src.name} with calibration set {data.source}: "
                        f"{type(e).__name__}: {first_line(e)}") from None

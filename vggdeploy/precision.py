@@ -141,8 +141,9 @@ def to_int8(src: Path, out_dir: Path | None = None, *, target: str, method: str 
     t0 = time.perf_counter()
     with staging(out_dir) as tmp:
         staged = tmp / name
-        log.info("INT8 for %s by %s (%s): %d calibration input(s) x %d size(s) from %s", target, quantizer,
-                 "its defaults" if quantizer == "nncf" else method, data.count, len(data.sizes), data.source)
+        log.info("INT8 for %s by %s (%s): calibrating on %d of %d input(s) x %d size(s) from %s", target, quantizer,
+                 "its defaults" if quantizer == "nncf" else method, data.count, data.available, len(data.sizes),
+                 data.source)
         source = copy_into(src, tmp / "source")  # quantizers write beside their input (NAME-inferred.onnx)
         if quantizer == "nncf":
             from .nncf_quantize import quantize_nncf
@@ -185,7 +186,7 @@ def _quantize_ort(src: Path, source: Path, staged: Path, graph: onnx.ModelProto,
         extra = {"ActivationSymmetric": act == QuantType.QInt8, "ForceQuantizeNoInputCheck": True}
         excluded = excluded + _touching_outputs(graph, CPU_PASS_THROUGH)
     extra |= {"WeightSymmetric": weight == QuantType.QInt8, "QuantizeBias": False, "DedicatedQDQPair": target == "tensorrt",
-              "OpTypesToExcludeOutputQuantization": COMPUTE_OPS, "CalibStridedMinMax": len(data.chunks[0])}
+              "OpTypesToExcludeOutputQuantization": COMPUTE_OPS, "CalibStridedMinMax": data.stride}
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     op_set = hashlib.sha256(",".join(ops).encode()).hexdigest()[:8]
     cache = CACHE_DIR / f"{artifact_sha256(src)[:16]}-{data.sha256[:16]}-{method}-{op_set}.json"
