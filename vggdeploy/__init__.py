@@ -2,7 +2,8 @@
 
 Public API (the CLI is a thin layer over these):
 
-    load_model(name_or_checkpoint, weights=None, seed=0) -> LoadedModel
+    load_model(name_or_checkpoint, weights=None, seed=0, prefix=None) -> LoadedModel
+    adopt(foreign_onnx, out_dir, AdoptOptions(layout=..., channels=..., mean=..., std=...)) -> artifact path
     export_onnx(loaded, forms, out_dir, size=..., taps=..., opset=..., verify=True, force=False)
     to_fp16(onnx_path, ...), to_int8(onnx_path, target=..., method=..., calib=...)
     inspect_onnx(path) -> dict;  check_qdq_tensorrt(model) -> [violations]
@@ -18,6 +19,7 @@ from importlib import import_module
 __version__ = "0.1.0"
 
 _API = {
+    "AdoptOptions": "adopt", "adopt": "adopt",
     "BACKENDS": "backends", "Runner": "backends", "make_runner": "backends",
     "ClusterOptions": "cluster", "extract": "extract",
     "BadInput": "errors", "CheckFailed": "errors", "MissingEnvironment": "errors", "VggDeployError": "errors",

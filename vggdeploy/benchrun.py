@@ -97,6 +97,7 @@ def run_bench(paths: list[Path], backends: list[str], batches: list[int], sizes:
               hint: str = "auto", concurrency: list[int] | None = None) -> dict:
     """Time every artifact on every backend that applies to it, plus eager PyTorch once per form and
     weights; Ctrl-C keeps what was measured (`interrupted`)."""
+    from .adopt import ADOPTED_NO_EAGER, is_adopted
     from .backends import BACKENDS, GPU_BACKENDS
     from .bench import artifact_source, check_timing, gemm_rates
     from .forms import check_memory
@@ -124,6 +125,9 @@ def run_bench(paths: list[Path], backends: list[str], batches: list[int], sizes:
                     skipped.append({"artifact": path.name, "backend": backend,
                                     "reason": "tensorrt times .plan engines: `vggdeploy build` makes one"})
             for eager_backend in eager_backends:
+                if is_adopted(meta):
+                    skipped.append({"artifact": path.name, "backend": eager_backend, "reason": ADOPTED_NO_EAGER})
+                    continue
                 key = (meta["vggdeploy.weights_sha256"], spec.form, size, eager_backend)
                 if key not in eager_keys and path.suffix == ".onnx":
                     eager_keys[key] = (path, eager_backend, size, meta, v, spec)

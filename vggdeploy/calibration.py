@@ -99,7 +99,7 @@ def calibration_sizes(v: Variant, form: str, fixed: tuple[int, int] | None, min_
 def load_calibration(source: str | None, v: Variant, sizes: list[tuple[int, int]], count: int | None,
                      min_size: int) -> CalibrationSet:
     if source in (None, "samples"):
-        if v.config == "mini":  # the model trained on bundled digits calibrates on them
+        if v.config == "mini" and v.in_channels == 1:  # the model trained on bundled digits calibrates on them
             from .mnist import TRAIN
 
             _check_count(TRAIN, count, "samples (MNIST training digits)")

@@ -242,6 +242,49 @@ def export(model, forms, weights, seed, prefix, size, taps, opset, out_dir, forc
             click.echo(p)
 
 
+def parse_floats(text: str | None, option: str) -> tuple[float, ...] | None:
+    if text is None:
+        return None
+    try:
+        return tuple(float(t) for t in split_list(text) or [""])
+    except ValueError:
+        raise BadInput(f"{option} {text!r}: give numbers separated by commas, e.g. 0.485,0.456,0.406") from None
+
+
+@cli.command()
+@click.argument("onnx_path", type=click.Path(path_type=Path))
+@click.option("--out", "out_dir", type=OutPath(), help="Artifact folder (default engines/NAME).")
+@click.option("--name", help="The model's name (default: the file's stem).")
+@click.option("--layout", type=click.Choice(["NCHW", "NHWC"]), help="The input's layout (default: read off its shape).")
+@click.option("--channels", type=click.Choice(["RGB", "BGR", "gray"]), default="RGB", show_default=True,
+              help="The channel order the model was trained on.")
+@click.option("--pixels", type=click.Choice(["0-1", "0-255"]), default="0-1", show_default=True,
+              help="The pixel range its normalisation starts from.")
+@click.option("--mean", help="Per-channel mean, in the model's channel order and pixel range (default 0).")
+@click.option("--std", help="Per-channel std, likewise (default 1).")
+@click.option("--size", help="Input size HxW, for a graph that leaves height and width free.")
+@click.option("--resize", type=int, help="Shorter side before the centre crop (default: crop x 256/224).")
+@click.option("--classes", "classes_file", type=click.Path(path_type=Path), help="Class names, one per line.")
+@click.option("--force", is_flag=True, help="Overwrite an existing artifact.")
+def adopt(onnx_path, out_dir, name, layout, channels, pixels, mean, std, size, resize, classes_file, force) -> None:
+    """Make a VGG ONNX exported elsewhere (Keras/tf2onnx, torch.onnx, a model zoo) a vggdeploy artifact:
+    a copy with vggdeploy's input (NCHW, RGB, normalised as stated), output `logits`, metadata and a
+    manifest entry, checked against the original. Every verb then takes it."""
+    from .adopt import AdoptOptions, adopt as adopt_onnx
+
+    if not onnx_path.is_file():
+        raise BadInput(f"{onnx_path} not found")
+    names = None
+    if classes_file is not None:
+        try:
+            names = tuple(line.strip() for line in classes_file.read_text().splitlines() if line.strip())
+        except (OSError, UnicodeDecodeError) as e:
+            raise BadInput(f"cannot read --classes {classes_file}: {getattr(e, 'strerror', None) or e}") from None
+    options = AdoptOptions(layout, channels, pixels, parse_floats(mean, "--mean"), parse_floats(std, "--std"),
+                           parse_size(size), resize, names, name)
+    click.echo(adopt_onnx(onnx_path, out_dir or Path("engines") / (name or onnx_path.stem), options, force=force))
+
+
 @cli.command()
 @click.argument("onnx_path", type=click.Path(path_type=Path))
 @click.option("--profile", "profiles", multiple=True,

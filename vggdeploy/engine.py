@@ -207,6 +207,11 @@ def plan_build(onnx_path: Path, profiles: list[str] | list[Profile] | None = Non
             parsed = default_profiles(spec, inp.shape[1], inp.name)
         elif all(isinstance(d, int) and d > 0 for d in inp.shape):
             parsed = [Profile(inp.name, inp.shape, inp.shape, inp.shape)]
+        elif inp.shape[0] == -1 and all(d > 0 for d in inp.shape[1:]):  # only the batch is free: trtexec's way
+            rest = tuple(inp.shape[1:])
+            parsed = [Profile(inp.name, (1, *rest), (8, *rest), (32, *rest))]
+            log.info("%s: only its batch axis is dynamic: profile batch 1/8/32 at %s (give --profile to change it)",
+                     onnx_path.name, "x".join(map(str, rest)))
         else:
             raise BadInput(f"{onnx_path.name} has dynamic axes {list(inp.shape)} and no vggdeploy metadata",
                            hint=f"give --profile {inp.name}:MIN:OPT:MAX (NxCxHxW shapes)")

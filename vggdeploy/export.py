@@ -48,6 +48,7 @@ def metadata(loaded: LoadedModel, spec: FormSpec, precision: str = "fp32") -> di
             "mean": list(v.mean), "std": list(v.std),
         }),
         "vggdeploy.num_classes": str(v.num_classes),
+        "vggdeploy.head": json.dumps({"pool": v.pool, "hidden": v.hidden}),
         "vggdeploy.weights": loaded.weights,
         "vggdeploy.weights_sha256": loaded.weights_sha256,
     }

@@ -15,6 +15,8 @@ from .forms import FormSpec, spec_from_metadata
 from .variants import CONFIGS, Variant
 
 
+ADOPT_HINT = ("a VGG ONNX from another exporter: `vggdeploy adopt {path}` (states its layout and preprocessing); "
+              "a PyTorch model: `vggdeploy export`")
 FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16, onnx.TensorProto.DOUBLE}
 
 
@@ -56,7 +58,14 @@ def metadata_of(model: onnx.ModelProto) -> dict:
 
 
 def inspect_onnx(path: str | Path) -> dict:
+    """What an artifact holds: files and sizes, I/O with dynamic axes, metadata, op counts, parameter
+    count and initializer types, and an INT8 artifact's layout. Takes an ONNX file or the OpenVINO IR
+    (.xml) `convert` writes. Raises BadInput for a file that is neither."""
     path = Path(path)
+    if path.suffix == ".xml":
+        from .backends.openvino import describe_ir
+
+        return describe_ir(path)
     model = load_graph(path)
     init = list(model.graph.initializer)
     dtypes = Counter(onnx.helper.tensor_dtype_to_np_dtype(t.data_type).name for t in init)
@@ -98,13 +107,13 @@ def source_variant(path: Path, graph: onnx.ModelProto | None = None) -> tuple[di
     check_onnx_files(path, graph)
     meta = metadata_of(graph)
     if "vggdeploy.form" not in meta:
-        raise BadInput(f"{path} has no vggdeploy metadata", hint="export it with `vggdeploy export` first")
+        raise BadInput(f"{path} has no vggdeploy metadata", hint=ADOPT_HINT.format(path=path))
     check_metadata(meta, path)
     pre = meta["vggdeploy.preprocessing"]
     v = Variant(meta["vggdeploy.variant"], meta["vggdeploy.config"], meta["vggdeploy.batch_norm"],
                 num_classes=int(meta["vggdeploy.num_classes"]), in_channels=len(pre["mean"]),
                 image_size=pre["crop"], resize=pre["resize"], mean=tuple(pre["mean"]), std=tuple(pre["std"]),
-                pool=_dense_pool(meta))
+                **meta.get("vggdeploy.head", {"pool": _dense_pool(meta)}))
     return meta, v, spec_from_metadata(meta)
 
 
@@ -149,6 +158,8 @@ METADATA_SCHEMA = {
     "vggdeploy.precision": (False, lambda x: x in ("fp32", "fp16", "int8-tensorrt", "int8-cpu"),
                             "fp32, fp16, int8-tensorrt or int8-cpu"),
     "vggdeploy.taps": (False, lambda x: isinstance(x, list) and all(isinstance(t, str) for t in x), "a list of names"),
+    "vggdeploy.head": (False, lambda x: isinstance(x, dict) and set(x) == {"pool", "hidden"} and all(_count(i) for i in x.values()),
+                       "{pool: N, hidden: N} (the classifier's window and width)"),
     "vggdeploy.class_names": (False, lambda x: isinstance(x, list) and all(isinstance(t, str) for t in x),
                               "a list of names"),
 }

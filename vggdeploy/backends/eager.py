@@ -53,15 +53,20 @@ class TorchRunner(Runner):
 def eager_for_artifact(path: str | Path, device: str = "cpu", **options) -> TorchRunner:
     """Eager PyTorch from the same weights as a vggdeploy artifact (its metadata names the variant,
     the weights and the form): the baseline for parity and speed on that artifact."""
-    from ..inspect import load_graph, metadata_of
+    from ..inspect import ADOPT_HINT, load_graph, metadata_of
     from ..models import build_form, output_names
     from ..weights import load_model
     from ..errors import BadInput
 
     meta = metadata_of(load_graph(Path(path)))
     if "vggdeploy.weights" not in meta:
-        raise BadInput(f"{path} has no vggdeploy metadata: eager PyTorch can't be rebuilt from it")
+        raise BadInput(f"{path} has no vggdeploy metadata: eager PyTorch can't be rebuilt from it",
+                       hint=ADOPT_HINT.format(path=path))
     weights = meta["vggdeploy.weights"]
+    from ..adopt import ADOPTED_NO_EAGER, is_adopted
+
+    if is_adopted(meta):
+        raise BadInput(f"{Path(path).name}: {ADOPTED_NO_EAGER}", hint="compare runtimes with each other (bench --backends)")
     seed = 0
     if weights.startswith("random:"):
         weights, seed = "random", int(weights.split(":")[1])

@@ -1,0 +1,182 @@
+"""A VGG ONNX from another exporter, adopted and then taken by every verb; and the foreign graphs
+adopt refuses, each in one line with nothing written.
+
+The foreign model is timm's VGG class exported by torch's TorchScript-based exporter (not vggdeploy's
+dynamo path) behind Keras' conventions: channels last, BGR, caffe-style 0-255 mean subtraction, a
+softmax at the end, input and output named as Keras names them.
+"""
+
+import json
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from vggdeploy.adopt import AdoptOptions, adopt
+from vggdeploy.backends import make_runner
+from vggdeploy.errors import BadInput
+
+timm = pytest.importorskip("timm", reason="timm is a test dependency (pip install -e '.[dev]')")
+CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+
+
+class KerasStyle(torch.nn.Module):
+    """Keras' VGG16 graph: channels last in, softmax out; the caffe-style BGR mean subtraction is the
+    user's preprocessing, outside the graph (keras.applications.vgg16.preprocess_input)."""
+
+    def __init__(self, net, channels_last=True):
+        super().__init__()
+        self.net, self.channels_last = net, channels_last
+
+    def forward(self, x):
+        return torch.softmax(self.net(x.permute(0, 3, 1, 2) if self.channels_last else x), 1)
+
+
+def foreign_onnx(path, channels_last=True, shape=(2, 56, 56, 3), dynamic=(0,), net=None):
+    from timm.models.vgg import VGG
+
+    torch.manual_seed(0)
+    net = net or VGG([16, "M", 32, "M", 64, 64, "M"], num_classes=4).eval()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(KerasStyle(net, channels_last).eval(), (torch.rand(*shape) * 255 - 120,), str(path), dynamo=False,
+                          opset_version=17, input_names=["input_1"], output_names=["predictions"],
+                          dynamic_axes={"input_1": {d: f"d{d}" for d in dynamic}, "predictions": {0: "d0"}})
+    return path
+
+
+@pytest.fixture(scope="module")
+def adopted(tmp_path_factory):
+    root = tmp_path_factory.mktemp("adopt")
+    src = foreign_onnx(root / "keras_vgg.onnx")
+    (root / "classes.txt").write_text("cat\ndog\nfox\nowl\n")
+    r = cli("adopt", src, "--out", root / "art", "--channels", "BGR", "--pixels", "0-255",
+            "--mean", ",".join(map(str, CAFFE_MEAN_BGR)), "--classes", root / "classes.txt")
+    assert r.returncode == 0, r.stderr
+    return src, root / "art" / "classifier.onnx"
+
+
+def cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "vggdeploy", *map(str, args)], capture_output=True, text=True, cwd=cwd)
+
+
+def test_adopted_copy_takes_vggdeploys_input_and_matches_the_original(adopted):
+    src, art = adopted
+    meta = {p.key: p.value for p in onnx.load(str(art), load_external_data=False).metadata_props}
+    assert meta["vggdeploy.config"] == "mini" and json.loads(meta["vggdeploy.class_names"]) == ["cat", "dog", "fox", "owl"]
+    pre = json.loads(meta["vggdeploy.preprocessing"])
+    np.testing.assert_allclose(pre["mean"], [m / 255 for m in CAFFE_MEAN_BGR[::-1]])  # RGB order, 0-1 pixels
+    np.testing.assert_allclose(pre["std"], [1 / 255] * 3)
+    x = np.random.default_rng(0).standard_normal((3, 3, 56, 56)).astype(np.float32) * 60  # NCHW RGB, pixel - mean
+    import onnxruntime as ort
+
+    want = ort.InferenceSession(str(src)).run(None, {"input_1": x[:, ::-1].transpose(0, 2, 3, 1).copy()})[0]
+    with make_runner("onnxruntime", art) as r:
+        np.testing.assert_allclose(r.infer({"input": x})["logits"], want, rtol=1e-4, atol=1e-6)
+    manifest = json.loads((art.parent / "manifest.json").read_text())["artifacts"]["classifier.onnx"]
+    assert manifest["parity"]["reference"].startswith("original ONNX") and manifest["adopted"]["layout"] == "NHWC"
+
+
+def test_every_verb_takes_the_adopted_artifact(adopted, tmp_path):
+    import shutil
+
+    from vggdeploy.engine import plan_build
+    from vggdeploy.mnist import write_image_folder
+
+    art = shutil.copytree(adopted[1].parent, tmp_path / "art") / "classifier.onnx"
+    for args in (["quantize", art, "--fp16"], ["quantize", art, "--int8", "--target", "cpu"],
+                 ["quantize", art, "--int8", "--target", "tensorrt"], ["verify", art.parent], ["convert", art],
+                 ["inspect", art.with_suffix(".xml")], ["triton", art, "--repo", tmp_path / "repo"]):
+        r = cli(*args)
+        assert r.returncode == 0, (args, r.stderr)
+    r = cli("bench", art.parent, "--duration", "0.2", "--batch", "1", "--out", tmp_path / "bench")
+    assert r.returncode == 0, r.stderr
+    rows = json.loads((tmp_path / "bench" / "bench.json").read_text())
+    assert {row["precision"] for row in rows["results"]} == {"fp32", "fp16", "int8-cpu", "int8-tensorrt"}
+    assert any("no PyTorch model" in s["reason"] for s in rows["skipped"])  # no eager row, and why
+    digits = write_image_folder(tmp_path / "digits", 40)
+    for d in range(4, 10):  # the model has 4 classes: digits 0-3 stand for them
+        shutil.rmtree(digits / str(d), ignore_errors=True)
+    r = cli("eval", art, art.with_suffix(".xml"), "--data", digits, "--out", tmp_path / "eval")
+    assert r.returncode == 0, r.stderr
+    assert len(json.loads((tmp_path / "eval" / "eval.json").read_text())) == 2
+    assert plan_build(art).profiles[0].max == (32, 3, 56, 56)  # the engine plan, decided without a GPU
+    assert (tmp_path / "repo" / "art-classifier-fp32" / "config.pbtxt").exists()
+
+
+def test_build_of_a_foreign_onnx_with_only_a_dynamic_batch(tmp_path):
+    from vggdeploy.engine import plan_build
+
+    plan = plan_build(foreign_onnx(tmp_path / "k.onnx"))
+    assert [(p.min, p.opt, p.max) for p in plan.profiles] == [((1, 56, 56, 3), (8, 56, 56, 3), (32, 56, 56, 3))]
+
+
+def test_layout_is_read_off_the_shape(tmp_path):
+    src = foreign_onnx(tmp_path / "nchw.onnx", channels_last=False, shape=(2, 3, 56, 56))
+    art = adopt(src, tmp_path / "art", AdoptOptions(pixels="0-255", mean=CAFFE_MEAN_BGR[::-1]))
+    assert json.loads((tmp_path / "art" / "manifest.json").read_text())["artifacts"][art.name]["adopted"]["layout"] == "NCHW"
+
+
+def two_inputs(path):
+    class Two(torch.nn.Module):
+        def forward(self, a, b):
+            return torch.nn.functional.max_pool2d(a + b, 2).flatten(1)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(Two(), (torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8)), str(path), dynamo=False,
+                          input_names=["a", "b"], dynamic_axes={"a": {0: "n"}, "b": {0: "n"}})
+
+
+def no_batch_axis(path):
+    from timm.models.vgg import VGG
+
+    net = VGG([16, "M", 32, "M", 64, 64, "M"], num_classes=4).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(torch.nn.Sequential(torch.nn.Unflatten(0, (1, 3)), net), (torch.rand(3, 56, 56),), str(path),
+                          dynamo=False, input_names=["image"])
+
+
+def not_a_vgg(path):
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 5), torch.nn.ReLU(), torch.nn.MaxPool2d(2), torch.nn.Flatten(),
+                              torch.nn.Linear(8 * 26 * 26, 4))
+    foreign_onnx(path, net=net)
+
+
+BAD = {
+    "two inputs": (two_inputs, [], "has 2 inputs"),
+    "NHWC declared NCHW": (lambda p: foreign_onnx(p), ["--layout", "NCHW"], "channels last, not NCHW"),
+    "no batch axis": (no_batch_axis, [], "has 3 axes"),
+    "fixed batch": (lambda p: foreign_onnx(p, dynamic=()), [], "fixed batch of 2"),
+    "gray for RGB": (lambda p: foreign_onnx(p), ["--channels", "gray"], "--channels gray contradicts"),
+    "mean count": (lambda p: foreign_onnx(p), ["--mean", "1,2"], "--mean has 2 value"),
+    "not a VGG": (not_a_vgg, [], "match no VGG configuration"),
+    "class names": (lambda p: foreign_onnx(p), ["--classes", "CLASSES"], "2 class names for .* 4 outputs"),
+    "bad std": (lambda p: foreign_onnx(p), ["--std", "0,1,1"], "--std 0.0,1.0,1.0: give positive"),
+}
+
+
+@pytest.mark.parametrize("case", BAD)
+def test_foreign_graphs_adopt_refuses(tmp_path, case):
+    make, args, message = BAD[case]
+    make(tmp_path / "m.onnx")
+    (tmp_path / "classes.txt").write_text("a\nb\n")
+    args = [str(tmp_path / "classes.txt") if a == "CLASSES" else a for a in args]
+    r = cli("adopt", tmp_path / "m.onnx", "--out", tmp_path / "out", *args)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and lines[0].startswith("error: "), r.stderr
+    assert len(lines) <= 2 and __import__("re").search(message, lines[0]), r.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_metadata_less_onnx_points_at_adopt(tmp_path):
+    src = foreign_onnx(tmp_path / "k.onnx")
+    r = cli("bench", src)
+    assert r.returncode == 2 and "vggdeploy adopt" in r.stderr
+    with pytest.raises(BadInput, match="fixed batch"):
+        adopt(foreign_onnx(tmp_path / "f.onnx", dynamic=()), tmp_path / "o")
