@@ -20,33 +20,9 @@ from vggdeploy.adopt import AdoptOptions, adopt
 from vggdeploy.backends import make_runner
 from vggdeploy.errors import BadInput
 
+from user_models import CAFFE_MEAN_BGR, foreign_onnx
+
 timm = pytest.importorskip("timm", reason="timm is a test dependency (pip install -e '.[dev]')")
-CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
-
-
-class KerasStyle(torch.nn.Module):
-    """Keras' VGG16 graph: channels last in, softmax out; the caffe-style BGR mean subtraction is the
-    user's preprocessing, outside the graph (keras.applications.vgg16.preprocess_input)."""
-
-    def __init__(self, net, channels_last=True):
-        super().__init__()
-        self.net, self.channels_last = net, channels_last
-
-    def forward(self, x):
-        return torch.softmax(self.net(x.permute(0, 3, 1, 2) if self.channels_last else x), 1)
-
-
-def foreign_onnx(path, channels_last=True, shape=(2, 56, 56, 3), dynamic=(0,), net=None):
-    from timm.models.vgg import VGG
-
-    torch.manual_seed(0)
-    net = net or VGG([16, "M", 32, "M", 64, 64, "M"], num_classes=4).eval()
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(KerasStyle(net, channels_last).eval(), (torch.rand(*shape) * 255 - 120,), str(path), dynamo=False,
-                          opset_version=17, input_names=["input_1"], output_names=["predictions"],
-                          dynamic_axes={"input_1": {d: f"d{d}" for d in dynamic}, "predictions": {0: "d0"}})
-    return path
 
 
 @pytest.fixture(scope="module")

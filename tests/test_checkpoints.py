@@ -129,6 +129,9 @@ BAD = {
     "whole module": (lambda p, m: torch.save(m, p), r"holds a whole pickled vggdeploy\.models\.VGG, not a state dict"),
     "torchscript": (lambda p, m: torch.jit.trace(m, torch.randn(1, 1, 32, 32)).save(p), "is a TorchScript program"),
     "truncated": (lambda p, m: (torch.save(m.state_dict(), p), p.write_bytes(p.read_bytes()[:5000])), "cannot read checkpoint"),
+    "truncated safetensors": (lambda p, m: _truncated_safetensors(p, m), "cannot read model.safetensors as safetensors"),
+    "timm extra head": (lambda p, m: torch.save({**timm_vgg(False).state_dict(), "head.fc2.weight": torch.zeros(3, 10)}, p),
+                        r"unexpected head\.fc2\.weight"),
     "missing tensor": (lambda p, m: torch.save({k: t for k, t in m.state_dict().items() if k != "classifier.3.bias"}, p),
                        r"missing classifier\.3\.bias"),
     "extra head": (lambda p, m: torch.save({**m.state_dict(), "classifier.9.weight": torch.zeros(5, 10)}, p),
@@ -141,10 +144,17 @@ BAD = {
 }
 
 
+def _truncated_safetensors(path, model):
+    from safetensors.torch import save_file
+
+    save_file(model.state_dict(), path)
+    path.write_bytes(path.read_bytes()[:3000])
+
+
 @pytest.mark.parametrize("case", BAD)
 def test_bad_checkpoints_are_one_line(tmp_path, mini, case):
     write, message = BAD[case]
-    path = tmp_path / "model.pth"
+    path = tmp_path / ("model.safetensors" if "safetensors" in case else "model.pth")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         write(path, mini.model.eval())
