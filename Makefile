@@ -40,6 +40,7 @@ demo: setup
 
 # the tests (about 5 minutes on 2 cores); test-slow: full-size VGGs, an emulated AVX2 CPU, a Ray cluster (CI runs both)
 test: setup
+	$(PY) -m ruff check .
 	$(PY) -m pytest -q -rs -m "not slow"
 
 test-slow: setup

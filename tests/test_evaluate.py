@@ -105,7 +105,7 @@ def test_bad_input(mini_artifacts, digits, tmp_path, run, mini):
         (["--data", mismatch], "2 labels for 1 images"),
         (["--data", digits, "--protocol", "dense", "--scales", "16"], "below the dense form's minimum 32"),
         (["--data", digits, "--protocol", "multicrop", "--scales", "24"], "below the crop size 32"),
-        (["--data", digits, "--protocol", "sparse"], "unknown protocol"),
+        (["--data", digits, "--protocol", "sparse"], "'sparse' is not one of"),
     ]
     for args, message in cases:
         code, _, err = run("eval", mini_artifacts / "dense.onnx", *args)

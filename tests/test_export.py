@@ -90,7 +90,7 @@ def test_failed_parity_leaves_nothing_behind(run, tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("argv,code,message", [
     (["export", "vgg61"], 2, "unknown variant 'vgg61'"),
-    (["export", "vgg-mini", "--weights", "random", "--form", "dense,bogus"], 2, "unknown form 'bogus'"),
+    (["export", "vgg-mini", "--weights", "random", "--form", "dense,bogus"], 2, "'bogus' is not one of 'classifier'"),
     (["export", "vgg-mini", "--weights", "random", "--size", "7"], 2, "too small for the classifier form"),
     (["export", "vgg-mini", "--weights", "random", "--size", "3x-2"], 2, "bad size"),
     (["export", "vgg-mini", "--weights", "random", "--form", "features", "--taps", "relu9_9"], 2, "unknown tap"),

@@ -97,7 +97,7 @@ def test_old_artifacts_are_judged_by_the_layout_they_imply(digits):
 def test_bad_layout_choices_are_refused_in_one_line(run, digits):
     out, files = digits
     code, _, err = run("quantize", files["fp32"], "--int8", "--target", "cpu", "--cpu-layout", "avx512")
-    assert code == 2 and "unknown CPU layout 'avx512'" in err and "u8s7-channel" in err
+    assert code == 2 and "'avx512' is not one of" in err and "u8s7-channel" in err
     code, _, err = run("quantize", files["fp32"], "--int8", "--target", "tensorrt", "--cpu-layout", "u8s7-tensor")
     assert code == 2 and "--cpu-layout applies to --target cpu" in err
 

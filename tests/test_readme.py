@@ -101,3 +101,11 @@ def test_bring_your_own_model_commands_run_as_written(tmp_path, command):
             want = model.eval()(x).numpy()
         got = ort.InferenceSession(str(written)).run(None, {"input": x.numpy()})[0]
         assert abs(got - want).max() <= 1e-4 * max(1.0, abs(want).max()), abs(got - want).max()
+
+
+def test_python_example_runs_as_written(tmp_path):
+    text = README.read_text()
+    code = re.search(r"```python\n(.*?)```", text[text.index("## Use"):], re.S).group(1)
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "'score_map': (2, 1000, 2, 4), 'logits': (2, 1000)" in r.stdout

@@ -81,7 +81,7 @@ def test_report_merges_runs_and_refuses_foreign_json(bench_run, tmp_path, run):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--backends", "tpu"], "unknown backend 'tpu'"), (["--size", "16"], "too small"),
+    (["--backends", "tpu"], "'tpu' is not one of"), (["--size", "16"], "too small"),
     (["--out", "/proc/nope"], "cannot write"), (["--duration", "-1"], "positive duration"),
 ])
 def test_bench_bad_input(mini_artifacts, run, args, message):

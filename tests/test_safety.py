@@ -98,7 +98,7 @@ EXPORT_REFUSALS = [
     (["--int8", "--target", "cpu", "--calib", "{d}/empty.npz"], "holds no arrays"),
     (["--int8", "--target", "cpu", "--calib", "{d}/zero.npy"], "holds no inputs"),
     (["--int8", "--target", "cpu", "--keep-fp32", "bogus"], "node names exist only once the graph does"),
-    (["--backend", "bogus"], "unknown --backend 'bogus'"),
+    (["--backend", "bogus"], "'bogus' is not one of"),
     (["--int8", "--target", "cpu", "--calib-count", "999999"], "fewer than the 999999 asked"),
     (["--int8", "--target", "cpu", "--calib-count", "0"], "give a positive count"),
     (["--int8", "--target", "cpu", "--calib-count", "-1"], "give a positive count"),
@@ -111,7 +111,7 @@ EXPORT_REFUSALS = [
     (["--seed", str(2**64)], "--seed"),
     (["--out", ""], "is empty"),
     (["--out", "{d}/x\udcff"], "is not valid UTF-8"),
-    (["--target", "gpu", "--int8"], "unknown target 'gpu'"),
+    (["--target", "gpu", "--int8"], "'gpu' is not one of 'tensorrt', 'cpu'"),
 ]
 
 
@@ -127,7 +127,7 @@ def test_export_judges_every_option_before_any_work(run, tmp_path, bad_calib, ar
 
 @pytest.mark.parametrize("args,message", [
     (["--duration", "inf"], "--duration inf"), (["--duration", "nan"], "--duration nan"),
-    (["--duration", "-1"], "--duration -1"), (["--batch", "0"], "--batch"), (["--backends", "bogus"], "unknown backend"),
+    (["--duration", "-1"], "--duration -1"), (["--batch", "0"], "--batch"), (["--backends", "bogus"], "'bogus' is not one of"),
 ])
 def test_bench_refuses_bad_timing_options(run, mini_artifacts, args, message):
     code, _, err = run("bench", mini_artifacts / "classifier.onnx", *args)
@@ -145,7 +145,7 @@ def digits_folder(tmp_path_factory):
     (["--batch", "0"], "--batch 0"), (["--batch", "-1"], "--batch -1"),
     (["--protocol", "dense", "--scales", "99999"], "scale 99999 is above 4096"),
     (["--protocol", "multicrop", "--scales", "48", "--crops", "500"], "--crops 500"),
-    (["--protocol", "centre"], "unknown protocol 'centre'"),
+    (["--protocol", "centre"], "'centre' is not one of"),
 ])
 def test_eval_refuses_bad_options(run, mini_artifacts, digits_folder, args, message):
     code, _, err = run("eval", mini_artifacts / "dense.onnx", "--data", digits_folder, *args)
@@ -295,9 +295,9 @@ def test_inspect_escapes_control_characters(run, mini_copy):
 
 
 def test_debug_keeps_the_exit_code():
-    done = subprocess.run([sys.executable, "-m", "vggdeploy", "--debug", "export", "vgg-mini", "--target", "gpu"],
+    done = subprocess.run([sys.executable, "-m", "vggdeploy", "--debug", "export", "vgg-mini", "--target", "cpu"],
                           capture_output=True, text=True)
-    assert done.returncode == 2 and "Traceback" in done.stderr and "error: --target gpu applies to --int8" in done.stderr
+    assert done.returncode == 2 and "Traceback" in done.stderr and "error: --target cpu applies to --int8" in done.stderr
 
 
 def test_a_folder_named_like_a_variant_does_not_shadow_it(run, tmp_path, monkeypatch):

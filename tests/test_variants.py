@@ -57,3 +57,13 @@ def test_unknown_variant_names_the_closest():
         get_variant("vgg61")
     assert "vgg16" in e.value.hint
     assert get_variant("VGG16_BN").name == "vgg16_bn"
+
+
+@pytest.mark.parametrize("name", TV_NAMES)
+def test_published_accuracy_table_is_torchvisions(name):
+    from vggdeploy.variants import published_metrics
+
+    w = torchvision.models.get_weight(get_variant(name).tv_weights)
+    m = w.meta["_metrics"]["ImageNet-1K"]
+    assert published_metrics(get_variant(name)) == {"top1": m["acc@1"], "top5": m["acc@5"], "url": w.url,
+                                                    "file_size_mb": w.meta["_file_size"]}

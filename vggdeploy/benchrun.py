@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .artifacts import command_line, read_manifest, side_files
 from .errors import BadInput, MissingEnvironment
+from .progress import step
 
 log = logging.getLogger("vggdeploy")
 SCHEMA = "vggdeploy-bench/1"
@@ -132,15 +133,16 @@ def run_bench(paths: list[Path], backends: list[str], batches: list[int], sizes:
                 if key not in eager_keys and path.suffix == ".onnx":
                     eager_keys[key] = (path, eager_backend, size, meta, v, spec)
     blocks += list(eager_keys.values())
-    log.info("measuring the compute floor (GEMM rates) ...")
-    rates = gemm_rates()
+    with step("measuring the compute floor (GEMM rates)"):
+        rates = gemm_rates()
     system = system_info()  # its INT8 ISA per row too: merged runs may come from different CPUs
     results, interrupted = [], False
     try:
         for i, (path, backend, size, meta, v, spec) in enumerate(blocks, 1):
-            log.info("[%d/%d] %s on %s at %dx%d, batch %s", i, len(blocks), path.name, backend, *size, batches)
+            label = f"[{i}/{len(blocks)}] {path.name} on {backend} at {size[0]}x{size[1]}, batch {batches}"
             try:
-                rows, rss = _in_child(str(path), backend, batches, size, runs, duration, hint, concurrency)
+                with step(label):
+                    rows, rss = _in_child(str(path), backend, batches, size, runs, duration, hint, concurrency)
             except MissingEnvironment as e:
                 if strict:
                     raise

@@ -214,8 +214,8 @@ def _check_count(available: int, asked: int | None, where) -> None:
 class Reader:
     """ORT's CalibrationDataReader protocol, with set_range for chunked (per-size) collection."""
 
-    def __init__(self, batches: list[np.ndarray], input_name: str = "input"):
-        self.batches, self.input_name = batches, input_name
+    def __init__(self, batches: Sequence[np.ndarray], input_name: str = "input", on_batch=None):
+        self.batches, self.input_name, self.on_batch = batches, input_name, on_batch
         self.start, self.end, self.i = 0, len(batches), 0
 
     def __len__(self) -> int:
@@ -228,6 +228,8 @@ class Reader:
         if self.i >= self.end:
             return None
         self.i += 1
+        if self.on_batch:
+            self.on_batch(1)
         return {self.input_name: self.batches[self.i - 1]}
 
     def rewind(self) -> None:

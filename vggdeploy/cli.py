@@ -11,7 +11,14 @@ from pathlib import Path
 
 import click
 
+from .backends import BACKENDS
+from .engine import HARDWARE_COMPAT
 from .errors import BadInput, VggDeployError, printable
+from .evaluate import PROTOCOLS
+from .extract import POOLS
+from .forms import FORMS
+from .layouts import CPU_LAYOUTS, METHODS, QUANTIZERS, TARGETS
+from .triton import ACCELERATORS, KINDS, PLATFORMS
 
 log = logging.getLogger("vggdeploy")
 
@@ -49,6 +56,17 @@ class OutPath(click.Path):
 
 def split_list(text: str | None) -> list[str] | None:
     return [t.strip() for t in text.split(",") if t.strip()] if text else None
+
+
+def choice_list(allowed: tuple[str, ...], extra: tuple[str, ...] = ()):
+    """A click callback for a comma-separated list of choices: judged while the options are parsed,
+    before any import or work."""
+    def check(ctx, param, value):
+        for item in split_list(value) or []:
+            if item not in allowed + extra:
+                raise click.BadParameter(f"{item!r} is not one of {', '.join(map(repr, allowed + extra))}")
+        return value
+    return check
 
 
 def parse_ints(text: str, option: str) -> list[int]:
@@ -108,18 +126,19 @@ def precision_options(f):
         click.option("--io", default="fp32", show_default=True, type=click.Choice(["fp32", "fp16"]),
                      help="FP16 artifact's input/output type."),
         click.option("--int8", is_flag=True, help="Also write FORM.int8-TARGET.onnx (Q/DQ, calibrated)."),
-        click.option("--target", help="INT8 target: tensorrt or cpu (required with --int8)."),
+        click.option("--target", type=click.Choice(TARGETS), help="INT8 target (required with --int8)."),
         click.option("--calib", help="Calibration data: image folder, .npy/.npz, or 'samples' (default)."),
-        click.option("--calib-method", default="minmax", show_default=True, help="minmax, entropy or percentile."),
+        click.option("--calib-method", default="minmax", show_default=True, type=click.Choice(METHODS),
+                     help="ONNX Runtime's calibration method."),
         click.option("--calib-count", type=int, help="Inputs per size to calibrate on (default: all the source has; for vgg-mini's bundled digits, 256 of 4,000). Error if fewer."),
         click.option("--keep-fp32", help="Compute nodes left unquantized: first, last, or node names."),
-        click.option("--cpu-layout", help="INT8 layout for --target cpu: u8s7-channel (default: exact on every CPU), "
+        click.option("--cpu-layout", type=click.Choice(list(CPU_LAYOUTS)), help="INT8 layout for --target cpu: u8s7-channel (default: exact on every CPU), "
                                           "u8s7-tensor, u8s8-tensor, u8s8-channel (exact on ONNX Runtime only with "
                                           "VNNI/AMX), s8s8-tensor, u8u8-tensor."),
-        click.option("--quantizer", default="ort", show_default=True, type=click.Choice(["ort", "nncf"]),
+        click.option("--quantizer", default="ort", show_default=True, type=click.Choice(QUANTIZERS),
                      help="INT8 quantizer: ONNX Runtime's (both targets), or NNCF's defaults (cpu target; "
                           "pip install 'vggdeploy[nncf]')."),
-        click.option("--backend", default="cpu", show_default=True,
+        click.option("--backend", default="cpu", show_default=True, type=click.Choice(["cpu", "onnxruntime", "openvino"]),
                      help="Runtime for the parity check: cpu (fastest per precision), onnxruntime, openvino."),
     ]):
         f = opt(f)
@@ -150,15 +169,14 @@ def check_precision_args(fp16: bool, io: str, int8: bool, target: str | None, ca
     """Before any long work: every precision option that can be judged without a model, and the
     ones that need another (`exported`: the FP32 graph does not exist yet, so node names can't be
     checked)."""
-    from .backends import BACKENDS
-    from .precision import check_int8_options
+    from .layouts import Int8Options
 
     if backend not in BACKENDS:
         raise BadInput(f"unknown --backend {backend!r}", hint=f"choose from: {', '.join(BACKENDS)}")
     if io != "fp32" and not fp16:
         raise BadInput(f"--io {io} applies to --fp16", hint="add --fp16, or drop --io")
     if int8:
-        check_int8_options(target, calib_method, cpu_layout, quantizer, calib_count)
+        Int8Options(target, calib_method, calib_count, cpu_layout, quantizer)
         unknown = [k for k in split_list(keep_fp32) or [] if k not in ("first", "last")]
         if exported and unknown:
             raise BadInput(f"--keep-fp32 {unknown[0]}: node names exist only once the graph does",
@@ -175,7 +193,7 @@ def check_precision_args(fp16: bool, io: str, int8: bool, target: str | None, ca
 
 @cli.command()
 @click.argument("model")
-@click.option("--form", "forms", default="classifier", show_default=True,
+@click.option("--form", "forms", default="classifier", show_default=True, callback=choice_list(FORMS, ("all",)),
               help="classifier, dense, features, comma-separated, or 'all'.")
 @click.option("--weights", help="imagenet (default for torchvision names), bundled (vgg-mini), random, or a checkpoint PATH.")
 @click.option("--seed", default=0, show_default=True, help="Seed for --weights random.")
@@ -192,12 +210,6 @@ def check_precision_args(fp16: bool, io: str, int8: bool, target: str | None, ca
 @precision_options
 def export(model, forms, weights, seed, prefix, size, taps, opset, out_dir, force, no_verify, engine, **precision) -> None:
     """Export MODEL (a variant name or a checkpoint) to ONNX, checked against eager PyTorch."""
-    from .backends.eager import TorchRunner
-    from .export import check_opset, export_onnx
-    from .forms import FORMS, form_spec
-    from .models import build_form, output_names
-    from .weights import load_model
-
     check_precision_args(**precision, exported=True)
     if engine and precision["int8"] and precision["target"] != "tensorrt" and not precision["fp16"]:
         raise BadInput("--engine builds TensorRT engines; --int8 --target cpu makes a CPU-only graph",
@@ -213,6 +225,12 @@ def export(model, forms, weights, seed, prefix, size, taps, opset, out_dir, forc
         raise BadInput("--taps names the features form's outputs", hint="add --form features (or all), or drop --taps")
     if not 0 <= seed < 2**63:
         raise BadInput(f"--seed {seed}: give a whole number from 0 to 2**63 - 1")
+    from .backends.eager import TorchRunner  # torch: only once every option above is judged
+    from .export import check_opset, export_onnx
+    from .forms import form_spec
+    from .models import build_form, output_names
+    from .weights import load_model
+
     check_opset(opset)
     loaded = load_model(model, weights, seed, prefix)
     if loaded.inferred:
@@ -292,7 +310,7 @@ def adopt(onnx_path, out_dir, name, layout, channels, pixels, mean, std, size, r
 @click.option("--timing-cache", type=click.Path(path_type=Path), help="TensorRT timing cache file (read and updated).")
 @click.option("--workspace", help="Workspace memory pool limit, e.g. 4G or 512M.")
 @click.option("--opt-level", type=int, help="Builder optimisation level 0-5 (TensorRT's default 3).")
-@click.option("--hardware-compat", default="none", show_default=True, help="none or ampere+ (one engine for Ampere and newer).")
+@click.option("--hardware-compat", default="none", show_default=True, type=click.Choice(list(HARDWARE_COMPAT)), help="none or ampere+ (one engine for Ampere and newer).")
 @click.option("--out", type=OutPath(), help="Engine file (default FORM.PRECISION.plan beside the ONNX).")
 @click.option("--force", is_flag=True, help="Overwrite an existing engine.")
 def build(onnx_path: Path, profiles, timing_cache, workspace, opt_level, hardware_compat, out, force) -> None:
@@ -374,7 +392,7 @@ def inspect(path: Path, as_json: bool, check_qdq: str | None) -> None:
 
 @cli.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--backends", "--backend", "backends", default="cpu", show_default=True,
+@click.option("--backends", "--backend", "backends", default="cpu", show_default=True, callback=choice_list(BACKENDS),
               help="Comma-separated: cpu (fastest per precision), onnxruntime, openvino, tensorrt (.plan engines), "
                    "onnxruntime-cuda, onnxruntime-tensorrt, torch-cuda.")
 @click.option("--batch", default="1,8", show_default=True, help="Batch sizes, comma-separated.")
@@ -445,11 +463,11 @@ def cluster_of(cluster: str | None, workers: int | None, cpus_per_worker: int | 
 @click.option("--data", required=True, type=click.Path(path_type=Path),
               help="An ImageFolder tree (a folder per class) or images with a labels.txt.")
 @click.option("--labels", type=click.Path(path_type=Path), help="Labels file (default DATA/labels.txt): LABEL or NAME LABEL lines.")
-@click.option("--protocol", default="center", show_default=True, help="center, dense, multicrop or dense+multicrop.")
+@click.option("--protocol", default="center", show_default=True, type=click.Choice(PROTOCOLS), help="The paper's test protocol.")
 @click.option("--scales", help="Test scales Q (shorter side), comma-separated (default: resize x 1, 1.5, 2: 256,384,512).")
 @click.option("--flip", is_flag=True, help="Also the horizontally flipped image (dense) or crops (multicrop).")
 @click.option("--crops", default=5, show_default=True, help="multicrop: an N x N grid of crops per scale.")
-@click.option("--backend", default="cpu", show_default=True, help="Runtime (cpu: fastest per precision).")
+@click.option("--backend", default="cpu", show_default=True, type=click.Choice(BACKENDS), help="Runtime (cpu: fastest per precision).")
 @click.option("--fuse", is_flag=True, help="Also the fusion of the artifacts (their averaged posteriors).")
 @click.option("--batch", default=16, show_default=True, help="Images per batch for the center protocol.")
 @click.option("--out", "out_dir", type=OutPath(), help="Write eval.json and eval.md here.")
@@ -481,10 +499,10 @@ def eval_cmd(artifacts, data, labels, protocol, scales, flip, crops, backend, fu
 @click.option("--out", "out_dir", required=True, type=OutPath(), help="Folder for the Parquet file(s) and extract.json.")
 @click.option("--taps", help="Outputs to keep, comma-separated (default: every tap of the features form; logits "
                              "of the dense form, or score_map).")
-@click.option("--pool", default="gap", show_default=True, type=click.Choice(["gap", "max", "none"]),
+@click.option("--pool", default="gap", show_default=True, type=click.Choice(POOLS),
               help="Per tap: global average, global max, or none (the raw map, flattened, with its shape).")
 @click.option("--batch", default=16, show_default=True, help="Images per batch (and per Parquet row group).")
-@click.option("--backend", default="cpu", show_default=True, help="Runtime (cpu: fastest per precision).")
+@click.option("--backend", default="cpu", show_default=True, type=click.Choice(BACKENDS), help="Runtime (cpu: fastest per precision).")
 @click.option("--force", is_flag=True, help="Replace the results in an existing --out folder.")
 @cluster_options
 def extract_cmd(artifact, data, out_dir, taps, pool, batch, backend, force, cluster, workers, cpus_per_worker) -> None:
@@ -506,14 +524,14 @@ def extract_cmd(artifact, data, out_dir, taps, pool, batch, backend, force, clus
 @click.argument("artifact", type=click.Path(path_type=Path))
 @click.option("--repo", required=True, type=OutPath(), help="Triton model repository folder.")
 @click.option("--name", help="Model name (default: the artifact's folder and file, e.g. vgg16-dense-fp16).")
-@click.option("--platform", default="onnxruntime_onnx", show_default=True,
+@click.option("--platform", default="onnxruntime_onnx", show_default=True, type=click.Choice(PLATFORMS),
               help="onnxruntime_onnx, tensorrt_plan (a .plan), openvino, or python (vggdeploy's CPU runner).")
 @click.option("--max-batch", default=8, show_default=True, help="max_batch_size (0: no batching dimension).")
 @click.option("--dynamic-batching", is_flag=True, help="Let Triton merge concurrent requests into batches.")
 @click.option("--max-queue-delay-us", default=0, show_default=True, help="How long the batcher may wait for more.")
 @click.option("--instances", default=1, show_default=True, help="Model instances.")
-@click.option("--kind", default="cpu", show_default=True, help="cpu or gpu instance group.")
-@click.option("--accelerator", help="ONNX Runtime's execution accelerator: tensorrt (gpu) or openvino (cpu).")
+@click.option("--kind", default="cpu", show_default=True, type=click.Choice(KINDS), help="Instance group.")
+@click.option("--accelerator", type=click.Choice(list(ACCELERATORS)), help="ONNX Runtime's execution accelerator: tensorrt (gpu) or openvino (cpu).")
 @click.option("--force", is_flag=True, help="Replace the model if the repository already holds it.")
 def triton(artifact, repo, name, platform, max_batch, dynamic_batching, max_queue_delay_us, instances, kind,
            accelerator, force) -> None:
@@ -590,8 +608,19 @@ def doctor() -> None:
         click.echo(f"{name:22} {status:5} {detail}")
 
 
+GLOBAL_FLAGS = ("--debug", "-q", "--quiet")
+
+
+def hoist_global_flags(argv: list[str]) -> list[str]:
+    """`vggdeploy export vgg16 -q` as `vggdeploy -q export vgg16`: the group's flags work after the verb too."""
+    end = argv.index("--") if "--" in argv else len(argv)
+    flags = [a for a in argv[:end] if a in GLOBAL_FLAGS]
+    return flags + [a for a in argv[:end] if a not in GLOBAL_FLAGS] + argv[end:]
+
+
 def main(argv: list[str] | None = None) -> int:
-    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    argv = hoist_global_flags(list(argv if argv is not None else sys.argv[1:]))
+    debug = "--debug" in argv
     try:
         cli.main(args=argv, prog_name="vggdeploy", standalone_mode=False)
         return 0
@@ -606,7 +635,7 @@ def main(argv: list[str] | None = None) -> int:
         return e.exit_code
     except click.ClickException as e:  # click's usage errors, as one line like ours
         click.echo(f"error: {printable(e.format_message())}", err=True)
-        verb = next((a for a in (argv if argv is not None else sys.argv[1:]) if not a.startswith("-")), "")
+        verb = next((a for a in argv if not a.startswith("-")), "")
         click.echo(f"hint: `vggdeploy {verb + ' ' if verb in cli.commands else ''}--help` lists the options", err=True)
         return 2
     except click.exceptions.Abort:

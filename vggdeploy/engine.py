@@ -22,6 +22,7 @@ from .artifacts import (artifact_sha256, check_onnx_files, file_entry, prepare_o
 from .errors import BadInput
 from .forms import FormSpec, spec_from_metadata
 from .inspect import graph_io, load_graph, metadata_of
+from .progress import step
 
 log = logging.getLogger("vggdeploy")
 
@@ -285,13 +286,14 @@ def build_engine(plan: BuildPlan) -> Path:
         _check_cache_loads(trt, plan.timing_cache)
         config_args["load_timing_cache"] = str(plan.timing_cache) if plan.timing_cache.exists() else None
         new_cache = plan.timing_cache.with_name(f"{staging_prefix()}{plan.timing_cache.name}")
-    log.info("building a TensorRT %s engine on %s (%d profile(s)) ...", trt.__version__, gpu.name, len(plan.profiles))
     t0 = time.perf_counter()
     staged = plan.out.with_name(f"{staging_prefix()}{plan.out.name}")
     try:
-        network = NetworkFromOnnxPath(str(plan.onnx), strongly_typed=True)
-        engine = EngineBytesFromNetwork(network, CreateConfig(**config_args),
-                                        save_timing_cache=str(new_cache) if new_cache else None)()
+        with step(f"building a TensorRT {trt.__version__} engine of {plan.onnx.name} on {gpu.name} "
+                  f"({len(plan.profiles)} profile(s))"):
+            network = NetworkFromOnnxPath(str(plan.onnx), strongly_typed=True)
+            engine = EngineBytesFromNetwork(network, CreateConfig(**config_args),
+                                            save_timing_cache=str(new_cache) if new_cache else None)()
         if not engine:
             raise BadInput(f"TensorRT could not build {plan.onnx.name}", hint="run with --debug for TensorRT's log")
         staged.write_bytes(bytes(engine))

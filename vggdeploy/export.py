@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -13,12 +12,13 @@ import onnx
 import torch
 
 from . import __version__
+from .artifacts import file_entry, prepare_out_dir, publish, record, side_files, staging
 from .backends.base import Runner
 from .backends.eager import TorchRunner
-from .artifacts import file_entry, prepare_out_dir, publish, record, side_files, staging
 from .errors import BadInput, CheckFailed, first_line
 from .forms import FormSpec, check_memory, form_spec
 from .models import build_form, output_names
+from .progress import step
 from .variants import Variant
 from .weights import LoadedModel
 
@@ -94,8 +94,6 @@ def export_one(loaded: LoadedModel, spec: FormSpec, out_dir: Path, *, opset: int
     v, name = loaded.variant, artifact_name(spec.form)
     module = build_form(loaded.model, spec.form, list(spec.taps))
     outputs = output_names(spec.form, list(spec.taps))
-    t0 = time.perf_counter()
-    log.info("exporting %s %s form (opset %d) ...", v.name, spec.form, opset)
     entry = {
         "kind": "onnx", "form": spec.form, "precision": "fp32", "variant": v.name, "opset": opset,
         "input": {"name": "input", "shape": ["batch", v.in_channels, *(("height", "width") if spec.dynamic_hw else spec.size)]},
@@ -104,12 +102,12 @@ def export_one(loaded: LoadedModel, spec: FormSpec, out_dir: Path, *, opset: int
     }
     with staging(out_dir) as tmp:
         staged = tmp / name
-        program = _torch_export(module, v, spec, outputs, opset)
-        program.model.metadata_props.update(metadata(loaded, spec))
-        program.model.doc_string = f"{v.name} ({spec.form} form) exported by vggdeploy {__version__}"
-        program.save(staged, external_data=True)  # a 550 MB single-file save peaks at 4 GB RSS
-        del program
-        log.info("exported in %.1f s", time.perf_counter() - t0)
+        with step(f"exporting {v.name} {spec.form} form (opset {opset})"):
+            program = _torch_export(module, v, spec, outputs, opset)
+            program.model.metadata_props.update(metadata(loaded, spec))
+            program.model.doc_string = f"{v.name} ({spec.form} form) exported by vggdeploy {__version__}"
+            program.save(staged, external_data=True)  # a 550 MB single-file save peaks at 4 GB RSS
+            del program
         check = (lambda path: verify_artifact(path, TorchRunner(module, outputs), v, spec, backend=backend)) if verify else None
         return check_and_publish(staged, out_dir, entry, check)
 
@@ -151,8 +149,9 @@ def verify_artifact(path: Path, reference: Runner, v: Variant, spec: FormSpec, p
 
     kind = precision.split("-")[0]
     cases = default_cases(v, spec.form, spec.size, noise=kind != "int8")
-    with reference as ref, make_runner(backend, path) as got:
-        report = check_parity(ref, got, cases, THRESHOLDS[kind])
+    with step(f"checking {path.name} against {reference.name}", total=len(cases)) as advance, \
+            reference as ref, make_runner(backend, path) as got:
+        report = check_parity(ref, got, cases, THRESHOLDS[kind], on_case=advance)
     log_parity(report)
     report.raise_on_failure()
     worst = lambda key, pick: pick(getattr(r, key) for r in report.results)  # noqa: E731

@@ -7,9 +7,15 @@ runs on (isa.py), not the one it was made on. Torch-free: runners import this.
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 
+from .errors import BadInput, MissingEnvironment
 from .isa import CpuIsa
+
+TARGETS = ("tensorrt", "cpu")  # where an INT8 graph runs: TensorRT's Q/DQ rules, or CPU runtimes'
+METHODS = ("minmax", "entropy", "percentile")  # ONNX Runtime's calibration methods
+QUANTIZERS = ("ort", "nncf")
 
 META_KEY = "vggdeploy.int8_layout"
 
@@ -96,4 +102,56 @@ def cpu_runtime(layout: str, isa: CpuIsa) -> str:
     return "onnxruntime" if spec.exact_here(isa, "onnxruntime") else "openvino"
 
 
-__all__ = ["CPU_DEFAULT", "CPU_LAYOUTS", "Int8Layout", "LAYOUTS", "TENSORRT_LAYOUT", "cpu_runtime", "layout_of"]
+
+NNCF_INSTALL = "pip install 'vggdeploy[nncf]'  (or: pip install nncf)"
+
+
+@dataclass(frozen=True)
+class Int8Options:
+    """How an INT8 artifact is made, judged whole on construction (before any model is read):
+    `target` tensorrt or cpu, ORT's calibration `method`, `calib_count` inputs per size (None: all the
+    source has), the `cpu_layout` (cpu target; None: CPU_DEFAULT), the `quantizer` (ort, or NNCF's
+    defaults for the cpu target). Raises BadInput naming the option, MissingEnvironment for NNCF."""
+
+    target: str | None
+    method: str = "minmax"
+    calib_count: int | None = None
+    cpu_layout: str | None = None
+    quantizer: str = "ort"
+
+    def __post_init__(self):
+        if not self.target:
+            raise BadInput("--int8 needs --target", hint=f"one of: {', '.join(TARGETS)} (a TensorRT INT8 graph is slow "
+                                                          "on CPUs and a CPU one is rejected by TensorRT)")
+        for flag, value, allowed in (("--target", self.target, TARGETS), ("--calib-method", self.method, METHODS),
+                                     ("--quantizer", self.quantizer, QUANTIZERS)):
+            if value not in allowed:
+                raise BadInput(f"unknown {flag} {value!r}", hint=f"choose from: {', '.join(allowed)}")
+        if self.cpu_layout and self.cpu_layout not in CPU_LAYOUTS:
+            raise BadInput(f"unknown CPU layout {self.cpu_layout!r}", hint=f"choose from: {', '.join(CPU_LAYOUTS)}")
+        if self.calib_count is not None and self.calib_count < 1:
+            raise BadInput(f"--calib-count {self.calib_count}: give a positive count",
+                           hint="or leave it out to use all the source has")
+        if self.cpu_layout and self.target == "tensorrt":
+            raise BadInput("--cpu-layout applies to --target cpu", hint="TensorRT's layout is fixed (s8s8, per channel)")
+        if self.quantizer == "nncf":  # NNCF writes CPU graphs only, picks its own ranges and layout
+            if self.target != "cpu":
+                raise BadInput("--quantizer nncf makes CPU graphs (unsigned 8-bit activations), which TensorRT's "
+                               "Q/DQ rules reject", hint="use --target cpu with nncf; --target tensorrt uses --quantizer ort")
+            if self.method != "minmax":
+                raise BadInput(f"--calib-method {self.method} applies to --quantizer ort",
+                               hint="NNCF chooses its own ranges; drop --calib-method")
+            if self.cpu_layout:
+                raise BadInput("--cpu-layout applies to --quantizer ort", hint="NNCF chooses its own layout; drop --cpu-layout")
+            if importlib.util.find_spec("nncf") is None:
+                raise MissingEnvironment("NNCF is not installed", hint=NNCF_INSTALL)
+
+    @property
+    def layout(self) -> str:
+        """The layout the artifact gets: TensorRT's, NNCF's own (u8s8 per channel), or the cpu layout asked."""
+        if self.target == "tensorrt":
+            return TENSORRT_LAYOUT
+        return "u8s8-channel" if self.quantizer == "nncf" else self.cpu_layout or CPU_DEFAULT
+
+__all__ = ["CPU_DEFAULT", "CPU_LAYOUTS", "Int8Layout", "Int8Options", "LAYOUTS", "METHODS", "QUANTIZERS", "TARGETS",
+           "TENSORRT_LAYOUT", "cpu_runtime", "layout_of"]

@@ -9,7 +9,6 @@ computed on every run.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import logging
 import sys
 from pathlib import Path
@@ -18,24 +17,9 @@ import onnx
 
 from .artifacts import save_onnx
 from .calibration import CalibrationSet
-from .errors import BadInput, MissingEnvironment, first_line
+from .errors import BadInput, first_line
 
 log = logging.getLogger("vggdeploy")
-INSTALL = "pip install 'vggdeploy[nncf]'  (or: pip install nncf)"
-
-
-def check_nncf_options(target: str, method: str, cpu_layout: str | None) -> None:
-    """Before any work: NNCF writes CPU graphs only, picks its own ranges and layout, and must be installed."""
-    if target != "cpu":
-        raise BadInput("--quantizer nncf makes CPU graphs (unsigned 8-bit activations), which TensorRT's "
-                       "Q/DQ rules reject", hint="use --target cpu with nncf; --target tensorrt uses --quantizer ort")
-    if method != "minmax":
-        raise BadInput(f"--calib-method {method} applies to --quantizer ort",
-                       hint="NNCF chooses its own ranges; drop --calib-method")
-    if cpu_layout:
-        raise BadInput("--cpu-layout applies to --quantizer ort", hint="NNCF chooses its own layout; drop --cpu-layout")
-    if importlib.util.find_spec("nncf") is None:
-        raise MissingEnvironment("NNCF is not installed", hint=INSTALL)
 
 
 class _Samples:

@@ -6,6 +6,7 @@ as optimum's validate_model_outputs does.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -122,7 +123,11 @@ def compare_output(case: Case, output: str, ref: np.ndarray, got: np.ndarray, th
 
 
 def check_parity(reference: Runner, candidate: Runner, cases: list[Case], th: Thresholds,
-                 logits_outputs: tuple[str, ...] = ("logits",), input_name: str = "input") -> ParityReport:
+                 logits_outputs: tuple[str, ...] = ("logits",), input_name: str = "input",
+                 on_case: Callable[[int], None] | None = None) -> ParityReport:
+    """Run every case on both runners and compare each output (`logits_outputs` also by top-1/top-5
+    agreement). Returns the report (its `raise_on_failure` raises CheckFailed); raises CheckFailed
+    at once when an output's shape differs. `on_case(1)` is called after each case (progress)."""
     results = []
     for case in cases:
         feed = {input_name: case.batch}
@@ -131,4 +136,6 @@ def check_parity(reference: Runner, candidate: Runner, cases: list[Case], th: Th
             if got[name].shape != ref_out.shape:
                 raise CheckFailed(f"{case.label}/{name}: shape {got[name].shape}, reference {ref_out.shape}")
             results.append(compare_output(case, name, ref_out, got[name], th, name in logits_outputs))
+        if on_case:
+            on_case(1)
     return ParityReport(reference.name, candidate.name, th, results)

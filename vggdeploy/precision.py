@@ -11,7 +11,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import time
 from pathlib import Path
 
 import numpy as np
@@ -24,19 +23,17 @@ from .errors import BadInput, CheckFailed
 from .export import check_and_publish, verify_artifact
 from .forms import FormSpec
 from .inspect import load_graph, source_variant
-from .layouts import CPU_DEFAULT, CPU_LAYOUTS, LAYOUTS, TENSORRT_LAYOUT
+from .layouts import CPU_DEFAULT, LAYOUTS, METHODS, Int8Options  # noqa: F401 (METHODS: the API's list)
+from .progress import step
 from .qdq import check_qdq_tensorrt, compute_nodes
 from .variants import Variant
 
 log = logging.getLogger("vggdeploy")
 
-TARGETS = ("tensorrt", "cpu")
-METHODS = ("minmax", "entropy", "percentile")
 FP16_SAFE = 65504 / 4  # keep a node in FP32 when its activations come within 4x of FP16's max
 CACHE_DIR = cache_root() / "calibration"
 
 
-QUANTIZERS = ("ort", "nncf")
 COMPUTE_OPS = ["Conv", "Gemm", "MatMul"]
 # cpu target: pooling and reshaping between quantized layers run on the 8-bit tensors too. ORT only
 # quantizes them behind an already quantized tensor unless forced; forced, the ReLU before each pool
@@ -75,8 +72,7 @@ def to_fp16(src: Path, out_dir: Path | None = None, *, io: str = "fp32", referen
     out_dir = out_dir or src.parent
     name = _out_name(src, "fp16")
     prepare_out_dir(out_dir, [name], force)
-    t0 = time.perf_counter()
-    with staging(out_dir) as tmp:
+    with staging(out_dir) as tmp, step(f"converting {src.name} to FP16"):
         keep = sorted(_overflowing_nodes(copy_into(src, tmp / "source"), graph, v, spec))
         if keep:
             log.info("keeping %d node(s) in FP32 (activations near FP16's range): %s", len(keep), ", ".join(keep))
@@ -87,7 +83,6 @@ def to_fp16(src: Path, out_dir: Path | None = None, *, io: str = "fp32", referen
         _topological_sort(model.graph)  # the converter appends its I/O Casts at the end
         del model.graph.value_info[:]  # and leaves stale FP16 types on blocked nodes' outputs
         _set_meta(model, {"vggdeploy.precision": "fp16", "vggdeploy.io": io, "vggdeploy.fp32_nodes": json.dumps(keep)})
-        log.info("converted to FP16 in %.1f s", time.perf_counter() - t0)
         staged = tmp / name
         save_onnx(model, staged)
         del model
@@ -128,30 +123,29 @@ def to_int8(src: Path, out_dir: Path | None = None, *, target: str, method: str 
             calib: str | None = None, calib_count: int | None = None, keep_fp32: list[str] | None = None,
             cpu_layout: str | None = None, quantizer: str = "ort", reference: Runner | None = None,
             verify: bool = True, force: bool = False, backend: str = "cpu") -> Path:
-    check_int8_options(target, method, cpu_layout, quantizer, calib_count)
+    options = Int8Options(target, method, calib_count, cpu_layout, quantizer)
     graph, _, v, spec = source_model(src)
     out_dir = out_dir or src.parent
     tag = f"int8-{target}"
     name = _out_name(src, tag)
     prepare_out_dir(out_dir, [name], force)
     excluded = resolve_keep_fp32(graph, keep_fp32 or [])
-    layout = int8_layout(target, cpu_layout, quantizer)
+    layout = int8_layout(options)
     data = load_calibration(calib, v, calibration_sizes(v, spec.form, spec.size, spec.min_size), calib_count,
                             spec.min_size)
-    t0 = time.perf_counter()
     with staging(out_dir) as tmp:
         staged = tmp / name
         log.info("INT8 for %s by %s (%s): calibrating on %d of %d input(s) x %d size(s) from %s", target, quantizer,
                  "its defaults" if quantizer == "nncf" else method, data.count, data.available, len(data.sizes),
                  data.source)
         source = copy_into(src, tmp / "source")  # quantizers write beside their input (NAME-inferred.onnx)
-        if quantizer == "nncf":
-            from .nncf_quantize import quantize_nncf
+        with step(f"quantizing {src.name} for {target}", total=len(data.batches)) as advance:
+            if quantizer == "nncf":
+                from .nncf_quantize import quantize_nncf
 
-            calib_info = {"method": "nncf-default", "nncf": quantize_nncf(source, staged, data, excluded)}
-        else:
-            calib_info = _quantize_ort(src, source, staged, graph, data, target, method, excluded, layout)
-        log.info("quantized in %.1f s", time.perf_counter() - t0)
+                calib_info = {"method": "nncf-default", "nncf": quantize_nncf(source, staged, data, excluded)}
+            else:
+                calib_info = _quantize_ort(src, source, staged, graph, data, target, method, excluded, layout, advance)
         model = onnx.load(str(staged), load_external_data=False)
         if target == "tensorrt":
             problems = check_qdq_tensorrt(model, allow_float=set(excluded))
@@ -172,10 +166,15 @@ def to_int8(src: Path, out_dir: Path | None = None, *, target: str, method: str 
 
 
 def _quantize_ort(src: Path, source: Path, staged: Path, graph: onnx.ModelProto, data, target: str, method: str,
-                  excluded: list[str], layout_name: str) -> dict:
+                  excluded: list[str], layout_name: str, advance=None) -> dict:
     """ONNX Runtime's static quantizer on `source` (a private copy of `src`), with ranges cached per
     model, data, method and op set."""
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
 
     ops = COMPUTE_OPS + (CPU_PASS_THROUGH if target == "cpu" else [])
     layout = LAYOUTS[layout_name]
@@ -194,7 +193,7 @@ def _quantize_ort(src: Path, source: Path, staged: Path, graph: onnx.ModelProto,
     if hit:
         log.info("using the cached ranges in %s", cache)
     with _quiet_root_logger():
-        quantize_static(str(source), str(staged), Reader(data.batches), quant_format=QuantFormat.QDQ,
+        quantize_static(str(source), str(staged), Reader(data.batches, on_batch=advance), quant_format=QuantFormat.QDQ,
                         op_types_to_quantize=ops, per_channel=layout.per_channel, activation_type=act,
                         weight_type=weight, reduce_range=layout.reduce_range, nodes_to_exclude=excluded,
                         calibrate_method=getattr(CalibrationMethod, {"minmax": "MinMax"}.get(method, method.title())),
@@ -220,42 +219,15 @@ def _quiet_root_logger():
         root.setLevel(level)
 
 
-def check_int8_options(target: str | None, method: str, cpu_layout: str | None = None,
-                       quantizer: str = "ort", calib_count: int | None = None) -> None:
-    if not target:
-        raise BadInput("--int8 needs --target", hint=f"one of: {', '.join(TARGETS)} (a TensorRT INT8 graph is slow "
-                                                      "on CPUs and a CPU one is rejected by TensorRT)")
-    if target not in TARGETS:
-        raise BadInput(f"unknown target {target!r}", hint=f"choose from: {', '.join(TARGETS)} (INT8 needs a target)")
-    if method not in METHODS:
-        raise BadInput(f"unknown calibration method {method!r}", hint=f"choose from: {', '.join(METHODS)}")
-    if cpu_layout and cpu_layout not in CPU_LAYOUTS:
-        raise BadInput(f"unknown CPU layout {cpu_layout!r}", hint=f"choose from: {', '.join(CPU_LAYOUTS)}")
-    if calib_count is not None and calib_count < 1:
-        raise BadInput(f"--calib-count {calib_count}: give a positive count", hint="or leave it out to use the default")
-    if cpu_layout and target == "tensorrt":
-        raise BadInput("--cpu-layout applies to --target cpu", hint="TensorRT's layout is fixed (s8s8, per channel)")
-    if quantizer not in QUANTIZERS:
-        raise BadInput(f"unknown quantizer {quantizer!r}", hint=f"choose from: {', '.join(QUANTIZERS)}")
-    if quantizer == "nncf":
-        from .nncf_quantize import check_nncf_options
-
-        check_nncf_options(target, method, cpu_layout)
-
-
 def check_calibration(calib: str | None, v: Variant, spec: FormSpec, count: int | None) -> None:
     """Read the calibration data a form would get, and drop it: BadInput now rather than after an export."""
     load_calibration(calib, v, calibration_sizes(v, spec.form, spec.size, spec.min_size), count, spec.min_size)
 
 
-def int8_layout(target: str, cpu_layout: str | None, quantizer: str = "ort") -> str:
+def int8_layout(options: Int8Options) -> str:
     """The layout an INT8 artifact gets; a cpu layout that is exact only on some CPUs says so."""
-    if target == "tensorrt":
-        return TENSORRT_LAYOUT
-    if quantizer == "nncf":  # NNCF's CPU defaults: u8 activations, full-range s8 weights per channel
-        return "u8s8-channel"
-    name = cpu_layout or CPU_DEFAULT
-    if not LAYOUTS[name].portable:
+    name = options.layout
+    if not LAYOUTS[name].portable and options.quantizer == "ort":  # NNCF's own layout: said in its README row
         log.warning("%s is exact only on %s: ONNX Runtime on AVX2 or AVX-512 CPUs without VNNI saturates its "
                     "16-bit sums (measured: 953 of 1,000 digits vs 963 in FP32); %s keeps accuracy on every CPU",
                     name, LAYOUTS[name].exact_on, CPU_DEFAULT)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
-from .parity import ParityReport
+if TYPE_CHECKING:
+    from .parity import ParityReport
 
 log = logging.getLogger("vggdeploy")
 

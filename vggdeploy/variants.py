@@ -209,12 +209,23 @@ def peak_bytes(v: Variant, h: int, w: int, batch: int = 1) -> int:
     return 4 * (params + batch * peak)
 
 
-def published_metrics(v: Variant) -> dict:
-    """torchvision's published ImageNet top-1/top-5 and file name, where weights exist."""
-    if not v.tv_weights:
-        return {}
-    from torchvision.models import get_weight
+# torchvision's published ImageNet-1K accuracy and file of each weights entry (its WeightsEnum meta),
+# as data so that `vggdeploy list` needs no torchvision import; tests/test_variants.py checks it.
+PUBLISHED = {
+    "vgg11": (69.02, 88.628, "vgg11-8a719046.pth", 506.84),
+    "vgg11_bn": (70.37, 89.81, "vgg11_bn-6002323d.pth", 506.881),
+    "vgg13": (69.928, 89.246, "vgg13-19584684.pth", 507.545),
+    "vgg13_bn": (71.586, 90.374, "vgg13_bn-abd245e5.pth", 507.59),
+    "vgg16": (71.592, 90.382, "vgg16-397923af.pth", 527.796),
+    "vgg16_bn": (73.36, 91.516, "vgg16_bn-6c64b313.pth", 527.866),
+    "vgg19": (72.376, 90.876, "vgg19-dcbb9e9d.pth", 548.051),
+    "vgg19_bn": (74.218, 91.842, "vgg19_bn-c79401a0.pth", 548.143),
+}
 
-    w = get_weight(v.tv_weights)
-    m = w.meta["_metrics"]["ImageNet-1K"]
-    return {"top1": m["acc@1"], "top5": m["acc@5"], "url": w.url, "file_size_mb": w.meta.get("_file_size")}
+
+def published_metrics(v: Variant) -> dict:
+    """torchvision's published ImageNet top-1/top-5 and file, where weights exist."""
+    if not v.tv_weights or v.name not in PUBLISHED:
+        return {}
+    top1, top5, file, size = PUBLISHED[v.name]
+    return {"top1": top1, "top5": top5, "url": f"https://download.pytorch.org/models/{file}", "file_size_mb": size}
