@@ -58,6 +58,27 @@ def split_list(text: str | None) -> list[str] | None:
     return [t.strip() for t in text.split(",") if t.strip()] if text else None
 
 
+def json_option(f):
+    """--json: the verb's result as one JSON document on stdout (schemas: README, Machine-readable output)."""
+    return click.option("--json", "as_json", is_flag=True, help="Machine-readable output on stdout.")(f)
+
+
+def echo_artifacts(paths: list[Path], as_json: bool) -> None:
+    """The paths written, one per line; or {"artifacts": [each one's manifest entry and path]}."""
+    if not as_json:
+        for p in paths:
+            click.echo(p)
+        return
+    from .artifacts import read_manifest
+
+    manifests: dict[Path, dict] = {}
+    records = []
+    for p in paths:
+        manifest = manifests.setdefault(p.parent, read_manifest(p.parent))
+        records.append({"path": str(p), **manifest.get("artifacts", {}).get(p.name, {})})
+    click.echo(json.dumps({"artifacts": records}, indent=2))
+
+
 def choice_list(allowed: tuple[str, ...], extra: tuple[str, ...] = ()):
     """A click callback for a comma-separated list of choices: judged while the options are parsed,
     before any import or work."""
@@ -208,7 +229,9 @@ def check_precision_args(fp16: bool, io: str, int8: bool, target: str | None, ca
 @click.option("--engine", is_flag=True, help="Also build TensorRT engines (FP16/INT8-tensorrt if asked, else FP32) "
                                              "with the default profiles; needs a GPU host.")
 @precision_options
-def export(model, forms, weights, seed, prefix, size, taps, opset, out_dir, force, no_verify, engine, **precision) -> None:
+@json_option
+def export(model, forms, weights, seed, prefix, size, taps, opset, out_dir, force, no_verify, engine, as_json,
+           **precision) -> None:
     """Export MODEL (a variant name or a checkpoint) to ONNX, checked against eager PyTorch."""
     check_precision_args(**precision, exported=True)
     if engine and precision["int8"] and precision["target"] != "tensorrt" and not precision["fp16"]:
@@ -251,13 +274,11 @@ def export(model, forms, weights, seed, prefix, size, taps, opset, out_dir, forc
         return TorchRunner(build_form(loaded.model, form, taps_of), output_names(form, taps_of))
 
     paths += run_precision(paths, verify=not no_verify, force=force, reference=eager_reference, **precision)
-    for p in paths:
-        click.echo(p)
     if engine:
         from .engine import build_engines, engine_sources
 
-        for p in build_engines(engine_sources(paths), force=force):
-            click.echo(p)
+        paths += build_engines(engine_sources(paths), force=force)
+    echo_artifacts(paths, as_json)
 
 
 def parse_floats(text: str | None, option: str) -> tuple[float, ...] | None:
@@ -284,7 +305,8 @@ def parse_floats(text: str | None, option: str) -> tuple[float, ...] | None:
 @click.option("--resize", type=int, help="Shorter side before the centre crop (default: crop x 256/224).")
 @click.option("--classes", "classes_file", type=click.Path(path_type=Path), help="Class names, one per line.")
 @click.option("--force", is_flag=True, help="Overwrite an existing artifact.")
-def adopt(onnx_path, out_dir, name, layout, channels, pixels, mean, std, size, resize, classes_file, force) -> None:
+@json_option
+def adopt(onnx_path, out_dir, name, layout, channels, pixels, mean, std, size, resize, classes_file, force, as_json) -> None:
     """Make a VGG ONNX exported elsewhere (Keras/tf2onnx, torch.onnx, a model zoo) a vggdeploy artifact:
     a copy with vggdeploy's input (NCHW, RGB, normalised as stated), output `logits`, metadata and a
     manifest entry, checked against the original. Every verb then takes it."""
@@ -300,7 +322,8 @@ def adopt(onnx_path, out_dir, name, layout, channels, pixels, mean, std, size, r
             raise BadInput(f"cannot read --classes {classes_file}: {getattr(e, 'strerror', None) or e}") from None
     options = AdoptOptions(layout, channels, pixels, parse_floats(mean, "--mean"), parse_floats(std, "--std"),
                            parse_size(size), resize, names, name)
-    click.echo(adopt_onnx(onnx_path, out_dir or Path("engines") / (name or onnx_path.stem), options, force=force))
+    echo_artifacts([adopt_onnx(onnx_path, out_dir or Path("engines") / (name or onnx_path.stem), options, force=force)],
+                   as_json)
 
 
 @cli.command()
@@ -313,13 +336,13 @@ def adopt(onnx_path, out_dir, name, layout, channels, pixels, mean, std, size, r
 @click.option("--hardware-compat", default="none", show_default=True, type=click.Choice(list(HARDWARE_COMPAT)), help="none or ampere+ (one engine for Ampere and newer).")
 @click.option("--out", type=OutPath(), help="Engine file (default FORM.PRECISION.plan beside the ONNX).")
 @click.option("--force", is_flag=True, help="Overwrite an existing engine.")
-def build(onnx_path: Path, profiles, timing_cache, workspace, opt_level, hardware_compat, out, force) -> None:
+@json_option
+def build(onnx_path: Path, profiles, timing_cache, workspace, opt_level, hardware_compat, out, force, as_json) -> None:
     """Build a strongly typed TensorRT engine from an FP32, FP16 or INT8-tensorrt ONNX (needs a GPU)."""
     from .engine import build_engines
 
-    for p in build_engines([onnx_path], force=force, profiles=list(profiles), timing_cache=timing_cache,
-                           workspace=workspace, opt_level=opt_level, hardware_compat=hardware_compat, out=out):
-        click.echo(p)
+    echo_artifacts(build_engines([onnx_path], force=force, profiles=list(profiles), timing_cache=timing_cache,
+                                 workspace=workspace, opt_level=opt_level, hardware_compat=hardware_compat, out=out), as_json)
 
 
 @cli.command()
@@ -327,13 +350,13 @@ def build(onnx_path: Path, profiles, timing_cache, workspace, opt_level, hardwar
 @click.option("--force", is_flag=True, help="Overwrite existing artifacts.")
 @click.option("--no-verify", is_flag=True, help="Skip the parity check against the FP32 ONNX.")
 @precision_options
-def quantize(onnx_path: Path, force, no_verify, **precision) -> None:
+@json_option
+def quantize(onnx_path: Path, force, no_verify, as_json, **precision) -> None:
     """FP16 and/or INT8 artifacts from an existing FP32 ONNX (written beside it, compared with it)."""
     check_precision_args(**precision)
     if not (precision["fp16"] or precision["int8"]):
         raise BadInput("nothing to do", hint="pass --fp16 and/or --int8 --target tensorrt|cpu")
-    for p in run_precision([onnx_path], verify=not no_verify, force=force, **precision):
-        click.echo(p)
+    echo_artifacts(run_precision([onnx_path], verify=not no_verify, force=force, **precision), as_json)
 
 
 def default_folder(loaded) -> str:
@@ -472,8 +495,9 @@ def cluster_of(cluster: str | None, workers: int | None, cpus_per_worker: int | 
 @click.option("--batch", default=16, show_default=True, help="Images per batch for the center protocol.")
 @click.option("--out", "out_dir", type=OutPath(), help="Write eval.json and eval.md here.")
 @cluster_options
+@json_option
 def eval_cmd(artifacts, data, labels, protocol, scales, flip, crops, backend, fuse, batch, out_dir, cluster, workers,
-             cpus_per_worker) -> None:
+             cpus_per_worker, as_json) -> None:
     """Top-1/top-5 error of deployed ARTIFACTS (files, folders or a variant's engines/NAME) under the
     VGG paper's protocols, on labelled images; on a Ray cluster with --cluster."""
     from .bench import artifact_source
@@ -488,7 +512,7 @@ def eval_cmd(artifacts, data, labels, protocol, scales, flip, crops, backend, fu
     pre = source_variant(artifact_source(files[0]))[0]["vggdeploy.preprocessing"]
     qs = () if protocol == "center" else tuple(parse_ints(scales, "--scales")) if scales else default_scales(pre)
     rows = evaluate(files, samples, Protocol(protocol, qs, flip, crops), backend, fuse, batch, cluster=ray_opts)
-    click.echo(table([h for _, h in EVAL_COLUMNS], eval_rows(rows)))
+    click.echo(json.dumps({"results": rows}, indent=2) if as_json else table([h for _, h in EVAL_COLUMNS], eval_rows(rows)))
     if out_dir:
         write_eval(rows, out_dir)
 
@@ -505,16 +529,18 @@ def eval_cmd(artifacts, data, labels, protocol, scales, flip, crops, backend, fu
 @click.option("--backend", default="cpu", show_default=True, type=click.Choice(BACKENDS), help="Runtime (cpu: fastest per precision).")
 @click.option("--force", is_flag=True, help="Replace the results in an existing --out folder.")
 @cluster_options
-def extract_cmd(artifact, data, out_dir, taps, pool, batch, backend, force, cluster, workers, cpus_per_worker) -> None:
+@json_option
+def extract_cmd(artifact, data, out_dir, taps, pool, batch, backend, force, cluster, workers, cpus_per_worker,
+                as_json) -> None:
     """Embeddings of every image in DATA from a features (or dense) ARTIFACT, as Parquet: a row per
     image (path, error, one vector per tap), the artifact's sha256 and precision in the file's metadata."""
-    from .backends import BACKENDS
     from .extract import extract
 
-    if backend not in BACKENDS:
-        raise BadInput(f"unknown --backend {backend!r}", hint=f"choose from: {', '.join(BACKENDS)}")
     summary = extract(artifact, data, out_dir, taps=split_list(taps), pool=pool, batch=batch, backend=backend,
                       force=force, cluster=cluster_of(cluster, workers, cpus_per_worker))
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+        return
     click.echo(f"{summary['written']} of {summary['images']} image(s) written to {out_dir}"
                f" ({summary['errors']} unreadable, written as error rows)"
                + (" - interrupted" if summary["interrupted"] else ""))
@@ -533,14 +559,18 @@ def extract_cmd(artifact, data, out_dir, taps, pool, batch, backend, force, clus
 @click.option("--kind", default="cpu", show_default=True, type=click.Choice(KINDS), help="Instance group.")
 @click.option("--accelerator", type=click.Choice(list(ACCELERATORS)), help="ONNX Runtime's execution accelerator: tensorrt (gpu) or openvino (cpu).")
 @click.option("--force", is_flag=True, help="Replace the model if the repository already holds it.")
+@json_option
 def triton(artifact, repo, name, platform, max_batch, dynamic_batching, max_queue_delay_us, instances, kind,
-           accelerator, force) -> None:
+           accelerator, force, as_json) -> None:
     """Write a Triton model repository entry for ARTIFACT: config.pbtxt (Triton's own schema, linted),
     the model file(s), labels.txt and a README with the tritonserver and perf_analyzer commands."""
     from .triton import TritonOptions, default_name, write_repository
 
     opts = TritonOptions(default_name(artifact) if name is None else name, platform, max_batch, dynamic_batching, max_queue_delay_us, instances, kind, accelerator)
-    click.echo(write_repository(artifact, repo, opts, force))
+    model_dir = write_repository(artifact, repo, opts, force)
+    click.echo(json.dumps({"model": str(model_dir), "name": opts.name, "platform": opts.platform,
+                           "files": sorted(str(p.relative_to(model_dir)) for p in model_dir.rglob("*") if p.is_file())},
+                          indent=2) if as_json else model_dir)
 
 
 @cli.command()
@@ -563,28 +593,33 @@ def report(runs, out_dir) -> None:
 @click.option("--to", "fmt", type=click.Choice(["openvino"]), default="openvino", show_default=True,
               help="Target format.")
 @click.option("--force", is_flag=True, help="Overwrite an existing IR.")
-def convert(onnx_path: Path, fmt: str, force: bool) -> None:
+@json_option
+def convert(onnx_path: Path, fmt: str, force: bool, as_json: bool) -> None:
     """Convert an ONNX artifact for a runtime's own format (OpenVINO IR: NAME.xml + NAME.bin)."""
     from .backends.openvino import save_ir
 
     if not onnx_path.is_file():
         raise BadInput(f"{onnx_path} not found")
-    click.echo(save_ir(onnx_path, force=force))
+    echo_artifacts([save_ir(onnx_path, force=force)], as_json)
 
 
 @cli.command()
 @click.argument("folder", type=click.Path(path_type=Path))
-def verify(folder: Path) -> None:
+@json_option
+def verify(folder: Path, as_json: bool) -> None:
     """Re-check every artifact in FOLDER against its manifest: files, sizes, sha256, ONNX loads."""
     from .artifacts import verify_folder
     from .errors import CheckFailed
 
     problems = verify_folder(folder)
-    for line in problems:
+    if as_json:
+        click.echo(json.dumps({"folder": str(folder), "ok": not problems, "problems": problems}, indent=2))
+    for line in [] if as_json else problems:
         click.echo(f"problem: {line}")
     if problems:
         raise CheckFailed(f"{folder}: {len(problems)} problem(s) against the manifest")
-    click.echo(f"{folder}: every artifact matches its manifest")
+    if not as_json:
+        click.echo(f"{folder}: every artifact matches its manifest")
 
 
 @cli.command()
@@ -600,11 +635,16 @@ def clean(folder: Path) -> None:
 
 
 @cli.command()
-def doctor() -> None:
+@json_option
+def doctor(as_json: bool) -> None:
     """What this machine can run: runtimes, execution providers, GPU, TensorRT."""
     from .doctor import diagnose
 
-    for name, status, detail in diagnose():
+    rows = diagnose()
+    if as_json:
+        click.echo(json.dumps({"rows": [{"component": n, "status": st, "detail": d} for n, st, d in rows]}, indent=2))
+        return
+    for name, status, detail in rows:
         click.echo(f"{name:22} {status:5} {detail}")
 
 
