@@ -133,3 +133,15 @@ def test_a_variant_name_stands_for_its_artifact_folder(run, tmp_path, monkeypatc
     assert run("export", "vgg-mini", "--no-verify")[0] == 0
     code, out, err = run("bench", "vgg-mini", "--runs", "2", "--batch", "1", "--no-eager")
     assert code == 0 and "classifier" in out, err
+
+
+def test_rows_say_what_ran_and_how_steady(bench_run, mini_artifacts, run, tmp_path):
+    rows = json.loads((bench_run / "bench.json").read_text())["results"]
+    eager = [r for r in rows if r["backend"] == "eager"]
+    assert eager and all(r["artifact"].startswith("eager:") and r["artifact_mb"] is None for r in eager)
+    assert "std/p50" in (bench_run / "bench.md").read_text()
+    code, _, err = run("bench", mini_artifacts / "features.onnx", "--backends", "onnxruntime", "--batch", "1",
+                       "--runs", "2", "--out", tmp_path / "f")
+    assert code == 0, err
+    sizes = {r["size"] for r in json.loads((tmp_path / "f" / "bench.json").read_text())["results"]}
+    assert sizes == {"32x32"}  # the variant's own input size, not the features form's 16x16 minimum

@@ -114,7 +114,9 @@ def run_bench(paths: list[Path], backends: list[str], batches: list[int], sizes:
     blocks, eager_keys, skipped = [], {}, []
     for path in expand(paths):
         meta, v, spec = source_variant(artifact_source(path))
-        for size in (sizes if sizes and spec.dynamic_hw else [tuple(spec.size)]):
+        # a dynamic form at the variant's own input size unless asked (its minimum is 16x16 for the features form)
+        default = (max(v.image_size, spec.min_size),) * 2 if spec.dynamic_hw else tuple(spec.size)
+        for size in (sizes if sizes and spec.dynamic_hw else [default]):
             spec.check_size(*size)  # every size and batch checked before anything runs
             check_memory(v, size, max(batches))
             for backend in backends:
@@ -153,11 +155,12 @@ def run_bench(paths: list[Path], backends: list[str], batches: list[int], sizes:
             rate = rates["int8" if precision.startswith("int8") else "fp32"]
             for r in rows:
                 floor = macs_at(v, spec.form, *size) * r["batch"] / (rate * 1e9) * 1e3
-                results.append({"artifact": str(path), "model": v.name, "form": spec.form, "precision": precision,
+                eager = backend.startswith("torch")  # eager rows: the weights behind the artifact, not its file
+                results.append({"artifact": f"eager:{meta['vggdeploy.weights']}" if eager else str(path), "model": v.name, "form": spec.form, "precision": precision,
                                 "backend": {"torch": "eager", "torch-cuda": "eager-cuda"}.get(backend, backend),
                                 "cpu_isa": system["int8_isa"], **r,
                                 "peak_rss_mb": rss,
-                                "artifact_mb": round(sum(f.stat().st_size for f in side_files(path)) / 2**20, 1),
+                                "artifact_mb": None if eager else round(sum(f.stat().st_size for f in side_files(path)) / 2**20, 1),
                                 "floor_ms": round(floor, 3), "vs_floor": round(r["median_ms"] / floor, 2)})
     except KeyboardInterrupt:
         interrupted = True

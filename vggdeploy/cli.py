@@ -410,7 +410,9 @@ def inspect(path: Path, as_json: bool, check_qdq: str | None) -> None:
                    f": exact on {i8['exact_on']}; on this CPU ({i8['this_cpu']['int8_class']}): {here}")
     for k, val in info["metadata"].items():
         text = json.dumps(val) if not isinstance(val, str) else val
-        click.echo(printable(f"meta {k} = {text if len(text) < 100 else text[:97] + '...'}"))
+        if isinstance(val, list) and len(text) > 100:  # class names: a thousand of them
+            text = f"{json.dumps(val[:5])[:-1]}, ... ({len(val)} in all)]"
+        click.echo(printable(f"meta {k} = {text}"))
 
 
 @cli.command()

@@ -79,10 +79,20 @@ def inspect_onnx(path: str | Path) -> dict:
         "outputs": [_value_info(v) for v in model.graph.output],
         "metadata": metadata_of(model),
         "ops": dict(Counter(n.op_type for n in model.graph.node).most_common()),
-        "parameters": int(sum(int(np.prod(t.dims)) for t in init if t.data_type in FLOAT_TYPES)),
+        "parameters": parameter_count(model),
         "initializer_dtypes": dict(dtypes),
         "int8": int8_info(model),
     }
+
+
+def parameter_count(model: onnx.ModelProto) -> int:
+    """The model's weights and biases, in whatever type they are stored (an INT8 graph's int8 weights
+    count; its quantization scales and zero points, and shape constants, do not)."""
+    quant_params = {name for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")
+                    for name in n.input[1:]}
+    stored = FLOAT_TYPES | {onnx.TensorProto.INT8, onnx.TensorProto.UINT8}
+    return int(sum(int(np.prod(t.dims)) for t in model.graph.initializer
+                   if t.data_type in stored and t.name not in quant_params))
 
 
 def int8_info(model: onnx.ModelProto) -> dict | None:

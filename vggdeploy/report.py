@@ -49,13 +49,24 @@ def log_parity(report: ParityReport) -> None:
 RESULT_COLUMNS = [("model", "model"), ("form", "form"), ("precision", "precision"), ("runtime", "runtime"),
                   ("size", "size"), ("batch", "batch"),
                   ("concurrency", "in flight"), ("timing", "timing"), ("median_ms", "p50 ms"), ("p90_ms", "p90 ms"),
-                  ("p99_ms", "p99 ms"), ("std_ms", "std ms"), ("images_per_s", "img/s"), ("speedup_vs_eager", "vs eager"),
+                  ("p99_ms", "p99 ms"), ("std_ms", "std ms"), ("noise", "std/p50"), ("images_per_s", "img/s"), ("speedup_vs_eager", "vs eager"),
                   ("vs_floor", "x floor"), ("start_s", "load s"), ("first_ms", "first ms"), ("peak_rss_mb", "peak RSS MB"),
                   ("artifact_mb", "size MB"), ("cpu_isa", "CPU INT8")]
 
 
+NOISY = 0.25  # std over p50 above which a row's timing is flagged: rerun it on a quiet machine
+
+
+def _noise(r: dict) -> str | None:
+    """std/p50 of a row's latencies, flagged when it is over NOISY."""
+    if not r.get("median_ms") or r.get("std_ms") is None:
+        return None
+    ratio = r["std_ms"] / r["median_ms"]
+    return f"NOISY {ratio:.2f}" if ratio > NOISY else f"{ratio:.2f}"
+
+
 def _rows(run: dict) -> list[list]:
-    return [[r.get(k) for k, _ in RESULT_COLUMNS] for r in run["results"]]
+    return [[_noise(r) if k == "noise" else r.get(k) for k, _ in RESULT_COLUMNS] for r in run["results"]]
 
 
 def _system_line(run: dict) -> str:
@@ -75,7 +86,7 @@ def render_markdown(runs: list[dict]) -> str:
         out += [table([h for _, h in RESULT_COLUMNS], _rows(run), markdown=True), ""]
         out += [f"- skipped {s['artifact']} on {s['backend']}: {s['reason']}" for s in run.get("skipped", [])]
     out += ["", "p50/p90/p99: latency per batch; `vs eager`: eager PyTorch's p50 over this row's (same model, form, "
-            "size, batch); `x floor`: p50 over the compute floor (the model's MACs at that size and batch over the "
+            "size, batch); `std/p50`: NOISY above 0.25 (rerun on a quiet machine); `x floor`: p50 over the compute floor (the model's MACs at that size and batch over the "
             "best GEMM rate of its precision measured in the same run); `load s` + `first ms`: cold start; "
             "peak RSS of the process that ran that runtime alone."]
     return "\n".join(out) + "\n"
@@ -103,18 +114,19 @@ def _plots(results: list[dict]) -> list[tuple[str, str]]:
             continue
         series.setdefault((r["model"], r["form"], r["precision"], r["backend"], r["size"]), []).append(r)
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    floors: dict[int, float] = {}
+    _distinct_styles(ax, len(series))
+    batches = sorted({r["batch"] for rows in series.values() for r in rows})
     for (model, form, precision, backend, size), rows in sorted(series.items()):
         rows = sorted(rows, key=lambda r: r["batch"])
-        if len(rows) > 1 or len({r["batch"] for r in results}) == 1:
-            ax.plot([r["batch"] for r in rows], [r["median_ms"] for r in rows], marker="o",
-                    label=f"{model} {form} {precision} · {backend} · {size}")
-        for r in rows:
-            floors[r["batch"]] = min(floors.get(r["batch"], 1e18), r["floor_ms"])
-    ax.plot(sorted(floors), [floors[b] for b in sorted(floors)], "k--", label="compute floor (best precision)")
+        if len(rows) > 1 or len(batches) == 1:
+            line, = ax.plot([r["batch"] for r in rows], [r["median_ms"] for r in rows],
+                            label=f"{model} {form} {precision} · {_runtime(rows[0])} · {size}")
+            # each series' own floor (its model, form and size), in its colour: never another series' floor
+            ax.plot([r["batch"] for r in rows], [r["floor_ms"] for r in rows], ":", color=line.get_color(), marker="")
+    ax.plot([], [], ":", color="gray", label="dotted: each series' compute floor")
     ax.set(xlabel="batch", ylabel="p50 latency per batch (ms)", xscale="log", yscale="log",
            title="Latency vs batch")
-    ax.set_xticks(sorted(floors), [str(b) for b in sorted(floors)])
+    ax.set_xticks(batches, [str(b) for b in batches])
     ax.minorticks_off()
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))  # beside the plot, never over the lines
     plots.append(("Latency vs batch, per runtime and precision", _png(fig)))
@@ -123,7 +135,7 @@ def _plots(results: list[dict]) -> list[tuple[str, str]]:
     speed = [r for r in results if r.get("speedup_vs_eager") and not r["backend"].startswith("eager")]
     if speed:
         fig, ax = plt.subplots(figsize=(8, 0.3 * len(speed) + 1.2))
-        labels = [f"{r['model']} {r['form']} {r['precision']} · {r['backend']} · {r['size']} · b{r['batch']}"
+        labels = [f"{r['model']} {r['form']} {r['precision']} · {_runtime(r)} · {r['size']} · b{r['batch']}"
                   + (f" · {r['concurrency']} in flight" if r["timing"].startswith("serving") else "") for r in speed]
         ax.barh(labels, [r["speedup_vs_eager"] for r in speed], color="tab:green")
         ax.axvline(1.0, color="k", lw=1)
@@ -138,31 +150,52 @@ def _plots(results: list[dict]) -> list[tuple[str, str]]:
         by_run: dict[tuple, list] = {}
         for r in serving:
             by_run.setdefault((r["model"], r["form"], r["precision"], r["backend"], r["size"], r["batch"]), []).append(r)
+        _distinct_styles(ax, len(by_run))
         for (model, form, precision, backend, size, batch), rows in sorted(by_run.items()):
             rows = sorted(rows, key=lambda r: r["concurrency"])
-            ax.plot([r["concurrency"] for r in rows], [r["images_per_s"] for r in rows], marker="o",
-                    label=f"{model} {form} {precision} · {backend} · {size} · b{batch}")
+            ax.plot([r["concurrency"] for r in rows], [r["images_per_s"] for r in rows],
+                    label=f"{model} {form} {precision} · {_runtime(rows[0])} · {size} · b{batch}")
         ax.set(xlabel="requests in flight", ylabel="images/s", xscale="log", title="Throughput under a server's load")
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
         plots.append(("Throughput vs requests in flight", _png(fig)))
         plt.close(fig)
 
-    sized = [r for r in results if r["form"] != "classifier" and r["timing"] == "wall-clock"]
-    if len({r["size"] for r in sized}) > 1:
-        fig, ax = plt.subplots(figsize=(8, 4.5))
-        by: dict[tuple, list] = {}
-        for r in sized:
+    by: dict[tuple, list] = {}
+    for r in results:
+        if r["form"] != "classifier" and r["timing"] == "wall-clock":
             by.setdefault((r["model"], r["form"], r["precision"], r["backend"], r["batch"]), []).append(r)
+    by = {k: rows for k, rows in by.items() if len({r["size"] for r in rows}) > 1}  # a line needs two sizes
+    if by:
+        fig, ax = plt.subplots(figsize=(8, 4.5))
+        _distinct_styles(ax, len(by))
         for (model, form, precision, backend, batch), rows in sorted(by.items()):
             rows = sorted(rows, key=lambda r: _pixels(r["size"]))
-            ax.plot([_pixels(r["size"]) / 1e3 for r in rows], [r["median_ms"] for r in rows], marker="o",
-                    label=f"{model} {form} {precision} · {backend} · b{batch}")
+            ax.plot([_pixels(r["size"]) / 1e3 for r in rows], [r["median_ms"] for r in rows],
+                    label=f"{model} {form} {precision} · {_runtime(rows[0])} · b{batch}")
             ax.plot([_pixels(r["size"]) / 1e3 for r in rows], [r["floor_ms"] for r in rows], ":", color="gray")
         ax.set(xlabel="input pixels (thousands)", ylabel="p50 latency (ms)", title="Latency vs input size (dotted: floor)")
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
         plots.append(("Latency vs input size (dense and features forms)", _png(fig)))
         plt.close(fig)
     return plots
+
+
+def _runtime(row: dict) -> str:
+    """The runtime that ran a row (e.g. openvino[CPU,latency,f32]), not the backend asked for (cpu)."""
+    return row.get("runtime") or row["backend"]
+
+
+def _distinct_styles(ax, n: int) -> None:
+    """Colours from tab20 and markers that cycle at different lengths: 20 x 7 distinct series."""
+    from itertools import cycle, islice
+
+    import matplotlib
+
+    colors = matplotlib.colormaps["tab20"].colors if n > 10 else matplotlib.colormaps["tab10"].colors
+    markers = list(islice(cycle("osD^v<>"), n or 1))
+    from cycler import cycler
+
+    ax.set_prop_cycle(cycler(color=list(islice(cycle(colors), n or 1)), marker=markers))
 
 
 def _pixels(size: str) -> int:
@@ -180,16 +213,22 @@ def _html_table(headers: list[str], rows: list[list]) -> str:
 
 def parity_of(results: list[dict]) -> list[list]:
     """Parity/accuracy figures the artifact folders' manifests hold, one row per artifact."""
-    import json
     from pathlib import Path
 
-    rows, seen = [], set()
+    from .artifacts import read_manifest
+    from .errors import BadInput
+
+    rows, seen, manifests = [], set(), {}
     for r in results:
         path = Path(r["artifact"])
-        if path in seen or not (path.parent / "manifest.json").is_file():
+        if r["artifact"].startswith("eager:") or path in seen or not (path.parent / "manifest.json").is_file():
             continue
         seen.add(path)
-        entry = json.loads((path.parent / "manifest.json").read_text()).get("artifacts", {}).get(path.name, {})
+        try:
+            manifest = manifests.setdefault(path.parent, read_manifest(path.parent))  # validated, once per folder
+        except BadInput:
+            continue  # a damaged manifest: the report still renders, without that artifact's parity
+        entry = manifest.get("artifacts", {}).get(path.name, {})
         p = entry.get("parity")
         if p:
             rows.append([path.name, p.get("backend"), p.get("reference"), p.get("rel_l2"), p.get("cosine"),

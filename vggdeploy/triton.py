@@ -222,26 +222,27 @@ def read_config(path: Path):
 def repo_readme(opts: TritonOptions, artifact: Path) -> str:
     from .inspect import source_variant
 
-    served = {"python": "served for real on CPU here (tests/test_triton.py: HTTP, gRPC, dynamic batching)",
-              "onnxruntime_onnx": "config checked against Triton's schema here; the ONNX Runtime backend "
-                                  "can't be installed on our machines, so not served here",
-              "openvino": "config checked against Triton's schema here; not served here",
-              "tensorrt_plan": "config checked against Triton's schema here; needs a GPU: not served here"}[opts.platform]
+    backend = {"python": "Triton's Python backend running vggdeploy's CPU runner (`model.py`)",
+               "onnxruntime_onnx": "Triton's ONNX Runtime backend",
+               "openvino": "Triton's OpenVINO backend",
+               "tensorrt_plan": "Triton's TensorRT backend, on a GPU like the one the engine was built on"}[opts.platform]
     _, v, spec = source_variant(_onnx_of(artifact))
     shape = f" --shape input:{v.in_channels},{spec.size[0]},{spec.size[1]}" if spec.dynamic_hw else ""
     return f"""# {opts.name}: Triton model repository entry made by vggdeploy
 
-From `{artifact.name}`, platform `{opts.platform}`: {served}.
+From `{artifact.name}` ({v.name}, {spec.form} form), platform `{opts.platform}`: served by {backend}.
+`config.pbtxt` was checked against Triton's own schema when this folder was written.
 
 ```bash
 tritonserver --model-repository=$(pwd)/.. --http-address=127.0.0.1 --grpc-address=127.0.0.1
 perf_analyzer -m {opts.name} -u 127.0.0.1:8001 -i grpc --concurrency-range 1:16:3{shape}
 ```
 
-The python platform needs `vggdeploy` and its CPU runtimes importable by Triton's Python backend
-stub, whose embedded interpreter ignores PYTHONPATH: `scripts/triton_env.sh` makes such an
-environment; start tritonserver with `VGGDEPLOY_PYTHONPATH=ENV/lib/python3.X/site-packages:VGGDEPLOY_SRC`
-and `LD_LIBRARY_PATH` holding the interpreter's libpython folder.
+The python platform needs `vggdeploy` and its CPU runtimes (`pip install 'vggdeploy[cpu]'`)
+importable by the Python backend's stub, whose embedded interpreter ignores PYTHONPATH: install them
+into an environment of the stub's Python version and start tritonserver with
+`VGGDEPLOY_PYTHONPATH=ENV/lib/python3.X/site-packages` and `LD_LIBRARY_PATH` holding that
+interpreter's libpython folder.
 """
 
 
