@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 log = logging.getLogger("vggdeploy")
-HEARTBEAT = 10.0  # seconds of silence before a step says it is still running
+HEARTBEAT = 5.0  # seconds of silence before a step says it is still running (issue 19: never 10)
 
 
 @contextmanager

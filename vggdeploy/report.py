@@ -65,8 +65,12 @@ def _noise(r: dict) -> str | None:
     return f"NOISY {ratio:.2f}" if ratio > NOISY else f"{ratio:.2f}"
 
 
+def _result_row(r: dict) -> list:
+    return [_noise(r) if k == "noise" else r.get(k) for k, _ in RESULT_COLUMNS]
+
+
 def _rows(run: dict) -> list[list]:
-    return [[_noise(r) if k == "noise" else r.get(k) for k, _ in RESULT_COLUMNS] for r in run["results"]]
+    return [_result_row(r) for r in run["results"]]
 
 
 def _system_line(run: dict) -> str:
@@ -289,10 +293,16 @@ def render_html(runs: list[dict], evals: list[dict] | None = None) -> str:
         parts.append(f"<p class='note'><b>Run {i}</b> {escape(run['created'])}"
                      f"{' (interrupted)' if run.get('interrupted') else ''}: {escape(_system_line(run))}<br>"
                      f"<code>{escape(run['command'])}</code></p>")
-    for title, src in _plots(results):
+    try:
+        plots = _plots(results)
+    except ImportError:  # `vggdeploy[cpu]` alone: the page, without plots, says how to get them
+        plots = []
+        parts.append("<p class='note'>No plots: they need matplotlib (<code>pip install 'vggdeploy[report]'</code>)."
+                     " The tables below hold every figure.</p>")
+    for title, src in plots:
         parts.append(f"<h2>{escape(title)}</h2><img alt='{escape(title)}' src='{src}'>")
     parts.append("<h2>Results</h2>")
-    parts.append(_html_table([h for _, h in RESULT_COLUMNS], [[r.get(k) for k, _ in RESULT_COLUMNS] for r in results]))
+    parts.append(_html_table([h for _, h in RESULT_COLUMNS], [_result_row(r) for r in results]))
     if evals:
         parts.append("<h2>Accuracy under the paper's protocols (vggdeploy eval)</h2>")
         parts.append(_html_table([h for _, h in EVAL_COLUMNS], eval_rows(evals)))
