@@ -57,6 +57,7 @@ def test_adopted_copy_takes_vggdeploys_input_and_matches_the_original(adopted):
     assert manifest["parity"]["reference"].startswith("original ONNX") and manifest["adopted"]["layout"] == "NHWC"
 
 
+@pytest.mark.slow  # about a minute: ten CLI runs
 def test_every_verb_takes_the_adopted_artifact(adopted, tmp_path):
     import shutil
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from .adopt import CHANNELS, LAYOUTS as INPUT_LAYOUTS, PIXELS
 from .backends import BACKENDS
 from .engine import HARDWARE_COMPAT
 from .errors import BadInput, VggDeployError, printable
@@ -294,10 +295,10 @@ def parse_floats(text: str | None, option: str) -> tuple[float, ...] | None:
 @click.argument("onnx_path", type=click.Path(path_type=Path))
 @click.option("--out", "out_dir", type=OutPath(), help="Artifact folder (default engines/NAME).")
 @click.option("--name", help="The model's name (default: the file's stem).")
-@click.option("--layout", type=click.Choice(["NCHW", "NHWC"]), help="The input's layout (default: read off its shape).")
-@click.option("--channels", type=click.Choice(["RGB", "BGR", "gray"]), default="RGB", show_default=True,
+@click.option("--layout", type=click.Choice(INPUT_LAYOUTS), help="The input's layout (default: read off its shape).")
+@click.option("--channels", type=click.Choice(CHANNELS), default="RGB", show_default=True,
               help="The channel order the model was trained on.")
-@click.option("--pixels", type=click.Choice(["0-1", "0-255"]), default="0-1", show_default=True,
+@click.option("--pixels", type=click.Choice(PIXELS), default="0-1", show_default=True,
               help="The pixel range its normalisation starts from.")
 @click.option("--mean", help="Per-channel mean, in the model's channel order and pixel range (default 0).")
 @click.option("--std", help="Per-channel std, likewise (default 1).")
