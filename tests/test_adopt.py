@@ -155,5 +155,7 @@ def test_metadata_less_onnx_points_at_adopt(tmp_path):
     src = foreign_onnx(tmp_path / "k.onnx")
     r = cli("bench", src)
     assert r.returncode == 2 and "vggdeploy adopt" in r.stderr
+    r = cli("triton", src, "--repo", tmp_path / "repo")
+    assert r.returncode == 2 and "vggdeploy adopt" in r.stderr and not (tmp_path / "repo").exists()
     with pytest.raises(BadInput, match="fixed batch"):
         adopt(foreign_onnx(tmp_path / "f.onnx", dynamic=()), tmp_path / "o")

@@ -249,14 +249,17 @@ def export(model, forms, weights, seed, prefix, size, taps, opset, out_dir, forc
         raise BadInput("--taps names the features form's outputs", hint="add --form features (or all), or drop --taps")
     if not 0 <= seed < 2**63:
         raise BadInput(f"--seed {seed}: give a whole number from 0 to 2**63 - 1")
-    from .backends.eager import TorchRunner  # torch: only once every option above is judged
-    from .export import check_opset, export_onnx
-    from .forms import form_spec
-    from .models import build_form, output_names
-    from .weights import load_model
+    from .progress import step
 
-    check_opset(opset)
-    loaded = load_model(model, weights, seed, prefix)
+    with step(f"loading {model}"):
+        from .backends.eager import TorchRunner  # torch: only once every option above is judged
+        from .export import check_opset, export_onnx
+        from .forms import form_spec
+        from .models import build_form, output_names
+        from .weights import load_model
+
+        check_opset(opset)
+        loaded = load_model(model, weights, seed, prefix)
     if loaded.inferred:
         log.info(loaded.inferred)
     specs = {f: form_spec(loaded.variant, f, parsed_size if f == "classifier" else None, split_list(taps))
@@ -264,8 +267,9 @@ def export(model, forms, weights, seed, prefix, size, taps, opset, out_dir, forc
     if precision["int8"]:
         from .precision import check_calibration
 
-        for spec in specs.values():  # the data INT8 will read, judged before the FP32 export
-            check_calibration(precision["calib"], loaded.variant, spec, precision["calib_count"])
+        with step("reading the calibration data"):
+            for spec in specs.values():  # the data INT8 will read, judged before the FP32 export
+                check_calibration(precision["calib"], loaded.variant, spec, precision["calib_count"])
     out_dir = out_dir or Path("engines") / default_folder(loaded)
     paths = export_onnx(loaded, form_list, out_dir, size=parsed_size, taps=split_list(taps), opset=opset,
                         verify=not no_verify, force=force, backend=precision["backend"])

@@ -108,10 +108,12 @@ def _overflowing_nodes(src: Path, graph: onnx.ModelProto, v: Variant, spec: Form
     peaks: dict[str, float] = {}
     for hw in calibration_sizes(v, spec.form, spec.size, spec.min_size)[:2]:
         batch = np.concatenate([photo_batch(v, hw, 4)[1], random_batch(v, hw, 2, seed=0)])
-        outs = sess.run(None, {"input": batch})
-        for k, a in zip(names, outs):
-            if a.dtype.kind == "f" and a.size:
-                peaks[k] = max(peaks.get(k, 0.0), float(np.abs(a).max()))
+        for image in batch:  # one at a time: every activation of the network is an output here (1.4 GB for six)
+            outs = sess.run(None, {"input": image[None]})
+            for k, a in zip(names, outs):
+                if a.dtype.kind == "f" and a.size:
+                    peaks[k] = max(peaks.get(k, 0.0), float(np.abs(a).max()))
+            del outs
     # a node reading a large tensor must stay FP32 too: casting its input to FP16 would overflow
     return {n.name for n in graph.graph.node
             if max((peaks.get(t, 0.0) for t in [*n.input, *n.output]), default=0.0) >= FP16_SAFE}

@@ -4,7 +4,8 @@ rich draws the live line (a spinner, a bar when the step has a count, elapsed ti
 writes to stderr beside click's output without tearing it, and is already in the dependency tree
 (NNCF's progress bars). When stderr is not a terminal (CI, a log file, a pipe) each step is one
 "... done in N s" line, and a step that runs longer says "still running" every HEARTBEAT seconds,
-so a log never goes silent for long. Under `-q` (the logger at WARNING) steps say nothing. The
+so a log never goes silent for long; nothing is said when a step starts, so a refusal raised
+inside one stays the only line on stderr. Under `-q` (the logger at WARNING) steps say nothing. The
 Python API logs the same steps on the "vggdeploy" logger.
 """
 
@@ -18,6 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 log = logging.getLogger("vggdeploy")
+QUICK = 1.0  # a step quicker than this says nothing (a refusal right after it stays the only line)
 HEARTBEAT = 5.0  # seconds of silence before a step says it is still running (issue 19: never 10)
 
 
@@ -33,8 +35,7 @@ def step(what: str, total: int | None = None) -> Iterator[Callable[[int], None]]
         with live as (progress, task):
             yield lambda n=1: progress.advance(task, n)
     else:
-        done = [0]
-        log.info("%s ...", what)
+        done = [0]  # no line at the start: a step that fails fast leaves its error alone on stderr
         stop = threading.Event()
         beat = threading.Thread(target=_heartbeat, args=(what, total, done, stop, t0), daemon=True)
         beat.start()
@@ -43,7 +44,9 @@ def step(what: str, total: int | None = None) -> Iterator[Callable[[int], None]]
         finally:
             stop.set()
             beat.join()
-    log.info("%s: done in %.1f s", what, time.perf_counter() - t0)
+    took = time.perf_counter() - t0
+    if took >= QUICK:
+        log.info("%s: done in %.1f s", what, took)
 
 
 def _heartbeat(what: str, total: int | None, done: list[int], stop: threading.Event, t0: float) -> None:

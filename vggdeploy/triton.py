@@ -168,6 +168,9 @@ def write_repository(artifact: Path, repo: Path, opts: TritonOptions, force: boo
         from .artifacts import check_onnx_files
 
         check_onnx_files(artifact)
+    from .inspect import source_variant
+
+    source_variant(_onnx_of(artifact))  # an artifact without vggdeploy metadata is refused before the repository is made
     cfg = build_config(artifact, opts)
     problems = lint(cfg, artifact)
     if problems:
