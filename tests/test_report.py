@@ -145,3 +145,12 @@ def test_rows_say_what_ran_and_how_steady(bench_run, mini_artifacts, run, tmp_pa
     assert code == 0, err
     sizes = {r["size"] for r in json.loads((tmp_path / "f" / "bench.json").read_text())["results"]}
     assert sizes == {"32x32"}  # the variant's own input size, not the features form's 16x16 minimum
+
+
+def test_a_series_names_the_settings_that_differ_by_batch():
+    from vggdeploy.report import _series_runtime
+
+    rows = [{"runtime": "openvino[CPU,latency,f32]", "batch": 1, "backend": "cpu"},
+            {"runtime": "openvino[CPU,throughput,f32]", "batch": 8, "backend": "cpu"}]
+    assert _series_runtime(rows) == "openvino[CPU,f32] (latency b1, throughput b8)"
+    assert _series_runtime(rows[:1]) == "openvino[CPU,latency,f32]"

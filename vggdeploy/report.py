@@ -124,7 +124,7 @@ def _plots(results: list[dict]) -> list[tuple[str, str]]:
         rows = sorted(rows, key=lambda r: r["batch"])
         if len(rows) > 1 or len(batches) == 1:
             line, = ax.plot([r["batch"] for r in rows], [r["median_ms"] for r in rows],
-                            label=f"{model} {form} {precision} · {_runtime(rows[0])} · {size}")
+                            label=f"{model} {form} {precision} · {_series_runtime(rows)} · {size}")
             # each series' own floor (its model, form and size), in its colour: never another series' floor
             ax.plot([r["batch"] for r in rows], [r["floor_ms"] for r in rows], ":", color=line.get_color(), marker="")
     ax.plot([], [], ":", color="gray", label="dotted: each series' compute floor")
@@ -187,6 +187,18 @@ def _plots(results: list[dict]) -> list[tuple[str, str]]:
 def _runtime(row: dict) -> str:
     """The runtime that ran a row (e.g. openvino[CPU,latency,f32]), not the backend asked for (cpu)."""
     return row.get("runtime") or row["backend"]
+
+
+def _series_runtime(rows: list[dict]) -> str:
+    """One series' runtime; where its rows ran with different settings (OpenVINO's latency hint at
+    batch 1, throughput above) the settings that differ are named per batch."""
+    names = [_runtime(r) for r in rows]
+    if len(set(names)) == 1 or not all("[" in n for n in names):
+        return names[0]
+    parts = [n[n.index("[") + 1:-1].split(",") for n in names]
+    common = [p for p in parts[0] if all(p in q for q in parts)]
+    differing = ", ".join(f"{'/'.join(p for p in q if p not in common)} b{r['batch']}" for q, r in zip(parts, rows))
+    return f"{names[0][:names[0].index('[')]}[{','.join(common)}] ({differing})"
 
 
 def _distinct_styles(ax, n: int) -> None:
