@@ -189,10 +189,14 @@ def extract(artifact: Path, data: Path, out_dir: Path, *, taps: list[str] | None
                              summary["written"] / (time.perf_counter() - t0))
     except KeyboardInterrupt:
         summary["interrupted"] = True
-        log.warning("interrupted: keeping the %d row(s) written", summary["written"])
     finally:
         if writer:
             writer.close()
+    if writer and summary["interrupted"]:  # the signal may land between a write and its count: count the file
+        kept = pq.read_table(str(Path(out_dir) / PART), columns=["error"])
+        summary["written"], summary["errors"] = kept.num_rows, kept.num_rows - kept.column("error").null_count
+    if summary["interrupted"]:
+        log.warning("interrupted: keeping the %d row(s) written", summary["written"])
     summary["seconds"] = round(time.perf_counter() - t0, 2)
     write_summary(out_dir, summary)
     return summary
