@@ -50,7 +50,7 @@ def main() -> None:
     isa = cpu_isa()
     result = {"cpu": isa.model, "int8_isa": isa.int8_class, "cores": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M"),
               "command": " ".join(["vggdeploy", *argv[3:-2]]), "wall_s": round(wall, 1),
-              "peak_rss_gb": round(usage.ru_maxrss / 2**20, 2), "artifacts_gb": round(size / 2**30, 2),
+              "peak_rss_gb": round(usage.ru_maxrss * 1024 / 1e9, 2), "artifacts_gb": round(size / 1e9, 2),  # GB = 1e9 bytes
               "longest_silence_s": round(longest[0], 1), "silence_before": longest[1], "log_lines": len(lines)}
     (HERE / "results" / "journey.json").write_text(json.dumps(result, indent=2) + "\n")
     md = [f"# The journey on {args.variant} ({isa.model}, {result['cores']} cores, {result['date']})", "",

@@ -5,6 +5,7 @@ import json
 import logging
 from collections.abc import Sequence
 
+import numpy as np
 import pytest
 
 from vggdeploy import BadInput, get_variant
@@ -57,3 +58,21 @@ def test_a_damaged_image_is_refused_before_any_work(tmp_path, digits, mini_copy)
     with pytest.raises(BadInput, match="cannot read image .*broken.png"):
         to_int8(mini_copy / "classifier.onnx", target="cpu", calib=str(tmp_path / "calib"))
     assert not (mini_copy / "classifier.int8-cpu.onnx").exists()
+
+
+def test_images_read_by_one_rule_for_calibration_eval_and_extract(tmp_path):
+    """A 16-bit image reads as its 8-bit twin (by the type's range, not stretched to its own maximum);
+    gray becomes three channels for calibration; a stack of pages is refused in one line."""
+    import skimage.io
+
+    from vggdeploy.calibration import _read
+    from vggdeploy.dataset import read_image
+
+    dim = np.random.default_rng(0).integers(0, 100, (32, 40), dtype=np.uint8)  # a dark image: max 99
+    skimage.io.imsave(tmp_path / "8.png", dim, check_contrast=False)
+    skimage.io.imsave(tmp_path / "16.png", dim.astype(np.uint16) * 257, check_contrast=False)
+    assert np.array_equal(read_image(tmp_path / "8.png"), read_image(tmp_path / "16.png"))
+    assert _read(tmp_path / "16.png").shape == (32, 40, 3)
+    skimage.io.imsave(tmp_path / "pages.tif", np.zeros((3, 8, 8, 3), np.uint8), check_contrast=False)
+    with pytest.raises(BadInput, match="not a single 2-D image"):
+        _read(tmp_path / "pages.tif")

@@ -188,6 +188,16 @@ def test_fp16_keeps_nodes_whose_activations_near_its_range_in_fp32(tmp_path):
     x = np.random.default_rng(0).standard_normal((2, 1, 32, 32), dtype=np.float32)
     with make_runner("onnxruntime", path) as r:
         assert np.isfinite(r.infer({"input": x})["logits"]).all()
+    # weights converted a tensor at a time from disk: the same bytes as the converter's whole-model pass
+    from onnx import numpy_helper
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    whole = convert_float_to_float16(onnx.load(str(tmp_path / "classifier.onnx")), keep_io_types=True,
+                                     node_block_list=kept, disable_shape_infer=True)
+    ours = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(path)).graph.initializer}
+    theirs = {t.name: numpy_helper.to_array(t) for t in whole.graph.initializer}
+    assert ours.keys() == theirs.keys() and {np.dtype("float16"), np.dtype("float32")} <= {a.dtype for a in ours.values()}
+    assert all(ours[k].dtype == theirs[k].dtype and np.array_equal(ours[k], theirs[k]) for k in ours)
 
 
 def test_digit_calibration_is_preprocessed_as_the_classifier_sees_digits():

@@ -2,8 +2,10 @@
 a self-contained HTML page checked in a real headless browser, and merging runs."""
 
 import json
+import os
 import shutil
 import subprocess
+import sys
 
 import pytest
 
@@ -44,7 +46,9 @@ def test_run_json_holds_every_runtime_beside_eager(bench_run):
 
 def test_markdown_and_html_reports(bench_run):
     md = (bench_run / "bench.md").read_text()
-    assert "| dense | fp32 | openvino[CPU,throughput,f32] | 64x96 | 4 |" in md and "compute floor" in md
+    assert "| dense | fp32 | openvino[CPU,throughput,f32] | streams 2, threads 2, requests 2 | 64x96 | 4 |" in md or \
+        os.cpu_count() != 2  # OpenVINO's throughput hint: a stream per core
+    assert "| dense | fp32 | onnxruntime[CPU] | threads auto, optimization all | 64x96 | 4 |" in md and "compute floor" in md
     assert "CPU INT8" in md
     html = (bench_run / "report.html").read_text()
     assert html.count("<img") == 3 and "data:image/png;base64," in html and "http" not in html.split("<body>")[1]
@@ -140,6 +144,12 @@ def test_rows_say_what_ran_and_how_steady(bench_run, mini_artifacts, run, tmp_pa
     eager = [r for r in rows if r["backend"] == "eager"]
     assert eager and all(r["artifact"].startswith("eager:") and r["artifact_mb"] is None for r in eager)
     assert "std/p50" in (bench_run / "bench.md").read_text()
+    # the settings each runtime ran with, as it reports them once loaded
+    ov = {r["batch"]: r["config"] for r in rows if r["backend"] == "openvino" and r["form"] == "classifier"}
+    assert ov[1]["hint"] == "latency" and ov[1]["streams"] == 1 and ov[4]["hint"] == "throughput"
+    assert ov[4]["streams"] >= 1 and ov[4]["threads"] >= 1 and ov[4]["precision"] == "f32"
+    assert all(r["config"]["threads"] == torch_threads() for r in eager)
+    assert {r["config"]["optimization"] for r in rows if r["backend"] == "onnxruntime"} == {"all"}
     code, _, err = run("bench", mini_artifacts / "features.onnx", "--backends", "onnxruntime", "--batch", "1",
                        "--runs", "2", "--out", tmp_path / "f")
     assert code == 0, err
@@ -154,3 +164,9 @@ def test_a_series_names_the_settings_that_differ_by_batch():
             {"runtime": "openvino[CPU,throughput,f32]", "batch": 8, "backend": "cpu"}]
     assert _series_runtime(rows) == "openvino[CPU,f32] (latency b1, throughput b8)"
     assert _series_runtime(rows[:1]) == "openvino[CPU,latency,f32]"
+
+
+def torch_threads() -> int:
+    """The benchmark child's torch thread count (its default: one per core torch sees)."""
+    return int(subprocess.run([sys.executable, "-c", "import torch; print(torch.get_num_threads())"],
+                              capture_output=True, text=True, check=True).stdout)

@@ -75,7 +75,7 @@ def time_runner_cuda(make, feed: dict[str, np.ndarray], warmup: int = 3, runs: i
                 end.record(stream)
                 end.synchronize()
                 times.append(start.elapsed_time(end))
-            rows[mode] = {**latency_stats(times, batch), "timing": f"cuda-events,{mode}-io", "runtime": runner.name,
+            rows[mode] = {**latency_stats(times, batch), "timing": f"cuda-events,{mode}-io", "runtime": runner.name, "config": runner.config,
                           "gpu_peak_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1)}
     return list(rows.values())
 
@@ -147,11 +147,11 @@ def bench_artifact(path: Path, backend: str, batches: list[int], size: tuple[int
             start = time.perf_counter() - t0
             feed = {"input": as_input(runner, photo_batch(v, size, b)[1])}
             stats = time_runner(runner, feed, runs=runs, duration=duration)
-            rows.append({"runtime": runner.name, "size": f"{size[0]}x{size[1]}", "start_s": round(start, 2),
-                         "timing": "wall-clock", "concurrency": 1, **stats})
+            rows.append({"runtime": runner.name, "config": runner.config, "size": f"{size[0]}x{size[1]}",
+                         "start_s": round(start, 2), "timing": "wall-clock", "concurrency": 1, **stats})
         for n in concurrency or []:  # a server's load: n requests in flight, the runtime's throughput setting
             with make_runner(backend, path, **({"hint": "throughput"} if backend == "openvino" else {})) as runner:
-                rows.append({"runtime": runner.name, "size": f"{size[0]}x{size[1]}", "start_s": None,
+                rows.append({"runtime": runner.name, "config": runner.config, "size": f"{size[0]}x{size[1]}", "start_s": None,
                              "timing": f"serving,{n}-in-flight", **time_serving(runner, feed, n, runs)})
     return rows
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .data import SAMPLE_PHOTOS, photo_batch, preprocess
-from .dataset import IMAGE_SUFFIXES
+from .dataset import IMAGE_SUFFIXES, read_image
 from .errors import BadInput
 from .variants import Variant
 
@@ -146,17 +146,12 @@ def _batches(x: np.ndarray) -> list[np.ndarray]:
 
 
 def _read(f: Path) -> np.ndarray:
-    from skimage.io import imread
-
+    """HxWx3 uint8, decoded by the same rule as `eval` and `extract` read their images (dataset.read_image)."""
     try:
-        img = imread(f)
-    except Exception as e:
-        raise BadInput(f"cannot read image {f}: {type(e).__name__}") from None
-    if img.ndim == 2:
-        img = np.stack([img] * 3, -1)
-    if img.ndim != 3 or img.shape[2] not in (3, 4) or img.dtype != np.uint8:
-        raise BadInput(f"image {f} is {img.dtype} {img.shape}, not 8-bit gray, RGB or RGBA")
-    return img
+        img = read_image(f)
+    except ValueError as e:
+        raise BadInput(f"cannot read image {f}: {e}") from None
+    return np.repeat(img[..., :1], 3, -1) if img.shape[2] < 3 else img
 
 
 def _from_folder(path: Path, v: Variant, sizes, count: int | None) -> CalibrationSet:

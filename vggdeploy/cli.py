@@ -276,7 +276,7 @@ def export(model, forms, weights, seed, prefix, size, taps, opset, out_dir, forc
 
     def eager_reference(path: Path):  # FP16/INT8 are compared with eager FP32 PyTorch
         form, taps_of = path.stem, list(specs[path.stem].taps)
-        return TorchRunner(build_form(loaded.model, form, taps_of), output_names(form, taps_of))
+        return TorchRunner(build_form(loaded.model, form, taps_of), output_names(form, taps_of), low_memory=True)
 
     paths += run_precision(paths, verify=not no_verify, force=force, reference=eager_reference, **precision)
     if engine:
@@ -444,7 +444,7 @@ def bench(paths, backends, batch, size, runs, duration, hint, concurrency, no_ea
     GPU runtimes are timed with CUDA events, with and without host<->device copies."""
     from .artifacts import require_writable
     from .benchrun import run_bench
-    from .report import RESULT_COLUMNS, table, write_reports
+    from .report import RESULT_COLUMNS, result_row, table, write_reports
 
     sizes = [parse_size(t) for t in split_list(size)] if size else None
     if out_dir:
@@ -459,7 +459,7 @@ def bench(paths, backends, batch, size, runs, duration, hint, concurrency, no_ea
         click.echo(json.dumps(run["results"], indent=2))
         return
     keep = [(k, h) for k, h in RESULT_COLUMNS if k not in ("model", "p90_ms", "std_ms", "artifact_mb")]
-    click.echo(table([h for _, h in keep], [[r.get(k) for k, _ in keep] for r in run["results"]]))
+    click.echo(table([h for _, h in keep], [result_row(r, keep) for r in run["results"]]))
 
 
 def cluster_options(f):

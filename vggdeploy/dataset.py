@@ -80,7 +80,8 @@ def _with_labels_file(folder: Path, labels: Path) -> list[Sample]:
 
 
 def read_image(path: Path) -> np.ndarray:
-    """HxWxC uint8; None-free: an unreadable file raises OSError/ValueError for the caller to count."""
+    """HxWxC uint8 (C: 1 gray, 2 gray+alpha, or 3 RGB): an unreadable file raises ValueError for the
+    caller to count (eval, extract) or refuse (calibration)."""
     import skimage.io
 
     try:
@@ -89,6 +90,9 @@ def read_image(path: Path) -> np.ndarray:
         raise ValueError(f"cannot decode {Path(path).name} ({type(e).__name__})") from None
     if img.ndim == 2:
         img = img[..., None]
-    if img.dtype != np.uint8:
-        img = (img / max(img.max(), 1) * 255).astype(np.uint8)
+    if img.ndim != 3 or not img.size:
+        raise ValueError(f"{Path(path).name} is not a single 2-D image (shape {img.shape})")
+    if img.dtype != np.uint8:  # 16-bit or float: by the type's full range, not the image's own maximum
+        top = np.iinfo(img.dtype).max if img.dtype.kind in "ui" else 1.0
+        img = (np.clip(img / top, 0, 1) * 255).round().astype(np.uint8)
     return img[..., :3]

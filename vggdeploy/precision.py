@@ -31,6 +31,7 @@ from .variants import Variant
 log = logging.getLogger("vggdeploy")
 
 FP16_SAFE = 65504 / 4  # keep a node in FP32 when its activations come within 4x of FP16's max
+NO_LARGER_OUTPUT = {"Relu", "MaxPool", "Dropout", "Flatten", "Reshape", "Identity"}
 CACHE_DIR = cache_root() / "calibration"
 
 
@@ -73,20 +74,69 @@ def to_fp16(src: Path, out_dir: Path | None = None, *, io: str = "fp32", referen
     name = _out_name(src, "fp16")
     prepare_out_dir(out_dir, [name], force)
     with staging(out_dir) as tmp, step(f"converting {src.name} to FP16"):
-        keep = sorted(_overflowing_nodes(copy_into(src, tmp / "source"), graph, v, spec))
+        source = copy_into(src, tmp / "source")
+        keep = sorted(_overflowing_nodes(source, graph, v, spec))
         if keep:
             log.info("keeping %d node(s) in FP32 (activations near FP16's range): %s", len(keep), ", ".join(keep))
-        model = onnx.load(str(src))
-        model = convert_float_to_float16(model, keep_io_types=io == "fp32", node_block_list=keep or None,
-                                         disable_shape_infer=True)
+        # the converter sees the graph without its weights (their types change, their bytes do not);
+        # the weights follow one tensor at a time (a whole VGG16 in memory twice peaked at 4 GB RSS)
+        with _shapes_from_dims():
+            model = convert_float_to_float16(onnx.ModelProto.FromString(graph.SerializeToString()),
+                                             keep_io_types=io == "fp32", node_block_list=keep or None,
+                                             disable_shape_infer=True)
         _drop_round_trips(model.graph)
         _topological_sort(model.graph)  # the converter appends its I/O Casts at the end
         del model.graph.value_info[:]  # and leaves stale FP16 types on blocked nodes' outputs
         _set_meta(model, {"vggdeploy.precision": "fp16", "vggdeploy.io": io, "vggdeploy.fp32_nodes": json.dumps(keep)})
         staged = tmp / name
+        _stream_weights(model, graph, source, staged)
         save_onnx(model, staged)
         del model
         return _finish(staged, out_dir, src, "fp16", v, spec, reference, verify, backend, {"io": io, "fp32_nodes": keep})
+
+
+@contextlib.contextmanager
+def _shapes_from_dims():
+    """The converter reads each initializer it converts whole (from disk, for external data) only to
+    learn its shape; the dims say it, and the weights are not in memory here."""
+    import onnxruntime.transformers.float16 as converter
+
+    original = converter.make_value_info_from_tensor
+    converter.make_value_info_from_tensor = lambda t: onnx.helper.make_tensor_value_info(t.name, t.data_type, t.dims)
+    try:
+        yield
+    finally:
+        converter.make_value_info_from_tensor = original
+
+
+def _stream_weights(model: onnx.ModelProto, source: onnx.ModelProto, src: Path, staged: Path,
+                   chunk: int = 1 << 22) -> None:
+    """Write the external weights of the converted `model` to `staged`'s side file, read from the
+    FP32 artifact `src` memory-mapped, a chunk at a time: tensors the converter made FLOAT16 are
+    converted with its own rounding and clamping (convert_np_to_float16), the others copied."""
+    from onnxruntime.transformers.float16 import convert_np_to_float16
+
+    was_float = {t.name for t in source.graph.initializer if t.data_type == onnx.TensorProto.FLOAT}
+    data = staged.with_name(staged.name + ".data")
+    with open(data, "xb") as out:
+        for t in model.graph.initializer:
+            if t.data_location != onnx.TensorProto.EXTERNAL:
+                continue
+            info = {e.key: e.value for e in t.external_data}
+            values = np.memmap(src.parent / info["location"], dtype=np.uint8, mode="r",
+                               offset=int(info.get("offset", 0)), shape=(int(info["length"]),))
+            if t.name in was_float and t.data_type == onnx.TensorProto.FLOAT16:
+                values = values.view(np.float32)
+                convert = lambda a: convert_np_to_float16(np.asarray(a)).tobytes()  # noqa: E731
+            else:
+                convert = lambda a: np.asarray(a).tobytes()  # noqa: E731
+            offset = out.tell()
+            for start in range(0, values.size, chunk):
+                out.write(convert(values[start:start + chunk]))
+            del values
+            del t.external_data[:]
+            for key, value in (("location", data.name), ("offset", offset), ("length", out.tell() - offset)):
+                t.external_data.add(key=key, value=str(value))
 
 
 def _overflowing_nodes(src: Path, graph: onnx.ModelProto, v: Variant, spec: FormSpec) -> set[str]:
@@ -97,23 +147,33 @@ def _overflowing_nodes(src: Path, graph: onnx.ModelProto, v: Variant, spec: Form
     from .data import photo_batch, random_batch
 
     probe = onnx.shape_inference.infer_shapes(graph)
-    known = {o.name for o in probe.graph.output}
-    float_values = [vi for vi in probe.graph.value_info
-                    if vi.type.tensor_type.elem_type == onnx.TensorProto.FLOAT and vi.name not in known]
+    known = {o.name for o in probe.graph.output} | {t.name for t in graph.graph.initializer}  # (weights: 0.5 GB)
+    # a pass-through op's output never exceeds its input's magnitude: measure its input only (half the
+    # activations of a VGG are ReLU and pool outputs; every measured one is held at once)
+    derived = {n.output[0]: n.input[0] for n in graph.graph.node if n.op_type in NO_LARGER_OUTPUT}
+    float_values = [vi for vi in probe.graph.value_info if vi.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+                    and vi.name not in known and vi.name not in derived]
     probe.graph.output.extend(float_values)
     probe_path = src.with_name(f"probe-{src.name}")  # src is a private copy: its .data side file resolves
     onnx.save(probe, str(probe_path))
-    sess = ort.InferenceSession(str(probe_path), providers=["CPUExecutionProvider"])
+    # ranges of the graph as written: no fusion, no pre-packed weight copies, no arena (-1 GB on VGG16)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.enable_cpu_mem_arena = False
+    options.add_session_config_entry("session.disable_prepacking", "1")
+    sess = ort.InferenceSession(str(probe_path), options, providers=["CPUExecutionProvider"])
     names = [o.name for o in sess.get_outputs()]
     peaks: dict[str, float] = {}
     for hw in calibration_sizes(v, spec.form, spec.size, spec.min_size)[:2]:
         batch = np.concatenate([photo_batch(v, hw, 4)[1], random_batch(v, hw, 2, seed=0)])
-        for image in batch:  # one at a time: every activation of the network is an output here (1.4 GB for six)
+        for image in batch:  # one at a time: the activations are outputs here (1.4 GB for six on VGG16)
             outs = sess.run(None, {"input": image[None]})
             for k, a in zip(names, outs):
                 if a.dtype.kind == "f" and a.size:
                     peaks[k] = max(peaks.get(k, 0.0), float(np.abs(a).max()))
             del outs
+    for out, inp in derived.items():  # graph.node is in topological order
+        peaks.setdefault(out, peaks.get(inp, 0.0))
     # a node reading a large tensor must stay FP32 too: casting its input to FP16 would overflow
     return {n.name for n in graph.graph.node
             if max((peaks.get(t, 0.0) for t in [*n.input, *n.output]), default=0.0) >= FP16_SAFE}

@@ -47,7 +47,7 @@ def log_parity(report: ParityReport) -> None:
 # ---------------------------------------------------------------- benchmark reports
 
 RESULT_COLUMNS = [("model", "model"), ("form", "form"), ("precision", "precision"), ("runtime", "runtime"),
-                  ("size", "size"), ("batch", "batch"),
+                  ("config", "runtime settings"), ("size", "size"), ("batch", "batch"),
                   ("concurrency", "in flight"), ("timing", "timing"), ("median_ms", "p50 ms"), ("p90_ms", "p90 ms"),
                   ("p99_ms", "p99 ms"), ("std_ms", "std ms"), ("noise", "std/p50"), ("images_per_s", "img/s"), ("speedup_vs_eager", "vs eager"),
                   ("vs_floor", "x floor"), ("start_s", "load s"), ("first_ms", "first ms"), ("peak_rss_mb", "peak RSS MB"),
@@ -65,12 +65,24 @@ def _noise(r: dict) -> str | None:
     return f"NOISY {ratio:.2f}" if ratio > NOISY else f"{ratio:.2f}"
 
 
-def _result_row(r: dict) -> list:
-    return [_noise(r) if k == "noise" else r.get(k) for k, _ in RESULT_COLUMNS]
+def _settings(r: dict) -> str | None:
+    """A row's runtime settings in a few words (threads, streams, ...), as the runtime reported them;
+    its name already says the device, hint and precision."""
+    config = r.get("config")
+    if not config:
+        return None
+    shown = {k: v for k, v in config.items() if k not in ("device", "provider", "hint", "precision")}
+    return ", ".join(f"{k} {v}" for k, v in shown.items())
+
+
+def result_row(r: dict, columns: list[tuple[str, str]] = RESULT_COLUMNS) -> list:
+    """One benchmark row's cells for `columns` (computed ones included: std/p50, runtime settings)."""
+    cells = {"noise": _noise, "config": _settings}
+    return [cells[k](r) if k in cells else r.get(k) for k, _ in columns]
 
 
 def _rows(run: dict) -> list[list]:
-    return [_result_row(r) for r in run["results"]]
+    return [result_row(r) for r in run["results"]]
 
 
 def _system_line(run: dict) -> str:
@@ -90,7 +102,7 @@ def render_markdown(runs: list[dict]) -> str:
         out += [table([h for _, h in RESULT_COLUMNS], _rows(run), markdown=True), ""]
         out += [f"- skipped {s['artifact']} on {s['backend']}: {s['reason']}" for s in run.get("skipped", [])]
     out += ["", "p50/p90/p99: latency per batch; `vs eager`: eager PyTorch's p50 over this row's (same model, form, "
-            "size, batch); `std/p50`: NOISY above 0.25 (rerun on a quiet machine); `x floor`: p50 over the compute floor (the model's MACs at that size and batch over the "
+            "size, batch); `runtime settings`: threads (ONNX Runtime's auto: one per physical core), streams and requests as the runtime reported them; `std/p50`: NOISY above 0.25 (rerun on a quiet machine); `x floor`: p50 over the compute floor (the model's MACs at that size and batch over the "
             "best GEMM rate of its precision measured in the same run); `load s` + `first ms`: cold start; "
             "peak RSS of the process that ran that runtime alone."]
     return "\n".join(out) + "\n"
@@ -314,7 +326,7 @@ def render_html(runs: list[dict], evals: list[dict] | None = None) -> str:
     for title, src in plots:
         parts.append(f"<h2>{escape(title)}</h2><img alt='{escape(title)}' src='{src}'>")
     parts.append("<h2>Results</h2>")
-    parts.append(_html_table([h for _, h in RESULT_COLUMNS], [_result_row(r) for r in results]))
+    parts.append(_html_table([h for _, h in RESULT_COLUMNS], [result_row(r) for r in results]))
     if evals:
         parts.append("<h2>Accuracy under the paper's protocols (vggdeploy eval)</h2>")
         parts.append(_html_table([h for _, h in EVAL_COLUMNS], eval_rows(evals)))

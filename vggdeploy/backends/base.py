@@ -28,6 +28,12 @@ class Runner(ABC):
     def deactivate(self) -> None:
         """Release the model."""
 
+    @property
+    def config(self) -> dict:
+        """The settings the runtime runs with once active (threads, streams, hints), as it reports
+        them where it can: benchmark rows record it."""
+        return {}
+
     def serve(self, feed: dict[str, np.ndarray], concurrency: int, requests: int) -> tuple[list[float], float]:
         """A server's load: `requests` inferences of `feed` with `concurrency` in flight. Returns each
         request's latency (ms) and the wall time (s). Threads calling `infer` (ONNX Runtime's

@@ -65,12 +65,13 @@ class OpenVinoRunner(ArtifactRunner):
     name = "openvino"
 
     def __init__(self, path: str | Path, hint: str = "latency", device: str = "CPU", cache_dir: str | Path | None = DEFAULT_CACHE,
-                 threads: int | None = None, inference_precision: str = "f32"):
+                 threads: int | None = None, inference_precision: str = "f32", low_memory: bool = False):
         if hint not in HINTS:
             raise BadInput(f"unknown OpenVINO hint {hint!r}", hint=f"choose from: {', '.join(HINTS)}")
         super().__init__(path)
         self.hint, self.device, self.threads = hint, device, threads
         self.inference_precision = inference_precision
+        self.low_memory = low_memory  # no cache of per-shape kernels (dynamic-shape checks)
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.compiled = self.request = self.queue = None
         self.used_cache = False
@@ -92,6 +93,8 @@ class OpenVinoRunner(ArtifactRunner):
         config = {"PERFORMANCE_HINT": self.hint.upper(), "INFERENCE_PRECISION_HINT": self.inference_precision}
         if self.threads:
             config["INFERENCE_NUM_THREADS"] = self.threads
+        if self.low_memory and self.device == "CPU":
+            config["CPU_RUNTIME_CACHE_CAPACITY"] = 0
         try:
             self.compiled = core.compile_model(str(self.path), self.device, config)
         except RuntimeError as e:
@@ -100,6 +103,13 @@ class OpenVinoRunner(ArtifactRunner):
             prune_cache(self.cache_dir, limit)
         self.request = self.compiled.create_infer_request()
         self.name = f"openvino[{self.device},{self.hint},{self.inference_precision}]"
+
+    @property
+    def config(self) -> dict:
+        prop = self.compiled.get_property
+        return {"device": self.device, "hint": self.hint, "streams": int(prop("NUM_STREAMS")),
+                "threads": int(prop("INFERENCE_NUM_THREADS")), "requests": int(prop("OPTIMAL_NUMBER_OF_INFER_REQUESTS")),
+                "precision": prop("INFERENCE_PRECISION_HINT").to_string()}
 
     @property
     def output_names(self) -> list[str]:
