@@ -143,3 +143,20 @@ def test_convert_to_openvino_ir_runs_the_same(run, mini_copy):
     with make_runner("openvino", mini_copy / "dense.onnx") as a, make_runner("openvino", xml) as b:
         np.testing.assert_allclose(a.infer({"input": x})["logits"], b.infer({"input": x})["logits"], rtol=1e-5, atol=1e-6)
     assert run("convert", mini_copy / "dense.onnx")[0] == 2  # exists: --force needed
+
+
+@pytest.mark.parametrize("feed, message", [
+    ([np.zeros((1, 1, 32, 32), np.float32)], "a feed is one {input name: batch} dict"),
+    ({"input": np.zeros((1, 1, 32, 32), np.float32), "extra": np.zeros(1)}, "a feed is one {input name: batch} dict"),
+    ({"image": np.zeros((1, 1, 32, 32), np.float32)}, "input 'image': the model's input is 'input'"),
+    ({"input": np.zeros((1, 32, 32), np.float32)}, "input 'input' has shape (1, 32, 32): give a non-empty (N, C, H, W) batch"),
+    ({"input": np.zeros((0, 1, 32, 32), np.float32)}, "input 'input' has shape (0, 1, 32, 32): give a non-empty"),
+    ({"input": np.full((1, 1, 32, 32), np.nan, np.float32)}, "input 'input' holds NaN or infinite values"),
+])
+def test_every_backend_refuses_the_same_bad_feeds_the_same_way(mini_artifacts, feed, message):
+    """Runner.infer checks the feed before any backend sees it (Polygraphy's BaseRunner.infer)."""
+    for backend in ("onnxruntime", "openvino", "torch"):
+        with make_runner(backend, mini_artifacts / "classifier.onnx") as runner:
+            with pytest.raises(BadInput) as e:
+                runner.infer(feed)
+            assert str(e.value).startswith(message), (backend, str(e.value))

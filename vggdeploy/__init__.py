@@ -6,6 +6,9 @@ Public API (the CLI is a thin layer over these):
     adopt(foreign_onnx, out_dir, AdoptOptions(layout=..., channels=..., mean=..., std=...)) -> artifact path
     export_onnx(loaded, forms, out_dir, size=..., taps=..., opset=..., verify=True, force=False)
     to_fp16(onnx_path, ...), to_int8(onnx_path, target=..., method=..., calib=...)
+    deploy(loaded, forms, out_dir, precision=PrecisionPlan(fp16=..., int8=Int8Options(target)), engine=...)
+        -> paths                                   (what `vggdeploy export` does; derive(): `quantize`)
+    Artifact.open(path)                            (an ONNX artifact read once; runners take it or a path)
     inspect_onnx(path) -> dict;  check_qdq_tensorrt(model) -> [violations]
     make_runner(backend, path) -> Runner       (context manager; .infer({name: array}))
     check_parity(reference, candidate, cases, thresholds) -> ParityReport
@@ -19,7 +22,8 @@ from importlib import import_module
 __version__ = "0.1.0"
 
 _API = {
-    "AdoptOptions": "adopt", "adopt": "adopt",
+    "AdoptOptions": "adopt", "adopt": "adopt", "Artifact": "artifact",
+    "PrecisionPlan": "deploy", "deploy": "deploy", "derive": "deploy", "Int8Options": "layouts",
     "BACKENDS": "backends", "Runner": "backends", "make_runner": "backends",
     "ClusterOptions": "cluster", "extract": "extract",
     "BadInput": "errors", "CheckFailed": "errors", "MissingEnvironment": "errors", "VggDeployError": "errors",

@@ -256,7 +256,8 @@ def adopt(src: Path, out_dir: Path, options: AdoptOptions = AdoptOptions(), *, f
     import onnx
 
     from .artifacts import artifact_sha256, check_name, prepare_out_dir, save_onnx, staging
-    from .export import artifact_name, check_and_publish, verify_artifact
+    from .export import check_and_publish, verify_artifact
+    from .naming import artifact_name
     from .forms import FormSpec
     from .inspect import load_graph
 

@@ -167,50 +167,25 @@ def precision_options(f):
     return f
 
 
-def run_precision(paths, fp16, io, int8, target, calib, calib_method, calib_count, keep_fp32, cpu_layout,
-                  quantizer, backend, verify, force, reference=None) -> list[Path]:
-    """FP16/INT8 from each FP32 path; `reference(path)` makes the runner to compare with (default:
-    the FP32 ONNX itself)."""
-    from .precision import to_fp16, to_int8
-
-    out = []
-    for p in paths:
-        make_ref = (lambda: reference(p)) if reference else (lambda: None)  # noqa: B023 (used in this iteration)
-        if fp16:
-            out.append(to_fp16(p, io=io, reference=make_ref(), verify=verify, force=force, backend=backend))
-        if int8:
-            out.append(to_int8(p, target=target, method=calib_method, calib=calib, calib_count=calib_count,
-                               keep_fp32=split_list(keep_fp32), cpu_layout=cpu_layout, quantizer=quantizer,
-                               reference=make_ref(), verify=verify, force=force, backend=backend))
-    return out
-
-
-def check_precision_args(fp16: bool, io: str, int8: bool, target: str | None, calib: str | None, calib_method: str,
-                         calib_count: int | None, keep_fp32: str | None, cpu_layout: str | None, quantizer: str,
-                         backend: str, exported: bool = False) -> None:
-    """Before any long work: every precision option that can be judged without a model, and the
-    ones that need another (`exported`: the FP32 graph does not exist yet, so node names can't be
-    checked)."""
+def precision_plan(fp16: bool, io: str, int8: bool, target: str | None, calib: str | None, calib_method: str,
+                   calib_count: int | None, keep_fp32: str | None, cpu_layout: str | None, quantizer: str,
+                   backend: str):
+    """The precision options as one PrecisionPlan, judged before any long work; an INT8 setting
+    without --int8 is an error naming both."""
+    from .deploy import PrecisionPlan
     from .layouts import Int8Options
 
-    if backend not in BACKENDS:
-        raise BadInput(f"unknown --backend {backend!r}", hint=f"choose from: {', '.join(BACKENDS)}")
-    if io != "fp32" and not fp16:
-        raise BadInput(f"--io {io} applies to --fp16", hint="add --fp16, or drop --io")
-    if int8:
-        Int8Options(target, calib_method, calib_count, cpu_layout, quantizer)
-        unknown = [k for k in split_list(keep_fp32) or [] if k not in ("first", "last")]
-        if exported and unknown:
-            raise BadInput(f"--keep-fp32 {unknown[0]}: node names exist only once the graph does",
-                           hint="use first/last here, or name nodes with `vggdeploy quantize` after export")
-        return
-    needs_int8 = {"--target": target, "--calib": calib, "--calib-count": calib_count, "--keep-fp32": keep_fp32,
-                  "--cpu-layout": cpu_layout, "--calib-method": None if calib_method == "minmax" else calib_method,
-                  "--quantizer": None if quantizer == "ort" else quantizer}
-    given = [(k, val) for k, val in needs_int8.items() if val is not None]
-    if given:
-        flag, val = given[0]
-        raise BadInput(f"{flag} {val} applies to --int8", hint=f"add --int8, or drop {flag}")
+    PrecisionPlan(fp16=fp16, io=io, backend=backend)  # the check's runtime and the FP16 settings first
+    if not int8:
+        needs_int8 = {"--target": target, "--calib": calib, "--calib-count": calib_count, "--keep-fp32": keep_fp32,
+                      "--cpu-layout": cpu_layout, "--calib-method": None if calib_method == "minmax" else calib_method,
+                      "--quantizer": None if quantizer == "ort" else quantizer}
+        given = [(k, val) for k, val in needs_int8.items() if val is not None]
+        if given:
+            flag, val = given[0]
+            raise BadInput(f"{flag} {val} applies to --int8", hint=f"add --int8, or drop {flag}")
+    options = Int8Options(target, calib_method, calib_count, cpu_layout, quantizer) if int8 else None
+    return PrecisionPlan(fp16, io, options, calib, tuple(split_list(keep_fp32) or ()), backend)
 
 
 @cli.command()
@@ -234,56 +209,28 @@ def check_precision_args(fp16: bool, io: str, int8: bool, target: str | None, ca
 def export(model, forms, weights, seed, prefix, size, taps, opset, out_dir, force, no_verify, engine, as_json,
            **precision) -> None:
     """Export MODEL (a variant name or a checkpoint) to ONNX, checked against eager PyTorch."""
-    check_precision_args(**precision, exported=True)
-    if engine and precision["int8"] and precision["target"] != "tensorrt" and not precision["fp16"]:
-        raise BadInput("--engine builds TensorRT engines; --int8 --target cpu makes a CPU-only graph",
-                       hint="use --int8 --target tensorrt with --engine")
+    from .deploy import check_export_options
+
+    plan = precision_plan(**precision)
     form_list = list(FORMS) if forms == "all" else split_list(forms) or []
-    if not form_list:
-        raise BadInput("no form given", hint=f"--form {','.join(FORMS)} or all")
     parsed_size = parse_size(size)
-    if parsed_size and "classifier" not in form_list:
-        raise BadInput("--size sets the classifier form's input size",
-                       hint="the dense and features forms take any size from their minimum up")
-    if taps and "features" not in form_list:
-        raise BadInput("--taps names the features form's outputs", hint="add --form features (or all), or drop --taps")
+    check_export_options(form_list, plan, parsed_size, split_list(taps), engine)
     if not 0 <= seed < 2**63:
         raise BadInput(f"--seed {seed}: give a whole number from 0 to 2**63 - 1")
     from .progress import step
 
     with step(f"loading {model}"):
-        from .backends.eager import TorchRunner  # torch: only once every option above is judged
-        from .export import check_opset, export_onnx
-        from .forms import form_spec
-        from .models import build_form, output_names
+        from .deploy import deploy  # torch: only once every option above is judged
+        from .export import check_opset
         from .weights import load_model
 
         check_opset(opset)
         loaded = load_model(model, weights, seed, prefix)
     if loaded.inferred:
         log.info(loaded.inferred)
-    specs = {f: form_spec(loaded.variant, f, parsed_size if f == "classifier" else None, split_list(taps))
-             for f in form_list}  # every form validated before any long work
-    if precision["int8"]:
-        from .precision import check_calibration
-
-        with step("reading the calibration data"):
-            for spec in specs.values():  # the data INT8 will read, judged before the FP32 export
-                check_calibration(precision["calib"], loaded.variant, spec, precision["calib_count"])
     out_dir = out_dir or Path("engines") / default_folder(loaded)
-    paths = export_onnx(loaded, form_list, out_dir, size=parsed_size, taps=split_list(taps), opset=opset,
-                        verify=not no_verify, force=force, backend=precision["backend"])
-
-    def eager_reference(path: Path):  # FP16/INT8 are compared with eager FP32 PyTorch
-        form, taps_of = path.stem, list(specs[path.stem].taps)
-        return TorchRunner(build_form(loaded.model, form, taps_of), output_names(form, taps_of), low_memory=True)
-
-    paths += run_precision(paths, verify=not no_verify, force=force, reference=eager_reference, **precision)
-    if engine:
-        from .engine import build_engines, engine_sources
-
-        paths += build_engines(engine_sources(paths), force=force)
-    echo_artifacts(paths, as_json)
+    echo_artifacts(deploy(loaded, form_list, out_dir, precision=plan, size=parsed_size, taps=split_list(taps),
+                          opset=opset, verify=not no_verify, force=force, engine=engine), as_json)
 
 
 def parse_floats(text: str | None, option: str) -> tuple[float, ...] | None:
@@ -358,10 +305,12 @@ def build(onnx_path: Path, profiles, timing_cache, workspace, opt_level, hardwar
 @json_option
 def quantize(onnx_path: Path, force, no_verify, as_json, **precision) -> None:
     """FP16 and/or INT8 artifacts from an existing FP32 ONNX (written beside it, compared with it)."""
-    check_precision_args(**precision)
-    if not (precision["fp16"] or precision["int8"]):
+    from .deploy import derive
+
+    plan = precision_plan(**precision)
+    if plan.empty:
         raise BadInput("nothing to do", hint="pass --fp16 and/or --int8 --target tensorrt|cpu")
-    echo_artifacts(run_precision([onnx_path], verify=not no_verify, force=force, **precision), as_json)
+    echo_artifacts(derive([onnx_path], plan, verify=not no_verify, force=force), as_json)
 
 
 def default_folder(loaded) -> str:

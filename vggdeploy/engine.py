@@ -22,6 +22,7 @@ from .artifacts import (artifact_sha256, check_onnx_files, file_entry, prepare_o
 from .errors import BadInput
 from .forms import FormSpec, spec_from_metadata
 from .inspect import graph_io, load_graph, metadata_of
+from .naming import engine_name, precision_in_name
 from .progress import step
 
 log = logging.getLogger("vggdeploy")
@@ -118,13 +119,6 @@ def check_profiles(profiles: list[Profile], inp: OnnxInput, spec: FormSpec | Non
             if isinstance(d, int) and d > 0 and not p.min[axis] == p.opt[axis] == p.max[axis] == d:
                 raise BadInput(f"profile {p}: axis {axis} of {inp.name!r} is fixed at {d} in the ONNX",
                                hint="a dynamic profile needs an ONNX exported with that axis dynamic")
-
-
-def engine_name(onnx_path: Path, meta: dict) -> str:
-    """FORM.PRECISION.plan for vggdeploy artifacts (dense.fp16.plan), STEM.plan for others."""
-    if "vggdeploy.form" in meta:
-        return f"{meta['vggdeploy.form']}.{meta.get('vggdeploy.precision', 'fp32')}.plan"
-    return onnx_path.name.removesuffix(".onnx") + ".plan"
 
 
 def parse_workspace(text: str | None) -> int | None:
@@ -244,8 +238,8 @@ def check_timing_cache(path: Path) -> None:
 
 def engine_sources(paths: list[Path]) -> list[Path]:
     """Which of an export's ONNX files get engines: the FP16/INT8-tensorrt ones made, else FP32."""
-    typed = [p for p in paths if p.name.endswith((".fp16.onnx", ".int8-tensorrt.onnx"))]
-    return typed or [p for p in paths if p.name.count(".") == 1]
+    typed = [p for p in paths if precision_in_name(p.name) in ("fp16", "int8-tensorrt")]
+    return typed or [p for p in paths if precision_in_name(p.name) == "fp32"]
 
 
 def build_engines(sources: list[Path], force: bool = False, **options) -> list[Path]:

@@ -17,6 +17,7 @@ from .backends.base import Runner
 from .backends.eager import TorchRunner
 from .errors import BadInput, CheckFailed, first_line
 from .forms import FormSpec, check_memory, form_spec
+from .naming import artifact_name
 from .models import build_form, output_names
 from .progress import step
 from .variants import Variant
@@ -71,10 +72,6 @@ def class_names(loaded: LoadedModel) -> list[str] | None:
     if v.config == "mini" and v.num_classes == 10:
         return [str(d) for d in range(10)]
     return None
-
-
-def artifact_name(form: str, precision: str = "fp32") -> str:
-    return f"{form}.onnx" if precision == "fp32" else f"{form}.{precision}.onnx"
 
 
 def export_onnx(loaded: LoadedModel, forms: list[str], out_dir: Path, *, size: tuple[int, int] | None = None,

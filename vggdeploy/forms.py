@@ -51,6 +51,10 @@ def spec_from_metadata(meta: dict) -> FormSpec | None:
 
 
 def form_spec(v: Variant, form: str, size: tuple[int, int] | None = None, taps: list[str] | None = None) -> FormSpec:
+    """The FormSpec of `form` ("classifier", "dense" or "features") for variant `v`: its export size
+    (default: the variant's), whether H and W are dynamic, its smallest input and, for the features
+    form, its taps (default: the last ReLU of each stage). Raises BadInput for an unknown form or tap.
+    """
     if form not in FORMS:
         raise BadInput(f"unknown form {form!r}", hint=f"choose from: {', '.join(FORMS)}")
     taps = tuple(taps or default_taps(v)) if form == "features" else ()

@@ -114,6 +114,9 @@ class FeaturesVGG(nn.Module):
 
 
 def build_form(vgg: VGG, form: str, taps: list[str] | None = None) -> nn.Module:
+    """`vgg` (put in eval mode) as the torch module of `form`: itself for "classifier", a
+    DenseVGG (FC layers as convolutions, sharing their weights) for "dense", a FeaturesVGG returning
+    `taps` for "features". Raises BadInput for an unknown form or tap."""
     vgg.eval()
     if form == "classifier":
         return vgg

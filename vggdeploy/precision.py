@@ -23,6 +23,7 @@ from .errors import BadInput, CheckFailed
 from .export import check_and_publish, verify_artifact
 from .forms import FormSpec
 from .inspect import load_graph, source_variant
+from .naming import derived_name
 from .layouts import CPU_DEFAULT, LAYOUTS, METHODS, Int8Options  # noqa: F401 (METHODS: the API's list)
 from .progress import step
 from .qdq import check_qdq_tensorrt, compute_nodes
@@ -57,21 +58,22 @@ def source_model(path: Path) -> tuple[onnx.ModelProto, dict, Variant, FormSpec]:
     return graph, meta, v, spec
 
 
-def _out_name(src: Path, tag: str) -> str:
-    return src.name.removesuffix(".onnx") + f".{tag}.onnx"
-
-
 # ---------------------------------------------------------------------------- FP16
 
 def to_fp16(src: Path, out_dir: Path | None = None, *, io: str = "fp32", reference: Runner | None = None,
             verify: bool = True, force: bool = False, backend: str = "cpu") -> Path:
+    """FORM.fp16.onnx beside `src` (or in `out_dir`): the FP32 artifact in FP16, nodes whose
+    activations come near FP16's range kept in FP32, I/O in FP32 unless io="fp16"; checked against
+    `reference` (default: the FP32 ONNX) on `backend`, then published and recorded in the manifest.
+    Returns its path. Raises BadInput (not an FP32 vggdeploy artifact, output exists without
+    `force`), CheckFailed (onnx.checker or parity failed; nothing is written)."""
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
     if io not in ("fp32", "fp16"):
         raise BadInput(f"unknown --io {io!r}", hint="fp32 (default) or fp16")
     graph, meta, v, spec = source_model(src)
     out_dir = out_dir or src.parent
-    name = _out_name(src, "fp16")
+    name = derived_name(src, "fp16")
     prepare_out_dir(out_dir, [name], force)
     with staging(out_dir) as tmp, step(f"converting {src.name} to FP16"):
         source = copy_into(src, tmp / "source")
@@ -185,11 +187,19 @@ def to_int8(src: Path, out_dir: Path | None = None, *, target: str, method: str 
             calib: str | None = None, calib_count: int | None = None, keep_fp32: list[str] | None = None,
             cpu_layout: str | None = None, quantizer: str = "ort", reference: Runner | None = None,
             verify: bool = True, force: bool = False, backend: str = "cpu") -> Path:
+    """FORM.int8-TARGET.onnx beside `src` (or in `out_dir`): a Q/DQ graph calibrated on `calib`
+    (an image folder, a .npy/.npz of (N, C, H, W) float32, or None for the bundled samples; the first
+    `calib_count` of them) by `method`, for `target` "tensorrt" (its parser's layout) or "cpu"
+    (`cpu_layout`, default the portable u8s7-channel; `quantizer` "ort" or "nncf"); `keep_fp32` names
+    Conv/Gemm nodes (or first/last) left in float. Checked against `reference` (default: the FP32
+    ONNX) on `backend`, then published and recorded. Returns its path. Raises BadInput (bad options or
+    calibration data, output exists without `force`), CheckFailed (parity failed; nothing written),
+    MissingEnvironment (the quantizer's package is missing)."""
     options = Int8Options(target, method, calib_count, cpu_layout, quantizer)
     graph, _, v, spec = source_model(src)
     out_dir = out_dir or src.parent
     tag = f"int8-{target}"
-    name = _out_name(src, tag)
+    name = derived_name(src, tag)
     prepare_out_dir(out_dir, [name], force)
     excluded = resolve_keep_fp32(graph, keep_fp32 or [])
     layout = int8_layout(options)

@@ -101,6 +101,8 @@ VARIANTS: dict[str, Variant] = {
 
 
 def get_variant(name: str) -> Variant:
+    """The Variant named `name`, case-insensitive: a torchvision name (vgg16_bn), the paper's
+    configuration letter (D) or an alias. Raises BadInput with the closest names otherwise."""
     key = name.lower()
     for v in VARIANTS.values():
         if key == v.name.lower() or key in v.aliases:

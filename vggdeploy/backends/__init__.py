@@ -44,27 +44,31 @@ def cpu_backend_for(path: Path, precision: str = "fp32", layout: str | None = No
     return "openvino" if Path(path).suffix == ".xml" else default_cpu_backend(precision, layout)
 
 
-def artifact_precision(path: Path) -> tuple[str, str | None]:
-    """The precision and INT8 layout a vggdeploy artifact declares (fp32 for other models and formats)."""
-    if path.suffix != ".onnx":
+def artifact_precision(path) -> tuple[str, str | None]:
+    """The precision and INT8 layout an artifact (path or Artifact) declares (fp32 for other models and formats)."""
+    from ..artifact import Artifact
+
+    if not isinstance(path, Artifact) and Path(path).suffix != ".onnx":
         return "fp32", None
-    from ..inspect import load_graph, metadata_of
-    from ..layouts import layout_of
-
-    graph = load_graph(path)
-    meta = metadata_of(graph)
-    return str(meta.get("vggdeploy.precision", "fp32")), layout_of(meta, graph)
+    artifact = Artifact.of(path)
+    return artifact.precision, artifact.int8_layout
 
 
-def make_runner(backend: str, model_path: str | Path, **options) -> Runner:
-    """A runner for a serialized artifact. Imports the runtime only when asked for.
+def make_runner(backend: str, model_path, **options) -> Runner:
+    """A runner for a serialized artifact (a path, or an `Artifact` already opened). Imports the
+    runtime only when asked for; an ONNX artifact's graph header is read once, whatever the backend.
 
     backend "cpu" picks the fastest CPU runtime for the precision the artifact declares;
     "tensorrt" takes a .plan engine; "torch"/"torch-cuda" rebuild eager PyTorch from the weights
     a vggdeploy artifact names (the baseline for parity and speed).
     """
+    from ..artifact import Artifact
+
+    path = model_path.path if isinstance(model_path, Artifact) else Path(model_path)
+    if path.suffix == ".onnx" and backend in ("cpu", "onnxruntime", "onnxruntime-cuda", "onnxruntime-tensorrt", "openvino"):
+        model_path = Artifact.of(model_path)
     if backend == "cpu":
-        backend = cpu_backend_for(Path(model_path), *artifact_precision(Path(model_path)))
+        backend = cpu_backend_for(path, *artifact_precision(model_path))
     if backend.startswith("onnxruntime"):
         from .ort import OrtRunner
 
@@ -76,11 +80,11 @@ def make_runner(backend: str, model_path: str | Path, **options) -> Runner:
     if backend == "tensorrt":
         from .tensorrt import TensorRTRunner
 
-        return TensorRTRunner(model_path, **options)
+        return TensorRTRunner(path, **options)
     if backend in ("torch", "torch-cuda"):
         from .eager import eager_for_artifact
 
-        return eager_for_artifact(model_path, device="cuda" if backend == "torch-cuda" else "cpu", **options)
+        return eager_for_artifact(path, device="cuda" if backend == "torch-cuda" else "cpu", **options)
     if backend == "openvino":
         from .openvino import OpenVinoRunner
 

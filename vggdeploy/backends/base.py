@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from pathlib import Path
 
 import numpy as np
 
 
 class Runner(ABC):
+    """One model on one runtime (Polygraphy's runner shape): `activate` loads it, `infer` runs a
+    checked batch, `deactivate` releases it; use it as a context manager. `name` says the runtime that
+    runs it once active (e.g. openvino[CPU,latency,f32]); `config` its settings."""
+
     name: str = "runner"
 
     def __enter__(self) -> "Runner":
@@ -21,9 +26,37 @@ class Runner(ABC):
     def activate(self) -> None:
         """Load the model; expensive work happens here, not in __init__."""
 
-    @abstractmethod
     def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run one batch: {input name: array} -> {output name: array}, in output order."""
+        """Run one batch: {input name: (N, C, H, W) array} -> {output name: array}, in output order.
+
+        The feed is checked here, before the backend sees it, so every backend refuses the same bad
+        feeds the same way (BadInput: not one 4-D batch, an empty batch, NaN or infinite values, and
+        for an artifact a size or dtype it does not take); then the backend's `_infer` runs it.
+        """
+        self.check_feed(feed)
+        return self._infer(feed)
+
+    @abstractmethod
+    def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The backend's run of a checked feed."""
+
+    def check_feed(self, feed: dict[str, np.ndarray]) -> None:
+        """BadInput unless `feed` is one {name: batch} with a non-empty (N, C, H, W) batch whose
+        values (for numpy floats) are finite. Backends add what their model declares."""
+        from ..errors import BadInput
+
+        if not isinstance(feed, dict) or len(feed) != 1:
+            raise BadInput("a feed is one {input name: batch} dict", hint='e.g. runner.infer({"input": batch})')
+        for name, x in feed.items():
+            expected = getattr(self, "input_name", None)
+            if expected and name != expected:
+                raise BadInput(f"input {name!r}: the model's input is {expected!r}", hint=f"runner.infer({{{expected!r}: batch}})")
+            shape = tuple(getattr(x, "shape", ()))
+            if len(shape) != 4 or not shape[0]:
+                raise BadInput(f"input {name!r} has shape {shape}: give a non-empty (N, C, H, W) batch",
+                               hint="one image is x[None] (a batch of one)")
+            if isinstance(x, np.ndarray) and x.dtype.kind == "f" and not np.isfinite(x).all():
+                raise BadInput(f"input {name!r} holds NaN or infinite values", hint="check the preprocessing")
 
     def deactivate(self) -> None:
         """Release the model."""
@@ -60,47 +93,40 @@ class ArtifactRunner(Runner):
     """A runner for a vggdeploy ONNX artifact: checks inputs against the sizes it declares."""
 
     def __init__(self, path):
-        from pathlib import Path
+        """path: an artifact's path or an opened `Artifact` (then nothing is read again)."""
+        from ..artifact import Artifact
 
-        self.path = Path(path)
+        self.artifact = path if isinstance(path, Artifact) else None
+        self.path = self.artifact.path if self.artifact else Path(path)
         self.spec = None
         self.int8_layout: str | None = None
         self.input_dtype: np.dtype | None = None  # float16 for an `--io fp16` artifact
         self.graph_outputs: list[str] = []
+        self.input_name: str | None = None
 
     def load_spec(self) -> None:
-        """Read the declared input sizes and the output names from the graph (not the weights)."""
-        from ..forms import spec_from_metadata
-        from ..inspect import check_metadata, load_graph, metadata_of
+        """The declared input sizes, input and output names from the artifact (opened once)."""
+        from ..artifact import Artifact
 
         if self.path.suffix != ".onnx":  # e.g. an OpenVINO IR: no vggdeploy metadata to check against
             return
-        from onnx.helper import tensor_dtype_to_np_dtype
-
-        from ..artifacts import check_onnx_files
-        from ..layouts import layout_of
-
-        graph = load_graph(self.path)
-        check_onnx_files(self.path, graph)
-        meta = metadata_of(graph)
-        if "vggdeploy.form" in meta:
-            check_metadata(meta, self.path)
-        self.spec = spec_from_metadata(meta)
-        self.int8_layout = layout_of(meta, graph)
-        self.graph_outputs = [o.name for o in graph.graph.output]
-        self.input_dtype = np.dtype(tensor_dtype_to_np_dtype(graph.graph.input[0].type.tensor_type.elem_type))
+        self.artifact = Artifact.of(self.artifact or self.path)
+        a = self.artifact
+        self.spec, self.int8_layout, self.graph_outputs = a.spec, a.int8_layout, list(a.outputs)
+        self.input_name = a.input_name
+        self.input_dtype = np.dtype(a.input_dtype) if a.input_dtype else None
 
     def check_feed(self, feed: dict[str, np.ndarray]) -> None:
+        """The base checks, then the sizes and the input type the artifact declares."""
         from ..errors import BadInput
 
+        super().check_feed(feed)
         for name, x in feed.items():
-            if self.spec is not None and x.ndim == 4:
+            if self.spec is not None:
                 self.spec.check_size(*x.shape[2:])
             if self.input_dtype is not None and x.dtype.kind == "f" and x.dtype != self.input_dtype:
                 raise BadInput(f"input {name!r} is {x.dtype}; {self.path.name} takes {self.input_dtype}",
                                hint=f"cast the batch: x.astype(np.{self.input_dtype})")
-            if x.dtype.kind == "f" and not np.isfinite(x).all():
-                raise BadInput(f"input {name!r} holds NaN or infinite values", hint="check the preprocessing")
 
     def load_error(self, runtime: str, e: Exception):
         """A runtime's refusal to load the model, as one line (its message's first)."""

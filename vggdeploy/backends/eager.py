@@ -47,8 +47,8 @@ class TorchRunner(Runner):
     def stream_handle(self) -> int:
         return torch.cuda.current_stream(self.device).cuda_stream
 
-    def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        x = feed[self.input_name]
+    def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        x = next(iter(feed.values()))
         x = x if isinstance(x, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(x))
         with torch.inference_mode(), _onednn(not (self.low_memory and self.device.type == "cpu")):
             out = self.module(x.to(self.device, non_blocking=True))

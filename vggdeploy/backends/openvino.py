@@ -117,8 +117,7 @@ class OpenVinoRunner(ArtifactRunner):
         # Casts give them aliases)
         return self.graph_outputs or [o.get_any_name() for o in self.compiled.outputs]
 
-    def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        self.check_feed(feed)
+    def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         x = next(iter(feed.values()))
         if self.hint == "throughput" and len(x) > 1:
             return self._infer_streams(x)

@@ -97,8 +97,7 @@ class OrtRunner(ArtifactRunner):
     def input_names(self) -> list[str]:
         return [i.name for i in self.session.get_inputs()]
 
-    def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        self.check_feed(feed)
+    def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         out = self.session.run(None, feed)
         return dict(zip(self.output_names, out))
 

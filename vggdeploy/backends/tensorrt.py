@@ -32,7 +32,7 @@ class TensorRTRunner(Runner):
     def __init__(self, path: str | Path, device_io: bool = False):
         """device_io: take and return torch CUDA tensors (no host copies) instead of numpy arrays."""
         self.path, self.device_io = Path(path), device_io
-        self.inner = self.profiles = None
+        self.inner = self.profiles = self.input_name = None
         self.active = -1
 
     def activate(self) -> None:
@@ -56,6 +56,7 @@ class TensorRTRunner(Runner):
         self._outputs = [n for n in names if n not in inputs]
         self.profiles = [Profile(inputs[0], *(tuple(s) for s in engine.get_tensor_profile_shape(inputs[0], i)))
                          for i in range(engine.num_optimization_profiles)]
+        self.input_name = inputs[0]
         self.inner = TrtRunner(engine)
         self.inner.activate()
         self.active = 0
@@ -70,7 +71,7 @@ class TensorRTRunner(Runner):
         """The raw CUDA stream the engine runs on (for CUDA-event timing)."""
         return self.inner.stream.ptr
 
-    def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         x = next(iter(feed.values()))
         index = choose_profile(self.profiles, tuple(x.shape))
         if index != self.active:

@@ -1,0 +1,125 @@
+"""The export pipeline composed in one call: FP32 forms, their FP16/INT8 artifacts, TensorRT engines.
+
+    loaded = load_model("vgg16", "imagenet")
+    deploy(loaded, ["classifier", "dense"], Path("engines/vgg16"),
+           precision=PrecisionPlan(fp16=True, int8=Int8Options("cpu")))
+
+`vggdeploy export` is this function behind its options; `vggdeploy quantize` is `derive`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import BadInput
+from .layouts import Int8Options
+
+CHECK_BACKENDS = ("cpu", "onnxruntime", "openvino")
+
+
+@dataclass(frozen=True)
+class PrecisionPlan:
+    """What to derive from each FP32 artifact, judged whole on construction: an FP16 artifact (`io`:
+    its input/output type), an INT8 one (`int8`: its options; `calib`: the calibration source, None
+    for the bundled samples; `keep_fp32`: first, last or node names left in float), and the runtime
+    that checks them (`backend`). Raises BadInput naming the option."""
+
+    fp16: bool = False
+    io: str = "fp32"
+    int8: Int8Options | None = None
+    calib: str | None = None
+    keep_fp32: tuple[str, ...] = ()
+    backend: str = "cpu"
+
+    def __post_init__(self):
+        if self.backend not in CHECK_BACKENDS:
+            raise BadInput(f"unknown --backend {self.backend!r}", hint=f"choose from: {', '.join(CHECK_BACKENDS)}")
+        if self.io not in ("fp32", "fp16"):
+            raise BadInput(f"unknown --io {self.io!r}", hint="fp32 (default) or fp16")
+        if self.io != "fp32" and not self.fp16:
+            raise BadInput(f"--io {self.io} applies to --fp16", hint="add --fp16, or drop --io")
+        if self.int8 is None and (self.calib is not None or self.keep_fp32):
+            flag, value = ("--calib", self.calib) if self.calib is not None else ("--keep-fp32", ",".join(self.keep_fp32))
+            raise BadInput(f"{flag} {value} applies to --int8", hint=f"add --int8, or drop {flag}")
+
+    @property
+    def empty(self) -> bool:
+        return not (self.fp16 or self.int8)
+
+
+def derive(paths: list[Path], plan: PrecisionPlan, *, verify: bool = True, force: bool = False,
+           reference: Callable[[Path], object] | None = None) -> list[Path]:
+    """The FP16/INT8 artifacts `plan` asks for, from each FP32 ONNX in `paths`, each checked against
+    `reference(path)` (a Runner; default: the FP32 ONNX itself). Returns their paths."""
+    from .precision import to_fp16, to_int8
+
+    out = []
+    for p in paths:
+        make_ref = (lambda: reference(p)) if reference else (lambda: None)  # noqa: B023 (used in this iteration)
+        if plan.fp16:
+            out.append(to_fp16(p, io=plan.io, reference=make_ref(), verify=verify, force=force, backend=plan.backend))
+        if plan.int8:
+            o = plan.int8
+            out.append(to_int8(p, target=o.target, method=o.method, calib=plan.calib, calib_count=o.calib_count,
+                               keep_fp32=list(plan.keep_fp32), cpu_layout=o.cpu_layout, quantizer=o.quantizer,
+                               reference=make_ref(), verify=verify, force=force, backend=plan.backend))
+    return out
+
+
+def check_export_options(forms: list[str], precision: PrecisionPlan, size: tuple[int, int] | None = None,
+                         taps: list[str] | None = None, engine: bool = False) -> None:
+    """The combinations `deploy` refuses, judged without a model (the CLI calls it before loading one)."""
+    if not forms:
+        raise BadInput("no form given", hint="--form classifier,dense,features or all")
+    if engine and precision.int8 and precision.int8.target != "tensorrt" and not precision.fp16:
+        raise BadInput("--engine builds TensorRT engines; --int8 --target cpu makes a CPU-only graph",
+                       hint="use --int8 --target tensorrt with --engine")
+    names = [k for k in precision.keep_fp32 if k not in ("first", "last")]
+    if names:
+        raise BadInput(f"--keep-fp32 {names[0]}: node names exist only once the graph does",
+                       hint="use first/last here, or name nodes with `vggdeploy quantize` after export")
+    if size and "classifier" not in forms:
+        raise BadInput("--size sets the classifier form's input size",
+                       hint="the dense and features forms take any size from their minimum up")
+    if taps and "features" not in forms:
+        raise BadInput("--taps names the features form's outputs", hint="add --form features (or all), or drop --taps")
+
+
+def deploy(loaded, forms: list[str], out_dir: Path, *, precision: PrecisionPlan = PrecisionPlan(),
+           size: tuple[int, int] | None = None, taps: list[str] | None = None, opset: int = 18,
+           verify: bool = True, force: bool = False, engine: bool = False) -> list[Path]:
+    """Export `loaded` (weights.load_model) in `forms` into `out_dir`, each checked against eager
+    PyTorch; then what `precision` asks for, checked against eager PyTorch too; then TensorRT engines
+    (FP16/INT8-tensorrt ones if made, else FP32) when `engine`. Every option and the calibration data
+    are judged before the first export. Returns the paths written, FP32 first. Raises BadInput,
+    CheckFailed (a parity or graph check; nothing of that artifact is written), MissingEnvironment
+    (engines without a GPU host)."""
+    from .backends.eager import TorchRunner
+    from .export import export_onnx
+    from .forms import form_spec
+    from .models import build_form, output_names
+    from .progress import step
+
+    check_export_options(forms, precision, size, taps, engine)
+    specs = {f: form_spec(loaded.variant, f, size if f == "classifier" else None, taps) for f in forms}
+    if precision.int8:
+        from .precision import check_calibration
+
+        with step("reading the calibration data"):
+            for spec in specs.values():  # the data INT8 will read, judged before the FP32 export
+                check_calibration(precision.calib, loaded.variant, spec, precision.int8.calib_count)
+    paths = export_onnx(loaded, forms, out_dir, size=size, taps=taps, opset=opset, verify=verify, force=force,
+                        backend=precision.backend)
+
+    def eager_reference(path: Path):  # FP16/INT8 are compared with eager FP32 PyTorch
+        form, form_taps = path.stem, list(specs[path.stem].taps)
+        return TorchRunner(build_form(loaded.model, form, form_taps), output_names(form, form_taps), low_memory=True)
+
+    paths += derive(paths, precision, verify=verify, force=force, reference=eager_reference)
+    if engine:
+        from .engine import build_engines, engine_sources
+
+        paths += build_engines(engine_sources(paths), force=force)
+    return paths
