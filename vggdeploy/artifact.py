@@ -36,18 +36,14 @@ class Artifact:
         file otherwise); other kinds by their suffix alone."""
         from onnx.helper import tensor_dtype_to_np_dtype
 
-        from .artifacts import check_onnx_files
-        from .inspect import check_metadata, load_graph, metadata_of
+        from .inspect import checked_metadata, load_graph
         from .layouts import layout_of
 
         path = Path(path)
         if path.suffix != ".onnx":
             return cls(path, KINDS.get(path.suffix, "other"), {})
         graph = load_graph(path)
-        check_onnx_files(path, graph)
-        meta = metadata_of(graph)
-        if "vggdeploy.form" in meta:
-            check_metadata(meta, path)
+        meta = checked_metadata(path, graph)
         first = graph.graph.input[0] if graph.graph.input else None
         dtype = np.dtype(tensor_dtype_to_np_dtype(first.type.tensor_type.elem_type)).name if first else None
         return cls(path, "onnx", meta, first.name if first else None, dtype,

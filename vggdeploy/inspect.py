@@ -111,14 +111,21 @@ def int8_info(model: onnx.ModelProto) -> dict | None:
             "exact_here": {rt: LAYOUTS[name].exact_here(isa, rt) for rt in ("onnxruntime", "openvino")}}
 
 
-def source_variant(path: Path, graph: onnx.ModelProto | None = None) -> tuple[dict, Variant, FormSpec]:
-    """The variant (architecture and preprocessing) and form a vggdeploy artifact declares."""
-    graph = graph or load_graph(path)
+def checked_metadata(path: Path, graph: onnx.ModelProto) -> dict:
+    """The metadata of the ONNX at `path` (header `graph`), once its side files are checked and, for a
+    vggdeploy artifact, its metadata against the schema: BadInput naming the file otherwise."""
     check_onnx_files(path, graph)
     meta = metadata_of(graph)
+    if "vggdeploy.form" in meta:
+        check_metadata(meta, path)
+    return meta
+
+
+def source_variant(path: Path, graph: onnx.ModelProto | None = None) -> tuple[dict, Variant, FormSpec]:
+    """The variant (architecture and preprocessing) and form a vggdeploy artifact declares."""
+    meta = checked_metadata(path, graph or load_graph(path))
     if "vggdeploy.form" not in meta:
         raise BadInput(f"{path} has no vggdeploy metadata", hint=ADOPT_HINT.format(path=path))
-    check_metadata(meta, path)
     pre = meta["vggdeploy.preprocessing"]
     v = Variant(meta["vggdeploy.variant"], meta["vggdeploy.config"], meta["vggdeploy.batch_norm"],
                 num_classes=int(meta["vggdeploy.num_classes"]), in_channels=len(pre["mean"]),
