@@ -145,3 +145,27 @@ def test_running_an_artifact_does_not_import_torch(mini_artifacts):
             "assert 'torch' not in sys.modules, 'torch was imported'\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-1500:]
+
+
+def test_deploy_runs_eager_once_per_form_and_can_release_the_weights(tmp_path, monkeypatch):
+    """FP32, FP16 and INT8 checks compare with one recording of eager PyTorch per form; with
+    release_model the weights are freed before the FP16/INT8 checks (nothing else keeps them: the
+    exporter's rewriter once did, through the last graph it matched)."""
+    import gc
+    import weakref
+
+    import vggdeploy.parity as parity
+    from vggdeploy import Int8Options, PrecisionPlan, deploy
+
+    recorded, compared, record, compare = [], [], parity.record_outputs, parity.compare
+    monkeypatch.setattr(parity, "record_outputs", lambda ref, *a, **k: recorded.append(ref.name) or record(ref, *a, **k))
+    monkeypatch.setattr(parity, "compare", lambda exp, got, *a, **k: compared.append(exp.reference) or compare(exp, got, *a, **k))
+    loaded = load_model("vgg-mini", "random", 0)
+    weight = weakref.ref(next(loaded.model.parameters()))
+    paths = deploy(loaded, ["classifier", "dense"], tmp_path, precision=PrecisionPlan(fp16=True, int8=Int8Options("cpu")),
+                   release_model=True)
+    assert sorted(p.name for p in paths) == sorted(f"{f}{p}.onnx" for f in ("classifier", "dense")
+                                                   for p in ("", ".fp16", ".int8-cpu"))
+    assert recorded == ["torch", "torch"] and compared == ["torch"] * 6
+    gc.collect()
+    assert loaded.model is None and weight() is None

@@ -23,7 +23,7 @@ __version__ = "0.1.0"
 
 _API = {
     "AdoptOptions": "adopt", "adopt": "adopt", "Artifact": "artifact",
-    "PrecisionPlan": "deploy", "deploy": "deploy", "derive": "deploy", "Int8Options": "layouts",
+    "PrecisionPlan": "pipeline", "deploy": "pipeline", "derive": "pipeline", "Int8Options": "layouts",
     "BACKENDS": "backends", "Runner": "backends", "make_runner": "backends",
     "ClusterOptions": "cluster", "extract": "extract",
     "BadInput": "errors", "CheckFailed": "errors", "MissingEnvironment": "errors", "VggDeployError": "errors",

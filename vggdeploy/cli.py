@@ -172,7 +172,7 @@ def precision_plan(fp16: bool, io: str, int8: bool, target: str | None, calib: s
                    backend: str):
     """The precision options as one PrecisionPlan, judged before any long work; an INT8 setting
     without --int8 is an error naming both."""
-    from .deploy import PrecisionPlan
+    from .pipeline import PrecisionPlan
     from .layouts import Int8Options
 
     PrecisionPlan(fp16=fp16, io=io, backend=backend)  # the check's runtime and the FP16 settings first
@@ -209,7 +209,7 @@ def precision_plan(fp16: bool, io: str, int8: bool, target: str | None, calib: s
 def export(model, forms, weights, seed, prefix, size, taps, opset, out_dir, force, no_verify, engine, as_json,
            **precision) -> None:
     """Export MODEL (a variant name or a checkpoint) to ONNX, checked against eager PyTorch."""
-    from .deploy import check_export_options
+    from .pipeline import check_export_options
 
     plan = precision_plan(**precision)
     form_list = list(FORMS) if forms == "all" else split_list(forms) or []
@@ -220,7 +220,7 @@ def export(model, forms, weights, seed, prefix, size, taps, opset, out_dir, forc
     from .progress import step
 
     with step(f"loading {model}"):
-        from .deploy import deploy  # torch: only once every option above is judged
+        from .pipeline import deploy  # torch: only once every option above is judged
         from .export import check_opset
         from .weights import load_model
 
@@ -230,7 +230,7 @@ def export(model, forms, weights, seed, prefix, size, taps, opset, out_dir, forc
         log.info(loaded.inferred)
     out_dir = out_dir or Path("engines") / default_folder(loaded)
     echo_artifacts(deploy(loaded, form_list, out_dir, precision=plan, size=parsed_size, taps=split_list(taps),
-                          opset=opset, verify=not no_verify, force=force, engine=engine), as_json)
+                          opset=opset, verify=not no_verify, force=force, engine=engine, release_model=True), as_json)
 
 
 def parse_floats(text: str | None, option: str) -> tuple[float, ...] | None:
@@ -305,7 +305,7 @@ def build(onnx_path: Path, profiles, timing_cache, workspace, opt_level, hardwar
 @json_option
 def quantize(onnx_path: Path, force, no_verify, as_json, **precision) -> None:
     """FP16 and/or INT8 artifacts from an existing FP32 ONNX (written beside it, compared with it)."""
-    from .deploy import derive
+    from .pipeline import derive
 
     plan = precision_plan(**precision)
     if plan.empty:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import onnx
@@ -18,6 +18,7 @@ from .backends.eager import TorchRunner
 from .errors import BadInput, CheckFailed, first_line
 from .forms import FormSpec, check_memory, form_spec
 from .naming import artifact_name
+from .parity import Expected
 from .models import build_form, output_names
 from .progress import step
 from .variants import Variant
@@ -75,19 +76,38 @@ def class_names(loaded: LoadedModel) -> list[str] | None:
 
 
 def export_onnx(loaded: LoadedModel, forms: list[str], out_dir: Path, *, size: tuple[int, int] | None = None,
-           taps: list[str] | None = None, opset: int = DEFAULT_OPSET, verify: bool = True,
-           force: bool = False, backend: str = "onnxruntime") -> list[Path]:
-    """Export each form to out_dir/FORM.onnx (+ .data); verify on ORT CPU; record in the manifest."""
+                taps: list[str] | None = None, opset: int = DEFAULT_OPSET, verify: bool = True, force: bool = False,
+                backend: str = "onnxruntime", expected: Mapping[str, Expected] | None = None) -> list[Path]:
+    """Export each form to out_dir/FORM.onnx (+ .data), check it on `backend` against eager PyTorch
+    (or `expected[form]`, its outputs recorded by `eager_outputs`), record it in the manifest.
+    Returns the paths. Raises BadInput (opset, memory, existing files), CheckFailed."""
+    specs = plan_export(loaded, forms, out_dir, size=size, taps=taps, opset=opset, force=force)
+    return [export_one(loaded, spec, out_dir, opset=opset, verify=verify, backend=backend,
+                       expected=(expected or {}).get(spec.form)) for spec in specs]
+
+
+def plan_export(loaded: LoadedModel, forms: list[str], out_dir: Path, *, size: tuple[int, int] | None = None,
+                taps: list[str] | None = None, opset: int = DEFAULT_OPSET, force: bool = False) -> list[FormSpec]:
+    """The forms' specs, once the opset, the memory they need and `out_dir` are judged (nothing written)."""
     check_opset(opset)
     specs = [form_spec(loaded.variant, f, size if f == "classifier" else None, taps) for f in forms]
     for spec in specs:
         check_memory(loaded.variant, spec.size, batch=8)  # the exporter's example and the parity batches
     prepare_out_dir(out_dir, [artifact_name(s.form) for s in specs], force)
-    return [export_one(loaded, spec, out_dir, opset=opset, verify=verify, backend=backend) for spec in specs]
+    return specs
+
+
+def eager_outputs(loaded: LoadedModel, spec: FormSpec) -> Expected:
+    """Eager PyTorch's outputs on the form's check cases, which every artifact of that form is compared with."""
+    from .parity import default_cases
+
+    runner = TorchRunner(build_form(loaded.model, spec.form, list(spec.taps)), output_names(spec.form, list(spec.taps)),
+                         low_memory=True)
+    return record_reference(runner, default_cases(loaded.variant, spec.form, spec.size))
 
 
 def export_one(loaded: LoadedModel, spec: FormSpec, out_dir: Path, *, opset: int, verify: bool,
-               backend: str = "onnxruntime") -> Path:
+               backend: str = "onnxruntime", expected: Expected | None = None) -> Path:
     v, name = loaded.variant, artifact_name(spec.form)
     module = build_form(loaded.model, spec.form, list(spec.taps))
     outputs = output_names(spec.form, list(spec.taps))
@@ -104,9 +124,23 @@ def export_one(loaded: LoadedModel, spec: FormSpec, out_dir: Path, *, opset: int
             program.model.metadata_props.update(metadata(loaded, spec))
             program.model.doc_string = f"{v.name} ({spec.form} form) exported by vggdeploy {__version__}"
             program.save(staged, external_data=True)  # a 550 MB single-file save peaks at 4 GB RSS
-            del program
-        check = (lambda path: verify_artifact(path, TorchRunner(module, outputs, low_memory=True), v, spec, backend=backend)) if verify else None
+            del program, module
+            _forget_matched_graphs()
+        check = (lambda path: verify_artifact(path, expected or eager_outputs(loaded, spec), v, spec, backend=backend)) if verify else None
         return check_and_publish(staged, out_dir, entry, check)
+
+
+def _forget_matched_graphs() -> None:
+    """onnxscript's rewrite rules (the exporter's optimizer) keep the last graph they matched, whose
+    values hold the model's parameters: the weights outlived the model (0.55 GB for VGG16, issue 19)."""
+    import gc
+
+    from onnxscript.rewriter._basics import MatchResult
+    from onnxscript.rewriter._matcher import PatternMatcher
+
+    for obj in gc.get_objects():
+        if PatternMatcher in type(obj).__mro__:  # (isinstance would ask lazy objects for their __class__)
+            obj.__dict__.update(_graph=None, _current_node=None, _tracer=None, _match=MatchResult())
 
 
 def check_and_publish(staged: Path, out_dir: Path, entry: dict, verify: Callable[[Path], dict] | None) -> Path:
@@ -135,20 +169,23 @@ def _torch_export(module: torch.nn.Module, v: Variant, spec: FormSpec, outputs: 
                                  output_names=outputs, opset_version=opset, verbose=False)
 
 
-def verify_artifact(path: Path, reference: Runner, v: Variant, spec: FormSpec, precision: str = "fp32",
+def verify_artifact(path: Path, reference: Runner | Expected, v: Variant, spec: FormSpec, precision: str = "fp32",
                     backend: str = "onnxruntime") -> dict:
-    """`backend` running the artifact against `reference` on the form's default cases; raises
-    CheckFailed on a mismatch."""
+    """`backend` running the artifact against `reference` (a runner, run first and released, or its
+    recorded outputs) on the form's default cases; raises CheckFailed on a mismatch."""
     from .backends import make_runner
     from .isa import cpu_isa
-    from .parity import THRESHOLDS, check_parity, default_cases
+    from .parity import THRESHOLDS, compare, default_cases
     from .report import log_parity
 
     kind = precision.split("-")[0]
-    cases = default_cases(v, spec.form, spec.size, noise=kind != "int8")
-    with step(f"checking {path.name} against {reference.name}", total=len(cases)) as advance, \
-            reference as ref, make_runner(backend, path, **_low_memory(backend)) as got:
-        report = check_parity(ref, got, cases, THRESHOLDS[kind], on_case=advance)
+    if isinstance(reference, Expected):
+        expected = reference.photos_only() if kind == "int8" else reference
+    else:
+        expected = record_reference(reference, default_cases(v, spec.form, spec.size, noise=kind != "int8"))
+    with step(f"checking {path.name} against {expected.reference}", total=len(expected.cases)) as advance, \
+            make_runner(backend, path, **_low_memory(backend)) as got:
+        report = compare(expected, got, THRESHOLDS[kind], on_case=advance)
     log_parity(report)
     report.raise_on_failure()
     worst = lambda key, pick: pick(getattr(r, key) for r in report.results)  # noqa: E731
@@ -159,6 +196,14 @@ def verify_artifact(path: Path, reference: Runner, v: Variant, spec: FormSpec, p
     if top1:
         summary["top1_agreement"] = min(top1)
     return summary
+
+
+def record_reference(reference: Runner, cases: list) -> Expected:
+    """`reference`'s outputs on `cases`, with progress; the runner is released on return."""
+    from .parity import record_outputs
+
+    with step(f"running {reference.name} on {len(cases)} check cases", total=len(cases)) as advance:
+        return record_outputs(reference, cases, on_case=advance)
 
 
 def _low_memory(backend: str) -> dict:

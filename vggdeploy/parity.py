@@ -34,11 +34,29 @@ THRESHOLDS = {
 
 @dataclass
 class Case:
-    """One batch at one input size; `names` label each input for the report."""
+    """One batch at one input size; `names` label each input for the report; `noise`: seeded noise,
+    not photos (INT8's checks leave it out)."""
 
     label: str
     names: list[str]
     batch: np.ndarray
+    noise: bool = False
+
+
+@dataclass(frozen=True)
+class Expected:
+    """A reference runner's outputs recorded on cases, to compare artifacts with once the reference
+    is gone: eager PyTorch runs once per form, not once per artifact, and its weights can be released
+    before the FP16/INT8 checks (0.55 GB for VGG16)."""
+
+    reference: str
+    cases: tuple[Case, ...]
+    outputs: tuple[dict[str, np.ndarray], ...]
+
+    def photos_only(self) -> "Expected":
+        """The same recording without its noise cases."""
+        kept = [(c, o) for c, o in zip(self.cases, self.outputs) if not c.noise]
+        return Expected(self.reference, tuple(c for c, _ in kept), tuple(o for _, o in kept))
 
 
 @dataclass
@@ -92,7 +110,7 @@ def default_cases(v: Variant, form: str, size: tuple[int, int], seed: int = 0, n
         names, batch = photo_batch(v, hw, per_size, offset=i * (per_size or 0))
         cases.append(Case(f"photos@{hw[0]}x{hw[1]}", names, batch))
         if noise:
-            cases.append(Case(f"noise@{hw[0]}x{hw[1]}", [f"noise{seed + i}"], random_batch(v, hw, 1, seed + i)))
+            cases.append(Case(f"noise@{hw[0]}x{hw[1]}", [f"noise{seed + i}"], random_batch(v, hw, 1, seed + i), noise=True))
     return cases
 
 
@@ -125,19 +143,38 @@ def compare_output(case: Case, output: str, ref: np.ndarray, got: np.ndarray, th
 def check_parity(reference: Runner, candidate: Runner, cases: list[Case], th: Thresholds,
                  logits_outputs: tuple[str, ...] = ("logits",), input_name: str = "input",
                  on_case: Callable[[int], None] | None = None) -> ParityReport:
-    """Run every case on both runners and compare each output (`logits_outputs` also by top-1/top-5
-    agreement). Returns the report (its `raise_on_failure` raises CheckFailed); raises CheckFailed
-    at once when an output's shape differs. `on_case(1)` is called after each case (progress)."""
+    """Run every case on both (active) runners and compare each output (`logits_outputs` also by
+    top-1/top-5 agreement). Returns the report (its `raise_on_failure` raises CheckFailed); raises
+    CheckFailed at once when an output's shape differs. `on_case(1)` is called after each case."""
+    expected = Expected(reference.name, tuple(cases), tuple(_one_by_one(reference, input_name, c.batch) for c in cases))
+    return compare(expected, candidate, th, logits_outputs, input_name, on_case)
+
+
+def record_outputs(reference: Runner, cases: list[Case], input_name: str = "input",
+           on_case: Callable[[int], None] | None = None) -> Expected:
+    """`reference`'s outputs on every case; the runner is activated here and released on return."""
+    outputs = []
+    with reference as ref:
+        for case in cases:
+            outputs.append(_one_by_one(ref, input_name, case.batch))
+            if on_case:
+                on_case(1)
+    return Expected(ref.name, tuple(cases), tuple(outputs))
+
+
+def compare(expected: Expected, candidate: Runner, th: Thresholds, logits_outputs: tuple[str, ...] = ("logits",),
+            input_name: str = "input", on_case: Callable[[int], None] | None = None) -> ParityReport:
+    """`candidate` (active) on the recorded cases, each output compared as check_parity does."""
     results = []
-    for case in cases:
-        ref, got = _one_by_one(reference, input_name, case.batch), _one_by_one(candidate, input_name, case.batch)
+    for case, ref in zip(expected.cases, expected.outputs):
+        got = _one_by_one(candidate, input_name, case.batch)
         for name, ref_out in ref.items():
             if got[name].shape != ref_out.shape:
                 raise CheckFailed(f"{case.label}/{name}: shape {got[name].shape}, reference {ref_out.shape}")
             results.append(compare_output(case, name, ref_out, got[name], th, name in logits_outputs))
         if on_case:
             on_case(1)
-    return ParityReport(reference.name, candidate.name, th, results)
+    return ParityReport(expected.reference, candidate.name, th, results)
 
 
 def _one_by_one(runner: Runner, input_name: str, batch: np.ndarray) -> dict[str, np.ndarray]:

@@ -24,6 +24,7 @@ from .export import check_and_publish, verify_artifact
 from .forms import FormSpec
 from .inspect import load_graph, source_variant
 from .naming import derived_name
+from .parity import Expected
 from .layouts import CPU_DEFAULT, LAYOUTS, METHODS, Int8Options  # noqa: F401 (METHODS: the API's list)
 from .progress import step
 from .qdq import check_qdq_tensorrt, compute_nodes
@@ -60,7 +61,7 @@ def source_model(path: Path) -> tuple[onnx.ModelProto, dict, Variant, FormSpec]:
 
 # ---------------------------------------------------------------------------- FP16
 
-def to_fp16(src: Path, out_dir: Path | None = None, *, io: str = "fp32", reference: Runner | None = None,
+def to_fp16(src: Path, out_dir: Path | None = None, *, io: str = "fp32", reference: Runner | Expected | None = None,
             verify: bool = True, force: bool = False, backend: str = "cpu") -> Path:
     """FORM.fp16.onnx beside `src` (or in `out_dir`): the FP32 artifact in FP16, nodes whose
     activations come near FP16's range kept in FP32, I/O in FP32 unless io="fp16"; checked against
@@ -185,7 +186,7 @@ def _overflowing_nodes(src: Path, graph: onnx.ModelProto, v: Variant, spec: Form
 
 def to_int8(src: Path, out_dir: Path | None = None, *, target: str, method: str = "minmax",
             calib: str | None = None, calib_count: int | None = None, keep_fp32: list[str] | None = None,
-            cpu_layout: str | None = None, quantizer: str = "ort", reference: Runner | None = None,
+            cpu_layout: str | None = None, quantizer: str = "ort", reference: Runner | Expected | None = None,
             verify: bool = True, force: bool = False, backend: str = "cpu") -> Path:
     """FORM.int8-TARGET.onnx beside `src` (or in `out_dir`): a Q/DQ graph calibrated on `calib`
     (an image folder, a .npy/.npz of (N, C, H, W) float32, or None for the bundled samples; the first
@@ -373,7 +374,7 @@ def _set_meta(model: onnx.ModelProto, values: dict[str, str]) -> None:
     onnx.helper.set_model_props(model, {p.key: p.value for p in model.metadata_props} | values)
 
 
-def _finish(staged: Path, out_dir: Path, src: Path, precision: str, v: Variant, spec: FormSpec, reference: Runner | None,
+def _finish(staged: Path, out_dir: Path, src: Path, precision: str, v: Variant, spec: FormSpec, reference: Runner | Expected | None,
             verify: bool, backend: str, extra: dict) -> Path:
     """Check, compare with the reference (default: the FP32 ONNX), publish, record."""
     from .backends.ort import OrtRunner
