@@ -172,18 +172,14 @@ def precision_plan(fp16: bool, io: str, int8: bool, target: str | None, calib: s
                    backend: str):
     """The precision options as one PrecisionPlan, judged before any long work; an INT8 setting
     without --int8 is an error naming both."""
-    from .pipeline import PrecisionPlan
     from .layouts import Int8Options
+    from .pipeline import PrecisionPlan, refuse_without_int8
 
     PrecisionPlan(fp16=fp16, io=io, backend=backend)  # the check's runtime and the FP16 settings first
     if not int8:
-        needs_int8 = {"--target": target, "--calib": calib, "--calib-count": calib_count, "--keep-fp32": keep_fp32,
-                      "--cpu-layout": cpu_layout, "--calib-method": None if calib_method == "minmax" else calib_method,
-                      "--quantizer": None if quantizer == "ort" else quantizer}
-        given = [(k, val) for k, val in needs_int8.items() if val is not None]
-        if given:
-            flag, val = given[0]
-            raise BadInput(f"{flag} {val} applies to --int8", hint=f"add --int8, or drop {flag}")
+        refuse_without_int8({"--target": target, "--calib": calib, "--calib-count": calib_count, "--keep-fp32": keep_fp32,
+                             "--cpu-layout": cpu_layout, "--calib-method": None if calib_method == "minmax" else calib_method,
+                             "--quantizer": None if quantizer == "ort" else quantizer})
     options = Int8Options(target, calib_method, calib_count, cpu_layout, quantizer) if int8 else None
     return PrecisionPlan(fp16, io, options, calib, tuple(split_list(keep_fp32) or ()), backend)
 

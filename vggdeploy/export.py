@@ -208,7 +208,9 @@ def record_reference(reference: Runner, cases: list) -> Expected:
 
 def _low_memory(backend: str) -> dict:
     """A check's runtimes trade speed for memory (the journey's peak, issue 19) where they can."""
-    return {"low_memory": True} if backend in ("cpu", "onnxruntime", "openvino") else {}
+    from .backends import CHECK_BACKENDS
+
+    return {"low_memory": True} if backend in CHECK_BACKENDS else {}
 
 
 def tool_versions() -> dict[str, str]:

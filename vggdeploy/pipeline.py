@@ -13,10 +13,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from .backends import CHECK_BACKENDS
 from .errors import BadInput
 from .layouts import Int8Options
 
-CHECK_BACKENDS = ("cpu", "onnxruntime", "openvino")
+
+def refuse_without_int8(given: dict[str, object]) -> None:
+    """Raise BadInput naming the first INT8 setting given ({flag: value, None when not given}):
+    they apply to --int8, which was not given."""
+    flag, value = next(((k, v) for k, v in given.items() if v is not None), (None, None))
+    if flag:
+        raise BadInput(f"{flag} {value} applies to --int8", hint=f"add --int8, or drop {flag}")
 
 
 @dataclass(frozen=True)
@@ -40,9 +47,8 @@ class PrecisionPlan:
             raise BadInput(f"unknown --io {self.io!r}", hint="fp32 (default) or fp16")
         if self.io != "fp32" and not self.fp16:
             raise BadInput(f"--io {self.io} applies to --fp16", hint="add --fp16, or drop --io")
-        if self.int8 is None and (self.calib is not None or self.keep_fp32):
-            flag, value = ("--calib", self.calib) if self.calib is not None else ("--keep-fp32", ",".join(self.keep_fp32))
-            raise BadInput(f"{flag} {value} applies to --int8", hint=f"add --int8, or drop {flag}")
+        if self.int8 is None:
+            refuse_without_int8({"--calib": self.calib, "--keep-fp32": ",".join(self.keep_fp32) or None})
 
     @property
     def empty(self) -> bool:

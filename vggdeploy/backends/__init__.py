@@ -14,6 +14,7 @@ from .base import Runner
 BACKENDS = ("cpu", "onnxruntime", "openvino", "tensorrt", "onnxruntime-cuda", "onnxruntime-tensorrt",
             "torch", "torch-cuda")
 GPU_BACKENDS = ("tensorrt", "onnxruntime-cuda", "onnxruntime-tensorrt", "torch-cuda")
+CHECK_BACKENDS = ("cpu", "onnxruntime", "openvino")  # what export/quantize check on; each has a low-memory mode
 
 
 # The CPU runtime measured fastest per precision (benchmarks/results/cpu.md); for INT8 it depends
