@@ -56,3 +56,18 @@ def test_a_foreign_onnx_opens_with_no_metadata(tmp_path):
     onnx.save(model, str(tmp_path / "relu.onnx"))
     artifact = Artifact.open(tmp_path / "relu.onnx")
     assert artifact.meta == {} and artifact.spec is None and artifact.precision == "fp32" and artifact.outputs == ("y",)
+
+
+def test_eval_reads_each_artifact_once(mini_artifacts, tmp_path, reads):
+    """`eval` opens each artifact once: selection, protocol checks and the runner share it."""
+    from click.testing import CliRunner
+
+    from vggdeploy.cli import cli
+    from vggdeploy.mnist import write_image_folder
+
+    data = write_image_folder(tmp_path / "digits", 6, sizes=(32, 48))
+    before = dict(reads)
+    result = CliRunner().invoke(cli, ["eval", str(mini_artifacts / "classifier.onnx"), str(mini_artifacts / "dense.onnx"),
+                                      "--data", str(data), "--json"])
+    assert result.exit_code == 0, result.output
+    assert reads["onnx.load"] - before["onnx.load"] == 2 and reads["manifest"] - before["manifest"] <= 2

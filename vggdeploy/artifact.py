@@ -64,6 +64,17 @@ class Artifact:
         return self.meta.get("vggdeploy.form")
 
     @property
+    def variant(self):
+        """The Variant it declares (architecture, preprocessing); BadInput for a file without vggdeploy
+        metadata."""
+        from .errors import BadInput
+        from .inspect import ADOPT_HINT, variant_from_metadata
+
+        if self.form is None:
+            raise BadInput(f"{self.path} has no vggdeploy metadata", hint=ADOPT_HINT.format(path=self.path))
+        return variant_from_metadata(self.meta)
+
+    @property
     def spec(self):
         """The FormSpec it declares (its input sizes), None for foreign files."""
         from .forms import spec_from_metadata

@@ -452,16 +452,14 @@ def eval_cmd(artifacts, data, labels, protocol, scales, flip, crops, backend, fu
              cpus_per_worker, as_json) -> None:
     """Top-1/top-5 error of deployed ARTIFACTS (files, folders or a variant's engines/NAME) under the
     VGG paper's protocols, on labelled images; on a Ray cluster with --cluster."""
-    from .bench import artifact_source
     from .dataset import load_dataset
-    from .evaluate import Protocol, default_scales, evaluate, select_artifacts
-    from .inspect import source_variant
+    from .evaluate import Protocol, default_scales, described, evaluate, select_artifacts
     from .report import EVAL_COLUMNS, eval_rows, table, write_eval
 
     ray_opts = cluster_of(cluster, workers, cpus_per_worker)
     files = select_artifacts(list(artifacts), protocol)
     samples, _ = load_dataset(data, labels)
-    pre = source_variant(artifact_source(files[0]))[0]["vggdeploy.preprocessing"]
+    pre = described(files[0]).meta["vggdeploy.preprocessing"]
     qs = () if protocol == "center" else tuple(parse_ints(scales, "--scales")) if scales else default_scales(pre)
     rows = evaluate(files, samples, Protocol(protocol, qs, flip, crops), backend, fuse, batch, cluster=ray_opts)
     click.echo(json.dumps({"results": rows}, indent=2) if as_json else table([h for _, h in EVAL_COLUMNS], eval_rows(rows)))

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .artifact import Artifact
 from .backends.base import as_input
 from .dataset import Sample, read_image
 from .errors import BadInput
@@ -226,20 +227,18 @@ def default_scales(pre: dict) -> tuple[int, ...]:
     return r, round(1.5 * r), 2 * r
 
 
-def select_artifacts(paths: list[Path], protocol: str) -> list[Path]:
+def select_artifacts(paths: list[Path], protocol: str) -> list[Artifact]:
     """Files as given; from a folder (or a variant name: its engines/NAME), the artifacts whose form
-    runs the protocol: dense ones for dense, classifier or dense ones otherwise."""
+    runs the protocol: dense ones for dense, classifier or dense ones otherwise. Each opened once."""
     from .benchrun import expand
-    from .inspect import load_graph, metadata_of
 
     chosen = []
     for p in map(Path, paths):
         if p.is_file():
-            chosen.append(p)
+            chosen.append(Artifact.open(p))
             continue
         forms = ("dense",) if "dense" in protocol else ("classifier", "dense")
-        found = [a for a in expand([p]) if a.suffix == ".onnx"
-                 and metadata_of(load_graph(a)).get("vggdeploy.form") in forms]
+        found = [a for a in map(Artifact.open, expand([p])) if a.kind == "onnx" and a.form in forms]
         if not found:
             raise BadInput(f"{p} holds no {' or '.join(forms)} artifact for the {protocol} protocol",
                            hint=f"vggdeploy export MODEL --form {forms[0]}")
@@ -247,23 +246,29 @@ def select_artifacts(paths: list[Path], protocol: str) -> list[Path]:
     return chosen
 
 
-def evaluate(artifacts: list[Path], samples: list[Sample], p: Protocol, backend: str = "cpu", fuse: bool = False,
+def described(artifact: Artifact) -> Artifact:
+    """The ONNX artifact whose metadata describes `artifact`: itself, or an engine's or IR's source."""
+    from .bench import artifact_source
+
+    return artifact if artifact.kind == "onnx" else Artifact.open(artifact_source(artifact.path))
+
+
+def evaluate(artifacts: list[Path | Artifact], samples: list[Sample], p: Protocol, backend: str = "cpu", fuse: bool = False,
              batch: int = 16, workers: int = 2, cluster=None) -> list[dict]:
     """One row per artifact (and one for their fusion with `fuse`, image by image): top-1/top-5
     error, images/s. `cluster` (a cluster.ClusterOptions) runs each artifact on a Ray cluster."""
     from .backends import make_runner
-    from .bench import artifact_source
-    from .inspect import source_variant
 
     if batch < 1:
         raise BadInput(f"--batch {batch}: give a positive batch size")
     infos = []
-    for path in artifacts:
-        meta, v, spec = source_variant(artifact_source(Path(path)))
-        check_protocol(p, spec, meta["vggdeploy.preprocessing"], Path(path).name)
+    for artifact in map(Artifact.of, artifacts):
+        source = described(artifact)
+        meta, v = source.meta, source.variant
+        check_protocol(p, source.spec, meta["vggdeploy.preprocessing"], artifact.path.name)
         for q in p.scales if "dense" in p.parts else ():  # the shorter side is q: a square image at least
             check_memory(v, (q, q), 2 if p.flip else 1)
-        infos.append((Path(path), meta, v))
+        infos.append((artifact, meta, v))
     classes = {v.num_classes for _, _, v in infos}
     if len(classes) > 1:
         raise BadInput(f"the artifacts have different class counts ({sorted(classes)}): they can't be fused or compared")
@@ -272,7 +277,8 @@ def evaluate(artifacts: list[Path], samples: list[Sample], p: Protocol, backend:
         raise BadInput(f"label {top_label} is outside the model's {infos[0][2].num_classes} classes",
                        hint="labels are 0-based torchvision class indices")
     rows, kept = [], []
-    for path, meta, v in infos:
+    for artifact, meta, v in infos:
+        path = artifact.path
         log.info("evaluating %s (%s) with the %s protocol on %d images ...", path.name,
                  meta.get("vggdeploy.precision", "fp32"), p.name, len(samples))
         if cluster is not None:
@@ -281,7 +287,7 @@ def evaluate(artifacts: list[Path], samples: list[Sample], p: Protocol, backend:
             run, runtime = run_protocol_on_cluster(cluster, path, samples, p, meta["vggdeploy.preprocessing"],
                                                    backend, batch)
         else:
-            with make_runner(backend, path) as runner:
+            with make_runner(backend, artifact) as runner:
                 run = run_protocol(runner, samples, p, meta["vggdeploy.preprocessing"], batch, workers)
             runtime = runner.name
         if not run.posteriors and not run.interrupted:

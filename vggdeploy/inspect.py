@@ -126,12 +126,16 @@ def source_variant(path: Path, graph: onnx.ModelProto | None = None) -> tuple[di
     meta = checked_metadata(path, graph or load_graph(path))
     if "vggdeploy.form" not in meta:
         raise BadInput(f"{path} has no vggdeploy metadata", hint=ADOPT_HINT.format(path=path))
+    return meta, variant_from_metadata(meta), spec_from_metadata(meta)
+
+
+def variant_from_metadata(meta: dict) -> Variant:
+    """The Variant (architecture and preprocessing) that checked vggdeploy metadata declares."""
     pre = meta["vggdeploy.preprocessing"]
-    v = Variant(meta["vggdeploy.variant"], meta["vggdeploy.config"], meta["vggdeploy.batch_norm"],
-                num_classes=int(meta["vggdeploy.num_classes"]), in_channels=len(pre["mean"]),
-                image_size=pre["crop"], resize=pre["resize"], mean=tuple(pre["mean"]), std=tuple(pre["std"]),
-                **meta.get("vggdeploy.head", {"pool": _dense_pool(meta)}))
-    return meta, v, spec_from_metadata(meta)
+    return Variant(meta["vggdeploy.variant"], meta["vggdeploy.config"], meta["vggdeploy.batch_norm"],
+                   num_classes=int(meta["vggdeploy.num_classes"]), in_channels=len(pre["mean"]),
+                   image_size=pre["crop"], resize=pre["resize"], mean=tuple(pre["mean"]), std=tuple(pre["std"]),
+                   **meta.get("vggdeploy.head", {"pool": _dense_pool(meta)}))
 
 
 def _dense_pool(meta: dict) -> int:
