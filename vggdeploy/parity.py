@@ -151,7 +151,7 @@ def check_parity(reference: Runner, candidate: Runner, cases: list[Case], th: Th
 
 
 def record_outputs(reference: Runner, cases: list[Case], input_name: str = "input",
-           on_case: Callable[[int], None] | None = None) -> Expected:
+                   on_case: Callable[[int], None] | None = None) -> Expected:
     """`reference`'s outputs on every case; the runner is activated here and released on return."""
     outputs = []
     with reference as ref:
