@@ -67,10 +67,10 @@ def artifacts(work: Path, images: int) -> dict:
 def timed_eval(artifact, data, protocol, cluster=None) -> dict:
     from vggdeploy.dataset import load_dataset
     from vggdeploy.evaluate import Protocol, evaluate
-    from vggdeploy.inspect import source_variant
+    from vggdeploy.artifact import Artifact
 
     samples, _ = load_dataset(data)
-    pre = source_variant(artifact)[0]["vggdeploy.preprocessing"]
+    pre = Artifact.open(artifact).meta.preprocessing
     scales = () if protocol == "center" else (pre["resize"],)
     if cluster is None:  # warm: imports, thread pools and the runtime's first call are paid here, not timed
         evaluate([artifact], samples[:2], Protocol(protocol, scales), "cpu")

@@ -81,8 +81,7 @@ def speed(work: Path, photos: int) -> dict:
                           check_contrast=False)
     samples, _ = load_dataset(folder.parent)
     p = Protocol("dense", (256, 384, 512), flip=True)
-    meta = vd.inspect_onnx(out / "dense.onnx")["metadata"]
-    pre = meta["vggdeploy.preprocessing"]
+    pre = vd.Artifact.open(out / "dense.onnx").meta.preprocessing
     with vd.make_runner("cpu", out / "dense.onnx") as r:
         run_protocol(r, samples[:1], p, pre)  # warm-up: kernels for each size
         end_to_end = run_protocol(r, samples, p, pre)

@@ -77,9 +77,8 @@ def main() -> int:
     ap.add_argument("--env", type=Path, default=HERE.parent / ".venv-triton")
     args = ap.parse_args()
     artifact = args.artifact or default_artifact()
-    meta = vd.inspect_onnx(artifact)["metadata"]
-    v_size = meta["vggdeploy.input_sizes"].get("fixed") or meta["vggdeploy.input_sizes"]["min"]
-    channels = len(meta["vggdeploy.preprocessing"]["mean"])
+    meta = vd.Artifact.open(artifact).meta
+    v_size, channels = meta.spec.size, len(meta.preprocessing["mean"])
     x = np.random.default_rng(0).standard_normal((args.batch, channels, *v_size)).astype(np.float32)
     with vd.make_runner("cpu", artifact, **({"hint": "throughput"} if "int8" in artifact.name else {})) as r:
         r.infer({"input": x})

@@ -16,7 +16,7 @@ import onnx
 import pytest
 import torch
 
-from vggdeploy.adopt import AdoptOptions, adopt
+from vggdeploy.adoption import AdoptOptions, adopt
 from vggdeploy.backends import make_runner
 from vggdeploy.errors import BadInput
 

@@ -55,19 +55,73 @@ def test_a_foreign_onnx_opens_with_no_metadata(tmp_path):
     model = onnx.helper.make_model(onnx.helper.make_graph([onnx.helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y]))
     onnx.save(model, str(tmp_path / "relu.onnx"))
     artifact = Artifact.open(tmp_path / "relu.onnx")
-    assert artifact.meta == {} and artifact.spec is None and artifact.precision == "fp32" and artifact.outputs == ("y",)
+    assert artifact.meta is None and artifact.spec is None and artifact.precision == "fp32" and artifact.outputs == ("y",)
 
 
-def test_eval_reads_each_artifact_once(mini_artifacts, tmp_path, reads):
-    """`eval` opens each artifact once: selection, protocol checks and the runner share it."""
+# per verb: its arguments, and the most graph parses and manifest reads it may make
+VERBS = {
+    "eval": (lambda d, data, tmp: ["eval", d / "classifier.onnx", d / "dense.onnx", "--data", data], 2, 1),
+    "extract": (lambda d, data, tmp: ["extract", d / "features.onnx", "--data", data, "--out", tmp / "x"], 1, 1),
+    "bench": (lambda d, data, tmp: ["bench", d / "classifier.onnx", "--duration", "0.1", "--batch", "1", "--no-eager"], 1, 1),
+    "verify": (lambda d, data, tmp: ["verify", d], 3, 1),  # three ONNX in the folder
+    "triton": (lambda d, data, tmp: ["triton", d / "classifier.onnx", "--repo", tmp / "repo"], 1, 1),
+    # the source, then the FP16 file before it is published; the second manifest read is the locked update
+    "quantize": (lambda d, data, tmp: ["quantize", d / "classifier.onnx", "--fp16"], 2, 2),
+}
+
+
+@pytest.mark.parametrize("verb", VERBS)
+def test_each_verb_reads_each_artifact_once(mini_copy, tmp_path, reads, verb):
+    """Each verb parses each artifact's graph once and its folder's manifest once (issue 17)."""
     from click.testing import CliRunner
 
     from vggdeploy.cli import cli
     from vggdeploy.mnist import write_image_folder
 
-    data = write_image_folder(tmp_path / "digits", 6, sizes=(32, 48))
+    if verb == "triton":
+        pytest.importorskip("tritonclient", reason="the triton extra is not installed")
+    args, parses, manifests = VERBS[verb]
+    data = write_image_folder(tmp_path / "digits", 4, sizes=(32, 48))
     before = dict(reads)
-    result = CliRunner().invoke(cli, ["eval", str(mini_artifacts / "classifier.onnx"), str(mini_artifacts / "dense.onnx"),
-                                      "--data", str(data), "--json"])
+    result = CliRunner().invoke(cli, [str(a) for a in args(mini_copy, data, tmp_path)])
     assert result.exit_code == 0, result.output
-    assert reads["onnx.load"] - before["onnx.load"] == 2 and reads["manifest"] - before["manifest"] <= 2
+    assert (reads["onnx.load"] - before["onnx.load"], reads["manifest"] - before["manifest"]) == (parses, manifests)
+
+
+def test_a_build_plan_reads_its_onnx_once(mini_artifacts, tmp_path, reads):
+    from vggdeploy.engine import plan_build
+
+    plan = plan_build(mini_artifacts / "dense.onnx", out=tmp_path / "dense.plan")
+    assert reads == {"onnx.load": 1, "manifest": 1} and plan.meta.form == "dense" and plan.profiles
+
+
+def test_metadata_reads_back_what_it_writes_and_old_artifacts_still_read(mini_artifacts):
+    """ArtifactMeta writes the props export wrote before it existed, byte for byte; an artifact from
+    before the optional keys (precision, head, taps, class names) reads with their defaults."""
+    from vggdeploy.metadata import ArtifactMeta
+
+    for form in ("features", "dense"):
+        graph = onnx.load(str(mini_artifacts / f"{form}.onnx"), load_external_data=False)
+        props = {p.key: p.value for p in graph.metadata_props}
+        meta = ArtifactMeta.from_props(props)
+        assert meta.to_props() == {k: v for k, v in props.items() if k.startswith("vggdeploy.")}
+        assert ArtifactMeta.from_props(meta.to_props()) == meta
+        optional = ("vggdeploy.precision", "vggdeploy.head", "vggdeploy.taps", "vggdeploy.class_names", "vggdeploy.version")
+        old = ArtifactMeta.from_props({k: v for k, v in props.items() if k not in optional})
+        assert old.precision == "fp32" and old.head is None and old.class_names is None
+        if form == "dense":  # FC1's window, read off the dense form's sizes when the head is not recorded
+            assert old.to_variant().pool == meta.to_variant().pool
+    assert ArtifactMeta.from_props({"producer": "someone else"}) is None
+
+
+def test_metadata_keys_are_written_in_one_place():
+    """Every `vggdeploy.*` metadata key string lives in vggdeploy/metadata.py (issue 17)."""
+    import re
+    from pathlib import Path
+
+    import vggdeploy
+
+    package = Path(vggdeploy.__file__).parent
+    raw = {f.relative_to(package).as_posix(): re.findall(r"[\"']vggdeploy\.[a-z_0-9]+[\"']", f.read_text())
+           for f in package.rglob("*.py") if f.name != "metadata.py"}
+    assert {name: keys for name, keys in raw.items() if keys} == {}

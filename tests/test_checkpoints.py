@@ -166,7 +166,8 @@ def test_cli_refuses_a_torchscript_file_in_one_line_without_warnings(tmp_path, m
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.jit.trace(mini.model.eval(), torch.randn(1, 1, 32, 32)).save(tmp_path / "scripted.pt")
-    r = subprocess.run([sys.executable, "-m", "vggdeploy", "export", str(tmp_path / "scripted.pt"), "--out", str(tmp_path / "o")],
+    # -q: a slow import under load would otherwise add a progress line before the error
+    r = subprocess.run([sys.executable, "-m", "vggdeploy", "-q", "export", str(tmp_path / "scripted.pt"), "--out", str(tmp_path / "o")],
                        capture_output=True, text=True)
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2 and lines[0].startswith("error: scripted.pt is a TorchScript program"), r.stderr

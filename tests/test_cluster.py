@@ -64,10 +64,10 @@ def test_eval_on_the_cluster_equals_single_process(cluster, trained, protocol, p
     from vggdeploy.cluster import ClusterOptions, run_protocol_on_cluster
     from vggdeploy.dataset import load_dataset
     from vggdeploy.evaluate import Protocol
-    from vggdeploy.inspect import source_variant
+    from vggdeploy.artifact import Artifact
 
     samples, _ = load_dataset(trained["data"])
-    pre = source_variant(trained[precision])[0]["vggdeploy.preprocessing"]
+    pre = Artifact.open(trained[precision]).meta.preprocessing
     p = Protocol(protocol, () if protocol == "center" else (40, 48), flip=protocol != "center", crops=2)
     here = single(trained[precision], samples, p, pre)
     there, runtime = run_protocol_on_cluster(ClusterOptions(cluster.address, workers=2), trained[precision], samples,
@@ -122,7 +122,7 @@ def test_an_unreachable_cluster_is_one_line_in_bounded_time(trained):
 def test_a_node_killed_mid_job_loses_no_row(cluster, trained, tmp_path):
     """Last in this module: it takes the second node down."""
     from vggdeploy.cluster import ClusterOptions
-    from vggdeploy.extract import extract, read_embeddings
+    from vggdeploy.extraction import extract, read_embeddings
 
     import ray
 

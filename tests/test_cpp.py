@@ -38,9 +38,9 @@ def classify(model: Path, image: Path, k: int = 5):
 
 
 def python_logits(model: Path, image: Path) -> np.ndarray:
-    from vggdeploy.inspect import source_variant
+    from vggdeploy.artifact import Artifact
 
-    pre = source_variant(model)[0]["vggdeploy.preprocessing"]
+    pre = Artifact.open(model).meta.preprocessing
     x = prepare(Sample(image, 0), Protocol("center"), pre).center[None]
     with make_runner("onnxruntime", model) as r:
         return r.infer({"input": x})["logits"][0]

@@ -25,9 +25,9 @@ def digits(tmp_path_factory):
 
 
 def pre_of(path):
-    from vggdeploy.inspect import source_variant
+    from vggdeploy.artifact import Artifact
 
-    return source_variant(path)[0]["vggdeploy.preprocessing"]
+    return Artifact.open(path).meta.preprocessing
 
 
 def test_center_at_crop_size_equals_the_classifier_run_directly(mini_artifacts, digits32):

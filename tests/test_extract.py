@@ -22,7 +22,7 @@ def images(tmp_path_factory):
 
 
 def test_extract_matches_the_runner_image_by_image(run, mini_artifacts, images, tmp_path):
-    from vggdeploy.extract import plan_extract, prepare_center
+    from vggdeploy.extraction import plan_extract, prepare_center
 
     out = tmp_path / "emb"
     code, stdout, err = run("extract", mini_artifacts / "features.onnx", "--data", images, "--out", out,
@@ -85,7 +85,7 @@ def test_listing_a_folder_imports_no_torch():
     import subprocess
     import sys
 
-    code = ("import sys; from vggdeploy.dataset import list_images, load_dataset; from vggdeploy.extract import "
+    code = ("import sys; from vggdeploy.dataset import list_images, load_dataset; from vggdeploy.extraction import "
             "plan_extract; from vggdeploy.cluster import ClusterOptions; print('torch' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.stdout.strip() == "False", done.stderr

@@ -88,10 +88,10 @@ def test_old_artifacts_are_judged_by_the_layout_they_imply(digits):
     _, files = digits
     for name, implied in (("u8s8", "u8s8-tensor"), ("default", "u8s8-channel")):
         graph = onnx.load(str(files[name]), load_external_data=False)
-        meta = {p.key: p.value for p in graph.metadata_props if p.key != "vggdeploy.int8_layout"}
-        assert layout_of(meta, graph) == implied  # written before layouts were recorded: 8-bit weights
-    assert layout_of({"vggdeploy.precision": "int8-tensorrt"}) == "s8s8-channel"
-    assert layout_of({"vggdeploy.precision": "fp32"}) is None
+        precision = {p.key: p.value for p in graph.metadata_props}["vggdeploy.precision"]
+        assert layout_of(precision, None, graph) == implied  # written before layouts were recorded: 8-bit weights
+    assert layout_of("int8-tensorrt") == "s8s8-channel"
+    assert layout_of("fp32") is None
 
 
 def test_bad_layout_choices_are_refused_in_one_line(run, digits):

@@ -109,3 +109,21 @@ def test_python_example_runs_as_written(tmp_path):
     r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "'score_map': (2, 1000, 2, 4), 'logits': (2, 1000)" in r.stdout
+
+
+def test_every_public_name_is_itself_and_documented_whatever_was_imported():
+    """`from vggdeploy import extract` is the function even once vggdeploy.cli (which imports every
+    stage) is loaded: no public name may be a submodule's name (the submodule would shadow it)."""
+    import importlib
+    import pkgutil
+    import types
+
+    import vggdeploy
+
+    for info in pkgutil.walk_packages(vggdeploy.__path__, "vggdeploy."):
+        importlib.import_module(info.name)
+    for name in vggdeploy.__all__:
+        obj = getattr(vggdeploy, name)
+        assert not isinstance(obj, types.ModuleType), f"vggdeploy.{name} is a module"
+        if callable(obj):
+            assert obj.__doc__ and obj.__doc__.strip(), f"vggdeploy.{name} has no docstring"

@@ -3,12 +3,13 @@
 Public API (the CLI is a thin layer over these):
 
     load_model(name_or_checkpoint, weights=None, seed=0, prefix=None) -> LoadedModel
-    adopt(foreign_onnx, out_dir, AdoptOptions(layout=..., channels=..., mean=..., std=...)) -> artifact path
+    adopt(foreign_onnx, out_dir, AdoptOptions(layout=..., channels=..., mean=..., std=...)) -> Artifact
     export_onnx(loaded, forms, out_dir, size=..., taps=..., opset=..., verify=True, force=False)
     to_fp16(onnx_path, ...), to_int8(onnx_path, target=..., method=..., calib=...)
     deploy(loaded, forms, out_dir, precision=PrecisionPlan(fp16=..., int8=Int8Options(target)), engine=...)
-        -> paths                                   (what `vggdeploy export` does; derive(): `quantize`)
-    Artifact.open(path)                            (an ONNX artifact read once; runners take it or a path)
+        -> [Artifact]                              (what `vggdeploy export` does; derive(): `quantize`)
+    Artifact.open(path) -> Artifact                (read once: .meta (ArtifactMeta), .spec, .variant; runners
+                                                   take it or a path; export_onnx, to_fp16, to_int8, deploy return them)
     inspect_onnx(path) -> dict;  check_qdq_tensorrt(model) -> [violations]
     make_runner(backend, path) -> Runner       (context manager; .infer({name: array}))
     check_parity(reference, candidate, cases, thresholds) -> ParityReport
@@ -22,10 +23,10 @@ from importlib import import_module
 __version__ = "0.1.0"
 
 _API = {
-    "AdoptOptions": "adopt", "adopt": "adopt", "Artifact": "artifact",
+    "AdoptOptions": "adoption", "adopt": "adoption", "Artifact": "artifact", "ArtifactMeta": "metadata",
     "PrecisionPlan": "pipeline", "deploy": "pipeline", "derive": "pipeline", "Int8Options": "layouts",
     "BACKENDS": "backends", "Runner": "backends", "make_runner": "backends",
-    "ClusterOptions": "cluster", "extract": "extract",
+    "ClusterOptions": "cluster", "extract": "extraction",
     "BadInput": "errors", "CheckFailed": "errors", "MissingEnvironment": "errors", "VggDeployError": "errors",
     "export_onnx": "export",
     "FORMS": "forms", "FormSpec": "forms", "form_spec": "forms",

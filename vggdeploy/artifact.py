@@ -2,8 +2,10 @@
 
 `Artifact.open(path)` parses the graph's header (never its weights), checks its side files and its
 metadata, and keeps the answers; `Artifact.of(path_or_artifact)` accepts either, so a path still
-works everywhere (`make_runner(backend, "engines/vgg16/classifier.onnx")`). Frozen and picklable: no
-protobuf inside. A foreign ONNX opens too (empty `meta`); engines and OpenVINO IRs open as files of
+works everywhere (`make_runner(backend, "engines/vgg16/classifier.onnx")`). The stages that write
+artifacts return them as Artifacts, which stand in for their paths (os.PathLike, and a path's
+attributes: `.name`, `.parent`, `.stat()`). Frozen and picklable: no
+protobuf inside. A foreign ONNX opens too (`meta` None); engines and OpenVINO IRs open as files of
 their kind (their facts live elsewhere: the engine's manifest entry, the IR's source ONNX).
 """
 
@@ -14,40 +16,69 @@ from pathlib import Path
 
 import numpy as np
 
+from .metadata import ArtifactMeta
+
 KINDS = {".onnx": "onnx", ".plan": "plan", ".xml": "openvino-ir"}
 
 
 @dataclass(frozen=True)
 class Artifact:
-    """One artifact file: its path and kind, its vggdeploy metadata (`meta`, {} for foreign files),
-    its graph's input (name and element type) and output names, and an INT8 artifact's layout."""
+    """One artifact file: its path and kind, what it declares (`meta`, None for foreign files and for
+    engines and IRs, whose source ONNX declares it), its graph's input (name and element type) and
+    output names, and an INT8 artifact's layout."""
 
     path: Path
     kind: str
-    meta: dict
+    meta: ArtifactMeta | None = None
     input_name: str | None = None
     input_dtype: str | None = None
     outputs: tuple[str, ...] = ()
     int8_layout: str | None = None
+    io: tuple = ((), ())  # (inputs, outputs) as (name, ONNX element type, dims with -1 for free); weights left out
+
+    def __fspath__(self) -> str:  # an Artifact works wherever its path did: open(), Path(), os.* ...
+        return str(self.path)
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    def __getattr__(self, name: str):  # ... and its path's attributes: name, parent, stat(), with_name() ...
+        if name.startswith("__") or name == "path":
+            raise AttributeError(name)
+        return getattr(self.path, name)
+
+    def __hash__(self) -> int:
+        return hash((self.path, self.kind))
 
     @classmethod
-    def open(cls, path: str | Path) -> "Artifact":
+    def open(cls, path: str | Path, manifest: dict | None = None) -> "Artifact":
         """The single read: the ONNX header (side files and metadata checked, BadInput naming the
-        file otherwise); other kinds by their suffix alone."""
-        from onnx.helper import tensor_dtype_to_np_dtype
-
-        from .inspect import checked_metadata, load_graph
-        from .layouts import layout_of
+        file otherwise); other kinds by their suffix alone. `manifest`: its folder's, if already read."""
+        from .inspect import load_graph
 
         path = Path(path)
         if path.suffix != ".onnx":
-            return cls(path, KINDS.get(path.suffix, "other"), {})
-        graph = load_graph(path)
-        meta = checked_metadata(path, graph)
+            return cls(path, KINDS.get(path.suffix, "other"))
+        return cls.from_graph(path, load_graph(path), manifest)
+
+    @classmethod
+    def from_graph(cls, path: Path, graph, manifest: dict | None = None) -> "Artifact":
+        """The artifact at `path` whose header `graph` (an onnx.ModelProto) is already read."""
+        from onnx.helper import tensor_dtype_to_np_dtype
+
+        from .artifacts import check_onnx_files
+        from .inspect import graph_io
+        from .layouts import layout_of
+
+        check_onnx_files(path, graph, manifest)
+        meta = ArtifactMeta.from_props({p.key: p.value for p in graph.metadata_props}, path)
         first = graph.graph.input[0] if graph.graph.input else None
         dtype = np.dtype(tensor_dtype_to_np_dtype(first.type.tensor_type.elem_type)).name if first else None
-        return cls(path, "onnx", meta, first.name if first else None, dtype,
-                   tuple(o.name for o in graph.graph.output), layout_of(meta, graph))
+        layout = layout_of(meta.precision, meta.int8_layout, graph) if meta else None
+        ins, outs = graph_io(graph)
+        return cls(Path(path), "onnx", meta, first.name if first else None, dtype,
+                   tuple(o.name for o in graph.graph.output), layout,
+                   (tuple((n, t, tuple(d)) for n, t, d in ins), tuple((n, t, tuple(d)) for n, t, d in outs)))
 
     @classmethod
     def of(cls, artifact: "str | Path | Artifact") -> "Artifact":
@@ -57,26 +88,36 @@ class Artifact:
     @property
     def precision(self) -> str:
         """fp32, fp16, int8-tensorrt or int8-cpu (fp32 for files that declare none)."""
-        return str(self.meta.get("vggdeploy.precision", "fp32"))
+        return self.meta.precision if self.meta else "fp32"
 
     @property
     def form(self) -> str | None:
-        return self.meta.get("vggdeploy.form")
+        return self.meta.form if self.meta else None
+
+    def declared(self) -> ArtifactMeta:
+        """Its metadata; BadInput (with the way to adopt it) for a file without vggdeploy metadata."""
+        from .errors import BadInput
+        from .inspect import ADOPT_HINT
+
+        if self.meta is None:
+            raise BadInput(f"{self.path} has no vggdeploy metadata", hint=ADOPT_HINT.format(path=self.path))
+        return self.meta
 
     @property
     def variant(self):
-        """The Variant it declares (architecture, preprocessing); BadInput for a file without vggdeploy
-        metadata."""
-        from .errors import BadInput
-        from .inspect import ADOPT_HINT, variant_from_metadata
-
-        if self.form is None:
-            raise BadInput(f"{self.path} has no vggdeploy metadata", hint=ADOPT_HINT.format(path=self.path))
-        return variant_from_metadata(self.meta)
+        """The Variant it declares (architecture, preprocessing); BadInput as `declared`."""
+        return self.declared().to_variant()
 
     @property
     def spec(self):
         """The FormSpec it declares (its input sizes), None for foreign files."""
-        from .forms import spec_from_metadata
+        return self.meta.spec if self.meta else None
 
-        return spec_from_metadata(self.meta)
+
+def described(artifact: "str | Path | Artifact") -> Artifact:
+    """The ONNX artifact whose metadata describes `artifact`: itself, or the source its folder's
+    manifest records for an engine (.plan) or an OpenVINO IR (.xml)."""
+    from .bench import artifact_source
+
+    opened = Artifact.of(artifact)
+    return opened if opened.kind == "onnx" else Artifact.open(artifact_source(opened.path))

@@ -241,10 +241,11 @@ def _entry_problem(name: str, entry) -> str | None:
     return None
 
 
-def check_onnx_files(onnx_path: Path, model=None) -> None:
+def check_onnx_files(onnx_path: Path, model=None, manifest: dict | None = None) -> None:
     """Before a runtime loads an ONNX: every external-data reference stays inside its folder, its
     file exists and is long enough, and the files match the manifest's sizes where it lists them.
-    One BadInput naming the problem, instead of the runtime's traceback."""
+    One BadInput naming the problem, instead of the runtime's traceback. `model`, `manifest`: the
+    header and the folder's manifest when already read."""
     import onnx
 
     model = model if model is not None else onnx.load(str(onnx_path), load_external_data=False)
@@ -273,8 +274,9 @@ def check_onnx_files(onnx_path: Path, model=None) -> None:
         if data.stat().st_size < end:
             raise BadInput(f"{onnx_path.name}: its weights file {loc} is truncated ({data.stat().st_size} of {end} bytes)",
                            hint="copy it again, or re-export")
-    entry = read_manifest(onnx_path.parent).get("artifacts", {}).get(onnx_path.name) \
-        if (onnx_path.parent / MANIFEST).exists() else None
+    if manifest is None and (onnx_path.parent / MANIFEST).exists():
+        manifest = read_manifest(onnx_path.parent)
+    entry = (manifest or {}).get("artifacts", {}).get(onnx_path.name)
     for fname, f in (entry or {}).get("files", {}).items():
         p = onnx_path.parent / fname
         if p.is_file() and p.stat().st_size != f["bytes"]:
@@ -289,8 +291,8 @@ def verify_folder(folder: Path) -> list[str]:
 
     if not (folder / MANIFEST).is_file():
         raise BadInput(f"{folder} has no {MANIFEST}", hint="give an artifact folder made by vggdeploy")
-    problems = []
-    for name, entry in read_manifest(folder)["artifacts"].items():
+    problems, manifest = [], read_manifest(folder)
+    for name, entry in manifest["artifacts"].items():
         for fname, f in entry.get("files", {}).items():
             p = folder / fname
             if not p.is_file():
@@ -301,7 +303,7 @@ def verify_folder(folder: Path) -> list[str]:
                 problems.append(f"{name}: {fname} changed (sha256 differs from the manifest)")
         if name.endswith(".onnx") and (folder / name).is_file():
             try:
-                check_onnx_files(folder / name)
+                check_onnx_files(folder / name, manifest=manifest)
                 onnx.checker.check_model(str(folder / name))
             except BadInput as e:
                 problems.append(f"{name}: {e}")

@@ -115,11 +115,11 @@ def bench_artifact(path: Path, backend: str, batches: list[int], size: tuple[int
     batch size loads the runtime anew: `start_s` + `first_ms` is the cold start."""
     from .backends import GPU_BACKENDS, cpu_backend_for, make_runner
     from .errors import BadInput
-    from .layouts import layout_of
+    from .artifact import described
     from .data import photo_batch
-    from .inspect import source_variant
 
-    meta, v, spec = source_variant(artifact_source(path))
+    source = described(path)
+    v, spec = source.variant, source.spec
     check_timing(batches, runs, duration)
     size = size or tuple(spec.size)
     spec.check_size(*size)
@@ -130,7 +130,7 @@ def bench_artifact(path: Path, backend: str, batches: list[int], size: tuple[int
         raise BadInput(f"{path.name} is an OpenVINO IR: only openvino runs it", hint="--backend openvino (or cpu)")
     if backend == "cpu":
         # resolved here, not by make_runner, because the OpenVINO hint depends on it
-        backend = cpu_backend_for(path, meta.get("vggdeploy.precision", "fp32"), layout_of(meta))
+        backend = cpu_backend_for(path, source.precision, source.int8_layout)
     rows = []
     if backend in GPU_BACKENDS:
         for b in batches:

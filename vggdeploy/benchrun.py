@@ -98,11 +98,11 @@ def run_bench(paths: list[Path], backends: list[str], batches: list[int], sizes:
               hint: str = "auto", concurrency: list[int] | None = None) -> dict:
     """Time every artifact on every backend that applies to it, plus eager PyTorch once per form and
     weights; Ctrl-C keeps what was measured (`interrupted`)."""
-    from .adopt import ADOPTED_NO_EAGER, is_adopted
+    from .adoption import ADOPTED_NO_EAGER, is_adopted
     from .backends import BACKENDS, GPU_BACKENDS
     from .bench import artifact_source, check_timing, gemm_rates
+    from .artifact import Artifact
     from .forms import check_memory
-    from .inspect import source_variant
     from .variants import macs_at
 
     unknown = [b for b in backends if b not in BACKENDS]
@@ -113,7 +113,8 @@ def run_bench(paths: list[Path], backends: list[str], batches: list[int], sizes:
     eager_backends = (["torch", "torch-cuda"] if gpu else ["torch"]) if eager else []
     blocks, eager_keys, skipped = [], {}, []
     for path in expand(paths):
-        meta, v, spec = source_variant(artifact_source(path))
+        meta = Artifact.open(artifact_source(path)).declared()
+        v, spec = meta.to_variant(), meta.spec
         # a dynamic form at the variant's own input size unless asked (its minimum is 16x16 for the features form)
         default = (max(v.image_size, spec.min_size),) * 2 if spec.dynamic_hw else tuple(spec.size)
         for size in (sizes if sizes and spec.dynamic_hw else [default]):
@@ -131,7 +132,7 @@ def run_bench(paths: list[Path], backends: list[str], batches: list[int], sizes:
                 if is_adopted(meta):
                     skipped.append({"artifact": path.name, "backend": eager_backend, "reason": ADOPTED_NO_EAGER})
                     continue
-                key = (meta["vggdeploy.weights_sha256"], spec.form, size, eager_backend)
+                key = (meta.weights_sha256, spec.form, size, eager_backend)
                 if key not in eager_keys and path.suffix == ".onnx":
                     eager_keys[key] = (path, eager_backend, size, meta, v, spec)
     blocks += list(eager_keys.values())
@@ -151,12 +152,12 @@ def run_bench(paths: list[Path], backends: list[str], batches: list[int], sizes:
                 skipped.append({"artifact": path.name, "backend": backend, "reason": str(e)})
                 log.warning("skipped %s on %s: %s", path.name, backend, e)
                 continue
-            precision = "fp32" if backend.startswith("torch") else meta.get("vggdeploy.precision", "fp32")
+            precision = "fp32" if backend.startswith("torch") else meta.precision
             rate = rates["int8" if precision.startswith("int8") else "fp32"]
             for r in rows:
                 floor = macs_at(v, spec.form, *size) * r["batch"] / (rate * 1e9) * 1e3
                 eager = backend.startswith("torch")  # eager rows: the weights behind the artifact, not its file
-                results.append({"artifact": f"eager:{meta['vggdeploy.weights']}" if eager else str(path), "model": v.name, "form": spec.form, "precision": precision,
+                results.append({"artifact": f"eager:{meta.weights}" if eager else str(path), "model": v.name, "form": spec.form, "precision": precision,
                                 "backend": {"torch": "eager", "torch-cuda": "eager-cuda"}.get(backend, backend),
                                 "cpu_isa": system["int8_isa"], **r,
                                 "peak_rss_mb": rss,

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import click
 
-from .adopt import CHANNELS, LAYOUTS as INPUT_LAYOUTS, PIXELS
+from .adoption import CHANNELS, LAYOUTS as INPUT_LAYOUTS, PIXELS
 from .backends import BACKENDS
 from .engine import HARDWARE_COMPAT
 from .errors import BadInput, VggDeployError, printable
 from .evaluate import PROTOCOLS
-from .extract import POOLS
+from .extraction import POOLS
 from .forms import FORMS
 from .layouts import CPU_LAYOUTS, METHODS, QUANTIZERS, TARGETS
 from .triton import ACCELERATORS, KINDS, PLATFORMS
@@ -64,7 +64,7 @@ def json_option(f):
     return click.option("--json", "as_json", is_flag=True, help="Machine-readable output on stdout.")(f)
 
 
-def echo_artifacts(paths: list[Path], as_json: bool) -> None:
+def echo_artifacts(paths: list, as_json: bool) -> None:
     """The paths written, one per line; or {"artifacts": [each one's manifest entry and path]}."""
     if not as_json:
         for p in paths:
@@ -75,7 +75,9 @@ def echo_artifacts(paths: list[Path], as_json: bool) -> None:
     manifests: dict[Path, dict] = {}
     records = []
     for p in paths:
-        manifest = manifests.setdefault(p.parent, read_manifest(p.parent))
+        if p.parent not in manifests:
+            manifests[p.parent] = read_manifest(p.parent)
+        manifest = manifests[p.parent]
         records.append({"path": str(p), **manifest.get("artifacts", {}).get(p.name, {})})
     click.echo(json.dumps({"artifacts": records}, indent=2))
 
@@ -258,7 +260,7 @@ def adopt(onnx_path, out_dir, name, layout, channels, pixels, mean, std, size, r
     """Make a VGG ONNX exported elsewhere (Keras/tf2onnx, torch.onnx, a model zoo) a vggdeploy artifact:
     a copy with vggdeploy's input (NCHW, RGB, normalised as stated), output `logits`, metadata and a
     manifest entry, checked against the original. Every verb then takes it."""
-    from .adopt import AdoptOptions, adopt as adopt_onnx
+    from .adoption import AdoptOptions, adopt as adopt_onnx
 
     if not onnx_path.is_file():
         raise BadInput(f"{onnx_path} not found")
@@ -327,13 +329,11 @@ def default_folder(loaded) -> str:
 def inspect(path: Path, as_json: bool, check_qdq: str | None) -> None:
     """Inputs, outputs, dynamic axes, metadata, op counts and parameters of an ONNX file."""
     from .errors import CheckFailed
-    from .inspect import inspect_onnx, load_graph, metadata_of
-    from .qdq import check_qdq_tensorrt
+    from .inspect import inspect_onnx
+    from .qdq import check_qdq_artifact
 
     if check_qdq:
-        graph = load_graph(path)
-        kept = set(metadata_of(graph).get("vggdeploy.fp32_nodes", []))
-        problems = check_qdq_tensorrt(graph, allow_float=kept)
+        problems, kept = check_qdq_artifact(path)
         for line in problems:
             click.echo(f"violation: {line}")
         if problems:
@@ -453,15 +453,14 @@ def eval_cmd(artifacts, data, labels, protocol, scales, flip, crops, backend, fu
     """Top-1/top-5 error of deployed ARTIFACTS (files, folders or a variant's engines/NAME) under the
     VGG paper's protocols, on labelled images; on a Ray cluster with --cluster."""
     from .dataset import load_dataset
-    from .evaluate import Protocol, default_scales, described, evaluate, select_artifacts
+    from .evaluate import evaluate, protocol_for, select_artifacts
     from .report import EVAL_COLUMNS, eval_rows, table, write_eval
 
     ray_opts = cluster_of(cluster, workers, cpus_per_worker)
     files = select_artifacts(list(artifacts), protocol)
     samples, _ = load_dataset(data, labels)
-    pre = described(files[0]).meta["vggdeploy.preprocessing"]
-    qs = () if protocol == "center" else tuple(parse_ints(scales, "--scales")) if scales else default_scales(pre)
-    rows = evaluate(files, samples, Protocol(protocol, qs, flip, crops), backend, fuse, batch, cluster=ray_opts)
+    qs = tuple(parse_ints(scales, "--scales")) if scales and protocol != "center" else None
+    rows = evaluate(files, samples, protocol_for(files, protocol, qs, flip, crops), backend, fuse, batch, cluster=ray_opts)
     click.echo(json.dumps({"results": rows}, indent=2) if as_json else table([h for _, h in EVAL_COLUMNS], eval_rows(rows)))
     if out_dir:
         write_eval(rows, out_dir)
@@ -484,7 +483,7 @@ def extract_cmd(artifact, data, out_dir, taps, pool, batch, backend, force, clus
                 as_json) -> None:
     """Embeddings of every image in DATA from a features (or dense) ARTIFACT, as Parquet: a row per
     image (path, error, one vector per tap), the artifact's sha256 and precision in the file's metadata."""
-    from .extract import extract
+    from .extraction import extract
 
     summary = extract(artifact, data, out_dir, taps=split_list(taps), pool=pool, batch=batch, backend=backend,
                       force=force, cluster=cluster_of(cluster, workers, cpus_per_worker))

@@ -139,11 +139,11 @@ class ExtractActor:
 
         _actor_setup()
         self.plan = plan
-        self.runner = make_runner(backend, plan.artifact, threads=threads)
+        self.runner = make_runner(backend, plan.opened or plan.artifact, threads=threads)
         self.runner.activate()
 
     def __call__(self, batch: dict[str, np.ndarray]):
-        from .extract import arrow_table, embed_paths
+        from .extraction import arrow_table, embed_paths
 
         return arrow_table(embed_paths(self.runner, [str(p) for p in batch["path"]], self.plan), self.plan)
 
@@ -183,7 +183,7 @@ def run_protocol_on_cluster(opts: ClusterOptions, artifact: Path, samples, proto
 def extract_on_cluster(opts: ClusterOptions, plan, paths: list[Path], out_dir: Path, backend: str) -> dict:
     """`extract.extract` over a cluster: Parquet parts written by the cluster into out_dir (which
     every node must see: shared storage), then counted by the driver."""
-    from .extract import read_embeddings
+    from .extraction import read_embeddings
 
     ray = connect(opts)
     ds = ray.data.from_items([{"path": str(p)} for p in paths])

@@ -17,11 +17,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .artifacts import (artifact_sha256, check_onnx_files, file_entry, prepare_out_dir, read_manifest, record,
+from .artifacts import (artifact_sha256, file_entry, prepare_out_dir, read_manifest, record,
                         staging_prefix, write_error)
 from .errors import BadInput
-from .forms import FormSpec, spec_from_metadata
-from .inspect import graph_io, load_graph, metadata_of
+from .artifact import Artifact
+from .forms import FormSpec
+from .metadata import ArtifactMeta
 from .naming import engine_name, precision_in_name
 from .progress import step
 
@@ -94,10 +95,8 @@ class OnnxInput:
     shape: tuple[int, ...]  # -1 for dynamic dims
 
 
-def onnx_inputs(path: Path) -> tuple[list[OnnxInput], dict]:
-    graph = load_graph(path)
-    check_onnx_files(path, graph)
-    return [OnnxInput(name, tuple(shape)) for name, _, shape in graph_io(graph)[0]], metadata_of(graph)
+def onnx_inputs(artifact: Artifact) -> list[OnnxInput]:
+    return [OnnxInput(name, tuple(shape)) for name, _, shape in artifact.io[0]]
 
 
 def check_profiles(profiles: list[Profile], inp: OnnxInput, spec: FormSpec | None) -> None:
@@ -149,7 +148,7 @@ class BuildPlan:
     workspace: int | None = None
     opt_level: int | None = None
     hardware_compat: str = "none"
-    meta: dict | None = None  # the ONNX's vggdeploy metadata: the engine's entry carries what C++ needs
+    meta: ArtifactMeta | None = None  # what the ONNX declares: the engine's entry carries what C++ needs
 
     def trtexec_command(self) -> str:
         # --stronglyTyped: required on 10.x, a no-op on 11.x (always strongly typed)
@@ -182,20 +181,22 @@ class BuildPlan:
         return shlex.join(args)
 
 
-def plan_build(onnx_path: Path, profiles: list[str] | list[Profile] | None = None, *, timing_cache: Path | None = None,
+def plan_build(onnx_path: Path | Artifact, profiles: list[str] | list[Profile] | None = None, *, timing_cache: Path | None = None,
                workspace: str | int | None = None, opt_level: int | None = None, hardware_compat: str = "none",
                out: Path | None = None, force: bool = False) -> BuildPlan:
     """Check every input of a build and derive what is not given. Raises BadInput (exit 2)."""
-    inputs, meta = onnx_inputs(Path(onnx_path))
+    source = Artifact.of(onnx_path)  # side files and metadata checked
+    onnx_path, meta = source.path, source.meta
+    inputs = onnx_inputs(source)
     if len(inputs) != 1:
         raise BadInput(f"{onnx_path} has {len(inputs)} inputs; vggdeploy builds single-input models",
                        hint="use trtexec with one --minShapes/--optShapes/--maxShapes per input")
     inp = inputs[0]
-    precision = meta.get("vggdeploy.precision", "fp32")
+    precision = source.precision
     if precision == "int8-cpu":
         raise BadInput(f"{onnx_path.name} is an INT8 graph for CPU runtimes; TensorRT's parser rejects its layout",
                        hint="vggdeploy quantize FP32.onnx --int8 --target tensorrt")
-    spec = spec_from_metadata(meta)
+    spec = source.spec
     parsed = [p if isinstance(p, Profile) else parse_profile(p) for p in profiles or []]
     if not parsed:
         if spec is not None:
@@ -220,7 +221,7 @@ def plan_build(onnx_path: Path, profiles: list[str] | list[Profile] | None = Non
     prepare_out_dir(out.parent, [out.name], force)
     if timing_cache:
         check_timing_cache(Path(timing_cache))
-    return BuildPlan(Path(onnx_path), out, parsed, precision, meta.get("vggdeploy.form"),
+    return BuildPlan(Path(onnx_path), out, parsed, precision, source.form,
                      Path(timing_cache) if timing_cache else None, ws, opt_level, hardware_compat, meta)
 
 
@@ -236,19 +237,19 @@ def check_timing_cache(path: Path) -> None:
         raise BadInput(f"timing cache folder {path.parent} can't be written: {error.strerror or error}")
 
 
-def engine_sources(paths: list[Path]) -> list[Path]:
+def engine_sources(paths: list[Artifact]) -> list[Artifact]:
     """Which of an export's ONNX files get engines: the FP16/INT8-tensorrt ones made, else FP32."""
     typed = [p for p in paths if precision_in_name(p.name) in ("fp16", "int8-tensorrt")]
     return typed or [p for p in paths if precision_in_name(p.name) == "fp32"]
 
 
-def build_engines(sources: list[Path], force: bool = False, **options) -> list[Path]:
+def build_engines(sources: list[Path | Artifact], force: bool = False, **options) -> list[Artifact]:
     """Plan every build (all checks first), then build each. Without a GPU host: one
     MissingEnvironment (exit 3) whose hint has the commands that build the same engines on one."""
     from .errors import MissingEnvironment
     from .gpu import missing_for_tensorrt
 
-    plans = [plan_build(Path(p), force=force, **options) for p in sources]
+    plans = [plan_build(p, force=force, **options) for p in sources]
     for plan in plans:
         for i, p in enumerate(plan.profiles):
             log.info("%s profile %d: %s min %s opt %s max %s", plan.out.name, i, p.input, p.min, p.opt, p.max)
@@ -257,7 +258,7 @@ def build_engines(sources: list[Path], force: bool = False, **options) -> list[P
         commands = "\n".join(f"  {p.trtexec_command()}\n  {p.vggdeploy_command()}" for p in plans)
         raise MissingEnvironment(f"can't build a TensorRT engine here: {'; '.join(missing)}",
                                  hint=f"on a GPU host run (trtexec or vggdeploy):\n{commands}")
-    return [build_engine(plan) for plan in plans]
+    return [Artifact.open(build_engine(plan)) for plan in plans]
 
 
 def build_engine(plan: BuildPlan) -> Path:
@@ -323,8 +324,8 @@ def engine_entry(plan: BuildPlan, trt_version: str, gpu, build_s: float) -> dict
             "timing_cache": str(plan.timing_cache) if plan.timing_cache else None, "build_s": round(build_s, 1),
             "trtexec": plan.trtexec_command(), **file_entry([plan.out]),
             # a plan has no metadata: programs that run it (examples/cpp) read these from the manifest
-            "preprocessing": (plan.meta or {}).get("vggdeploy.preprocessing"),
-            "class_names": (plan.meta or {}).get("vggdeploy.class_names")}
+            "preprocessing": plan.meta.preprocessing if plan.meta else None,
+            "class_names": list(plan.meta.class_names or []) or None if plan.meta else None}
 
 
 def engine_problems(entry: dict | None, trt_version: str, gpu, plan_path: Path) -> list[str]:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .artifact import Artifact
+from .artifact import Artifact, described
 from .backends.base import as_input
 from .dataset import Sample, read_image
 from .errors import BadInput
@@ -227,30 +227,45 @@ def default_scales(pre: dict) -> tuple[int, ...]:
     return r, round(1.5 * r), 2 * r
 
 
+def protocol_for(artifacts: list[Artifact], name: str, scales: tuple[int, ...] | None = None, flip: bool = False,
+                 crops: int = 5) -> Protocol:
+    """The protocol `name` (center takes no scales); dense and multicrop at `scales` or the paper's
+    defaults for the first artifact's training resize (default_scales)."""
+    if name == "center":
+        scales = ()
+    elif not scales:
+        scales = default_scales(described(artifacts[0]).declared().preprocessing)
+    return Protocol(name, tuple(scales), flip, crops)
+
+
 def select_artifacts(paths: list[Path], protocol: str) -> list[Artifact]:
     """Files as given; from a folder (or a variant name: its engines/NAME), the artifacts whose form
     runs the protocol: dense ones for dense, classifier or dense ones otherwise. Each opened once."""
+    from .artifacts import read_manifest
     from .benchrun import expand
+
+    manifests: dict[Path, dict] = {}  # each folder's read once
+
+    def opened(path: Path) -> Artifact:
+        if path.suffix != ".onnx":
+            return Artifact.open(path)
+        folder = path.parent.resolve()
+        if folder not in manifests:
+            manifests[folder] = read_manifest(folder)
+        return Artifact.open(path, manifests[folder])
 
     chosen = []
     for p in map(Path, paths):
         if p.is_file():
-            chosen.append(Artifact.open(p))
+            chosen.append(opened(p))
             continue
         forms = ("dense",) if "dense" in protocol else ("classifier", "dense")
-        found = [a for a in map(Artifact.open, expand([p])) if a.kind == "onnx" and a.form in forms]
+        found = [a for a in map(opened, expand([p])) if a.kind == "onnx" and a.form in forms]
         if not found:
             raise BadInput(f"{p} holds no {' or '.join(forms)} artifact for the {protocol} protocol",
                            hint=f"vggdeploy export MODEL --form {forms[0]}")
         chosen += found
     return chosen
-
-
-def described(artifact: Artifact) -> Artifact:
-    """The ONNX artifact whose metadata describes `artifact`: itself, or an engine's or IR's source."""
-    from .bench import artifact_source
-
-    return artifact if artifact.kind == "onnx" else Artifact.open(artifact_source(artifact.path))
 
 
 def evaluate(artifacts: list[Path | Artifact], samples: list[Sample], p: Protocol, backend: str = "cpu", fuse: bool = False,
@@ -264,8 +279,9 @@ def evaluate(artifacts: list[Path | Artifact], samples: list[Sample], p: Protoco
     infos = []
     for artifact in map(Artifact.of, artifacts):
         source = described(artifact)
-        meta, v = source.meta, source.variant
-        check_protocol(p, source.spec, meta["vggdeploy.preprocessing"], artifact.path.name)
+        meta = source.declared()
+        v = meta.to_variant()
+        check_protocol(p, meta.spec, meta.preprocessing, artifact.path.name)
         for q in p.scales if "dense" in p.parts else ():  # the shorter side is q: a square image at least
             check_memory(v, (q, q), 2 if p.flip else 1)
         infos.append((artifact, meta, v))
@@ -280,22 +296,22 @@ def evaluate(artifacts: list[Path | Artifact], samples: list[Sample], p: Protoco
     for artifact, meta, v in infos:
         path = artifact.path
         log.info("evaluating %s (%s) with the %s protocol on %d images ...", path.name,
-                 meta.get("vggdeploy.precision", "fp32"), p.name, len(samples))
+                 meta.precision, p.name, len(samples))
         if cluster is not None:
             from .cluster import run_protocol_on_cluster
 
-            run, runtime = run_protocol_on_cluster(cluster, path, samples, p, meta["vggdeploy.preprocessing"],
+            run, runtime = run_protocol_on_cluster(cluster, path, samples, p, meta.preprocessing,
                                                    backend, batch)
         else:
             with make_runner(backend, artifact) as runner:
-                run = run_protocol(runner, samples, p, meta["vggdeploy.preprocessing"], batch, workers)
+                run = run_protocol(runner, samples, p, meta.preprocessing, batch, workers)
             runtime = runner.name
         if not run.posteriors and not run.interrupted:
             raise BadInput(f"none of the {len(samples)} images could be read"
                            + (f" (first: {run.skipped[0]})" if run.skipped else ""), hint="check the --data folder")
         post, labels = np.array(run.posteriors), np.array(run.labels)
         kept.append(run)
-        rows.append({"artifact": str(path), "model": v.name, "precision": meta.get("vggdeploy.precision", "fp32"),
+        rows.append({"artifact": str(path), "model": v.name, "precision": meta.precision,
                      "runtime": runtime, "protocol": p.name, "scales": list(p.scales), "flip": p.flip,
                      "crops": p.crops if "multicrop" in p.parts else None, "images": len(labels),
                      **errors(post, labels), "images_per_s": round(len(labels) / run.wall_s, 2) if run.wall_s else None,

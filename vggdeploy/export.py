@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import logging
 import warnings
 from collections.abc import Callable, Mapping
@@ -12,11 +12,13 @@ import onnx
 import torch
 
 from . import __version__
+from .artifact import Artifact
 from .artifacts import file_entry, prepare_out_dir, publish, record, side_files, staging
 from .backends.base import Runner
 from .backends.eager import TorchRunner
 from .errors import BadInput, CheckFailed, first_line
 from .forms import FormSpec, check_memory, form_spec
+from .metadata import ArtifactMeta
 from .naming import artifact_name
 from .parity import Expected
 from .models import build_form, output_names
@@ -34,34 +36,19 @@ def check_opset(opset: int) -> None:
         raise BadInput(f"opset {opset} is not supported", hint=f"choose {MIN_OPSET}..{MAX_OPSET} (default {DEFAULT_OPSET})")
 
 
-def metadata(loaded: LoadedModel, spec: FormSpec, precision: str = "fp32") -> dict[str, str]:
+def metadata(loaded: LoadedModel, spec: FormSpec, precision: str = "fp32") -> ArtifactMeta:
+    """What an artifact exported from `loaded` in the form `spec` declares."""
     v = loaded.variant
-    meta = {
-        "vggdeploy.version": __version__,
-        "vggdeploy.variant": v.name,
-        "vggdeploy.config": v.config,
-        "vggdeploy.batch_norm": json.dumps(v.batch_norm),
-        "vggdeploy.form": spec.form,
-        "vggdeploy.precision": precision,
-        "vggdeploy.input_sizes": json.dumps(spec.input_sizes()),
-        "vggdeploy.preprocessing": json.dumps({
-            "layout": "NCHW", "color": "RGB" if v.in_channels == 3 else "gray", "scale": 1 / 255,
-            "resize": v.resize, "crop": v.image_size, "interpolation": "bilinear",
-            "mean": list(v.mean), "std": list(v.std),
-        }),
-        "vggdeploy.num_classes": str(v.num_classes),
-        "vggdeploy.head": json.dumps({"pool": v.pool, "hidden": v.hidden}),
-        "vggdeploy.weights": loaded.weights,
-        "vggdeploy.weights_sha256": loaded.weights_sha256,
-    }
-    if loaded.prefix is not None:
-        meta["vggdeploy.weights_prefix"] = loaded.prefix
     names = class_names(loaded)
-    if names:
-        meta["vggdeploy.class_names"] = json.dumps(names)
-    if spec.taps:
-        meta["vggdeploy.taps"] = json.dumps(list(spec.taps))
-    return meta
+    return ArtifactMeta(
+        form=spec.form, variant=v.name, config=v.config, batch_norm=v.batch_norm, num_classes=v.num_classes,
+        input_sizes=spec.input_sizes(),
+        preprocessing={"layout": "NCHW", "color": "RGB" if v.in_channels == 3 else "gray", "scale": 1 / 255,
+                       "resize": v.resize, "crop": v.image_size, "interpolation": "bilinear",
+                       "mean": list(v.mean), "std": list(v.std)},
+        precision=precision, taps=tuple(spec.taps) or None, head={"pool": v.pool, "hidden": v.hidden},
+        class_names=tuple(names) if names else None, version=__version__, weights=loaded.weights,
+        weights_sha256=loaded.weights_sha256, weights_prefix=loaded.prefix)
 
 
 def class_names(loaded: LoadedModel) -> list[str] | None:
@@ -77,10 +64,10 @@ def class_names(loaded: LoadedModel) -> list[str] | None:
 
 def export_onnx(loaded: LoadedModel, forms: list[str], out_dir: Path, *, size: tuple[int, int] | None = None,
                 taps: list[str] | None = None, opset: int = DEFAULT_OPSET, verify: bool = True, force: bool = False,
-                backend: str = "onnxruntime", expected: Mapping[str, Expected] | None = None) -> list[Path]:
+                backend: str = "onnxruntime", expected: Mapping[str, Expected] | None = None) -> list[Artifact]:
     """Export each form to out_dir/FORM.onnx (+ .data), check it on `backend` against eager PyTorch
     (or `expected[form]`, its outputs recorded by `eager_outputs`), record it in the manifest.
-    Returns the paths. Raises BadInput (opset, memory, existing files), CheckFailed."""
+    Returns the Artifacts. Raises BadInput (opset, memory, existing files), CheckFailed."""
     specs = plan_export(loaded, forms, out_dir, size=size, taps=taps, opset=opset, force=force)
     return [export_one(loaded, spec, out_dir, opset=opset, verify=verify, backend=backend,
                        expected=(expected or {}).get(spec.form)) for spec in specs]
@@ -107,7 +94,7 @@ def eager_outputs(loaded: LoadedModel, spec: FormSpec) -> Expected:
 
 
 def export_one(loaded: LoadedModel, spec: FormSpec, out_dir: Path, *, opset: int, verify: bool,
-               backend: str = "onnxruntime", expected: Expected | None = None) -> Path:
+               backend: str = "onnxruntime", expected: Expected | None = None) -> Artifact:
     v, name = loaded.variant, artifact_name(spec.form)
     module = build_form(loaded.model, spec.form, list(spec.taps))
     outputs = output_names(spec.form, list(spec.taps))
@@ -121,7 +108,7 @@ def export_one(loaded: LoadedModel, spec: FormSpec, out_dir: Path, *, opset: int
         staged = tmp / name
         with step(f"exporting {v.name} {spec.form} form (opset {opset})"):
             program = _torch_export(module, v, spec, outputs, opset)
-            program.model.metadata_props.update(metadata(loaded, spec))
+            program.model.metadata_props.update(metadata(loaded, spec).to_props())
             program.model.doc_string = f"{v.name} ({spec.form} form) exported by vggdeploy {__version__}"
             program.save(staged, external_data=True)  # a 550 MB single-file save peaks at 4 GB RSS
             del program, module
@@ -143,18 +130,19 @@ def _forget_matched_graphs() -> None:
             obj.__dict__.update(_graph=None, _current_node=None, _tracer=None, _match=MatchResult())
 
 
-def check_and_publish(staged: Path, out_dir: Path, entry: dict, verify: Callable[[Path], dict] | None) -> Path:
+def check_and_publish(staged: Path, out_dir: Path, entry: dict, verify: Callable[[Artifact], dict] | None) -> Artifact:
     """onnx.checker's full check, then the parity check, then move into out_dir and record in the
-    manifest. Any failure leaves out_dir as it was."""
+    manifest. Any failure leaves out_dir as it was. Returns the published artifact (read once)."""
     try:
         onnx.checker.check_model(str(staged), full_check=True)
     except onnx.checker.ValidationError as e:
         raise CheckFailed(f"onnx.checker rejected {staged.name}: {first_line(e)}") from None
+    opened = Artifact.open(staged)
     if verify:
-        entry = {**entry, "parity": verify(staged)}
+        entry = {**entry, "parity": verify(opened)}
     final = publish(side_files(staged), out_dir)
     record(out_dir, final.name, {**entry, "versions": tool_versions(), **file_entry(side_files(final))})
-    return final
+    return dataclasses.replace(opened, path=final)
 
 
 def _torch_export(module: torch.nn.Module, v: Variant, spec: FormSpec, outputs: list[str], opset: int):
@@ -169,7 +157,7 @@ def _torch_export(module: torch.nn.Module, v: Variant, spec: FormSpec, outputs: 
                                  output_names=outputs, opset_version=opset, verbose=False)
 
 
-def verify_artifact(path: Path, reference: Runner | Expected, v: Variant, spec: FormSpec, precision: str = "fp32",
+def verify_artifact(path: Path | Artifact, reference: Runner | Expected, v: Variant, spec: FormSpec, precision: str = "fp32",
                     backend: str = "onnxruntime") -> dict:
     """`backend` running the artifact against `reference` (a runner, run first and released, or its
     recorded outputs) on the form's default cases; raises CheckFailed on a mismatch."""

@@ -40,16 +40,6 @@ class FormSpec:
             raise BadInput(f"{h}x{w} is too small for the {self.form} form (minimum {self.min_size}x{self.min_size})")
 
 
-def spec_from_metadata(meta: dict) -> FormSpec | None:
-    """The FormSpec an artifact declares in its vggdeploy metadata (None for foreign ONNX files)."""
-    sizes = meta.get("vggdeploy.input_sizes")
-    if not isinstance(sizes, dict) or "vggdeploy.form" not in meta:
-        return None
-    fixed = tuple(sizes["fixed"]) if "fixed" in sizes else None
-    return FormSpec(meta["vggdeploy.form"], fixed or tuple(sizes["min"]), min(fixed) if fixed else sizes["min"][0],
-                    sizes.get("stride", 1), tuple(meta.get("vggdeploy.taps", ())))
-
-
 def form_spec(v: Variant, form: str, size: tuple[int, int] | None = None, taps: list[str] | None = None) -> FormSpec:
     """The FormSpec of `form` ("classifier", "dense" or "features") for variant `v`: its export size
     (default: the variant's), whether H and W are dynamic, its smallest input and, for the features

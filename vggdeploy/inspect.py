@@ -9,10 +9,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from .artifacts import check_onnx_files, side_files
-from .errors import BadInput, printable
-from .forms import FormSpec, spec_from_metadata
-from .variants import CONFIGS, Variant
+from .artifacts import side_files
+from .errors import BadInput
+from .metadata import ArtifactMeta
 
 
 ADOPT_HINT = ("a VGG ONNX from another exporter: `vggdeploy adopt {path}` (states its layout and preprocessing); "
@@ -47,7 +46,8 @@ def graph_io(model: onnx.ModelProto) -> tuple[list[tuple[str, int, list[int]]], 
             [(v.name, v.type.tensor_type.elem_type, dims(v)) for v in model.graph.output])
 
 
-def metadata_of(model: onnx.ModelProto) -> dict:
+def shown_metadata(model: onnx.ModelProto) -> dict:
+    """Every metadata prop, JSON values decoded: what `inspect` shows (ArtifactMeta reads them)."""
     out = {}
     for p in model.metadata_props:
         try:
@@ -77,11 +77,11 @@ def inspect_onnx(path: str | Path) -> dict:
         "producer": f"{model.producer_name} {model.producer_version}".strip(),
         "inputs": [_value_info(v) for v in model.graph.input],
         "outputs": [_value_info(v) for v in model.graph.output],
-        "metadata": metadata_of(model),
+        "metadata": shown_metadata(model),
         "ops": dict(Counter(n.op_type for n in model.graph.node).most_common()),
         "parameters": parameter_count(model),
         "initializer_dtypes": dict(dtypes),
-        "int8": int8_info(model),
+        "int8": int8_info(model, _meta_or_none(model, path)),
     }
 
 
@@ -95,104 +95,24 @@ def parameter_count(model: onnx.ModelProto) -> int:
                    if t.data_type in stored and t.name not in quant_params))
 
 
-def int8_info(model: onnx.ModelProto) -> dict | None:
+def _meta_or_none(model: onnx.ModelProto, path: Path) -> ArtifactMeta | None:
+    """What the file declares; None for a foreign file, or damaged metadata (inspect still shows it)."""
+    try:
+        return ArtifactMeta.from_props({p.key: p.value for p in model.metadata_props}, path)
+    except BadInput:
+        return None
+
+
+def int8_info(model: onnx.ModelProto, meta: ArtifactMeta | None) -> dict | None:
     """An INT8 artifact's layout (declared, or implied for one written before layouts were recorded),
     where it is exact, and whether it is exact on this CPU with each runtime."""
     from .isa import cpu_isa
-    from .layouts import LAYOUTS, META_KEY, layout_of
+    from .layouts import LAYOUTS, layout_of
 
-    meta = metadata_of(model)
-    name = layout_of(meta, model)
+    name = layout_of(meta.precision, meta.int8_layout, model) if meta else None
     if name is None:
         return None
     isa = cpu_isa()
-    return {"layout": name, "declared": META_KEY in meta, "exact_on": LAYOUTS[name].exact_on,
+    return {"layout": name, "declared": meta.int8_layout is not None, "exact_on": LAYOUTS[name].exact_on,
             "this_cpu": isa.as_dict(),
             "exact_here": {rt: LAYOUTS[name].exact_here(isa, rt) for rt in ("onnxruntime", "openvino")}}
-
-
-def checked_metadata(path: Path, graph: onnx.ModelProto) -> dict:
-    """The metadata of the ONNX at `path` (header `graph`), once its side files are checked and, for a
-    vggdeploy artifact, its metadata against the schema: BadInput naming the file otherwise."""
-    check_onnx_files(path, graph)
-    meta = metadata_of(graph)
-    if "vggdeploy.form" in meta:
-        check_metadata(meta, path)
-    return meta
-
-
-def source_variant(path: Path, graph: onnx.ModelProto | None = None) -> tuple[dict, Variant, FormSpec]:
-    """The variant (architecture and preprocessing) and form a vggdeploy artifact declares."""
-    meta = checked_metadata(path, graph or load_graph(path))
-    if "vggdeploy.form" not in meta:
-        raise BadInput(f"{path} has no vggdeploy metadata", hint=ADOPT_HINT.format(path=path))
-    return meta, variant_from_metadata(meta), spec_from_metadata(meta)
-
-
-def variant_from_metadata(meta: dict) -> Variant:
-    """The Variant (architecture and preprocessing) that checked vggdeploy metadata declares."""
-    pre = meta["vggdeploy.preprocessing"]
-    return Variant(meta["vggdeploy.variant"], meta["vggdeploy.config"], meta["vggdeploy.batch_norm"],
-                   num_classes=int(meta["vggdeploy.num_classes"]), in_channels=len(pre["mean"]),
-                   image_size=pre["crop"], resize=pre["resize"], mean=tuple(pre["mean"]), std=tuple(pre["std"]),
-                   **meta.get("vggdeploy.head", {"pool": _dense_pool(meta)}))
-
-
-def _dense_pool(meta: dict) -> int:
-    """FC1's window: the dense form's minimum size over its stride (7 for ImageNet VGGs)."""
-    sizes = meta["vggdeploy.input_sizes"]
-    return sizes["min"][0] // sizes["stride"] if meta["vggdeploy.form"] == "dense" else 7
-
-
-def _count(x, top: int = 16384) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool) and 0 < x <= top
-
-
-def _size(x) -> bool:
-    return isinstance(x, list) and len(x) == 2 and all(_count(i) for i in x)
-
-
-def _numbers(x) -> bool:
-    return isinstance(x, list) and 1 <= len(x) <= 4 and all(isinstance(i, (int, float)) and not isinstance(i, bool)
-                                                            and np.isfinite(i) for i in x)
-
-
-def _preprocessing(x) -> bool:
-    return (isinstance(x, dict) and _numbers(x.get("mean")) and _numbers(x.get("std"))
-            and len(x["mean"]) == len(x["std"]) and all(s > 0 for s in x["std"])
-            and _count(x.get("crop")) and _count(x.get("resize")))
-
-
-def _input_sizes(x) -> bool:
-    return isinstance(x, dict) and (_size(x.get("fixed")) or (_size(x.get("min")) and _count(x.get("stride"))))
-
-
-# What a vggdeploy artifact's metadata must hold, key by key (values after metadata_of's JSON decoding)
-METADATA_SCHEMA = {
-    "vggdeploy.form": (True, lambda x: x in ("classifier", "dense", "features"), "classifier, dense or features"),
-    "vggdeploy.variant": (True, lambda x: isinstance(x, str) and 0 < len(x) <= 128, "a name"),
-    "vggdeploy.config": (True, lambda x: isinstance(x, str) and x in CONFIGS, "a known VGG configuration"),
-    "vggdeploy.batch_norm": (True, lambda x: isinstance(x, bool), "true or false"),
-    "vggdeploy.num_classes": (True, lambda x: _count(x, 1_000_000), "a positive whole number"),
-    "vggdeploy.input_sizes": (True, _input_sizes, "{fixed: [H, W]} or {min: [H, W], stride: N}"),
-    "vggdeploy.preprocessing": (True, _preprocessing, "a table with mean, std (1-4 numbers), crop and resize"),
-    "vggdeploy.precision": (False, lambda x: x in ("fp32", "fp16", "int8-tensorrt", "int8-cpu"),
-                            "fp32, fp16, int8-tensorrt or int8-cpu"),
-    "vggdeploy.taps": (False, lambda x: isinstance(x, list) and all(isinstance(t, str) for t in x), "a list of names"),
-    "vggdeploy.head": (False, lambda x: isinstance(x, dict) and set(x) == {"pool", "hidden"} and all(_count(i) for i in x.values()),
-                       "{pool: N, hidden: N} (the classifier's window and width)"),
-    "vggdeploy.class_names": (False, lambda x: isinstance(x, list) and all(isinstance(t, str) for t in x),
-                              "a list of names"),
-}
-
-
-def check_metadata(meta: dict, path: Path) -> None:
-    """BadInput naming the file and the key when a vggdeploy artifact's metadata is missing a key or
-    holds a value of the wrong kind (edited or damaged), before anything reads it."""
-    for key, (required, ok, want) in METADATA_SCHEMA.items():
-        if key not in meta and not required:
-            continue
-        if key not in meta or not ok(meta[key]):
-            what = "is missing" if key not in meta else f"is {printable(repr(meta[key]))[:60]}"
-            raise BadInput(f"{path.name}: metadata {key} {what}; it must be {want}",
-                           hint="the artifact was edited or damaged: re-export it")

@@ -17,7 +17,6 @@ TARGETS = ("tensorrt", "cpu")  # where an INT8 graph runs: TensorRT's Q/DQ rules
 METHODS = ("minmax", "entropy", "percentile")  # ONNX Runtime's calibration methods
 QUANTIZERS = ("ort", "nncf")
 
-META_KEY = "vggdeploy.int8_layout"
 
 
 @dataclass(frozen=True)
@@ -63,14 +62,14 @@ TENSORRT_LAYOUT = "s8s8-channel"  # what TensorRT's parser wants (DESIGN.md fact
 LAYOUTS = {**CPU_LAYOUTS, TENSORRT_LAYOUT: Int8Layout("QInt8", "QInt8", per_channel=True)}
 
 
-def layout_of(meta: dict, graph=None) -> str | None:
-    """The INT8 layout an artifact declares, or, for one written before layouts were recorded, the
-    one its target and Q/DQ graph imply (every layout then had 8-bit weights); None if not INT8."""
-    precision = str(meta.get("vggdeploy.precision", "fp32"))
+def layout_of(precision: str, declared: str | None = None, graph=None) -> str | None:
+    """The INT8 layout an artifact of `precision` declares (`declared`, its metadata's int8_layout),
+    or, for one written before layouts were recorded, the one its target and Q/DQ `graph` imply
+    (every layout then had 8-bit weights); None if not INT8."""
     if not precision.startswith("int8"):
         return None
-    if meta.get(META_KEY) in LAYOUTS:
-        return meta[META_KEY]
+    if declared in LAYOUTS:
+        return declared
     if precision == "int8-tensorrt" or graph is None:
         return TENSORRT_LAYOUT if precision == "int8-tensorrt" else "u8s8-tensor"
     signed, per_channel = _qdq_traits(graph)

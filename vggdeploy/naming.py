@@ -20,10 +20,11 @@ def derived_name(source: Path, precision: str) -> str:
     return source.name.removesuffix(".onnx") + f".{precision}.onnx"
 
 
-def engine_name(source: Path, meta: dict) -> str:
-    """FORM.PRECISION.plan for a vggdeploy artifact (dense.fp16.plan), STEM.plan for other ONNX files."""
-    if "vggdeploy.form" in meta:
-        return artifact_name(meta["vggdeploy.form"], meta.get("vggdeploy.precision", "fp32"), "plan")
+def engine_name(source: Path, meta) -> str:
+    """FORM.PRECISION.plan for a vggdeploy artifact (its ArtifactMeta: dense.fp16.plan), STEM.plan for
+    other ONNX files (meta None)."""
+    if meta is not None:
+        return artifact_name(meta.form, meta.precision, "plan")
     return source.name.removesuffix(".onnx") + ".plan"
 
 

@@ -55,11 +55,11 @@ class PrecisionPlan:
         return not (self.fp16 or self.int8)
 
 
-def derive(paths: list[Path], plan: PrecisionPlan, *, verify: bool = True, force: bool = False,
-           reference: Callable[[str], object] | None = None) -> list[Path]:
+def derive(paths: list, plan: PrecisionPlan, *, verify: bool = True, force: bool = False,
+           reference: Callable[[str], object] | None = None) -> list:
     """The FP16/INT8 artifacts `plan` asks for, from each FP32 ONNX in `paths`, each checked against
     `reference(form)` (a Runner, or a parity.Expected recording; default: the FP32 ONNX itself).
-    Returns their paths."""
+    Returns them (Artifacts)."""
     from .precision import to_fp16, to_int8
 
     out = []
@@ -96,14 +96,14 @@ def check_export_options(forms: list[str], precision: PrecisionPlan, size: tuple
 
 def deploy(loaded, forms: list[str], out_dir: Path, *, precision: PrecisionPlan = PrecisionPlan(),
            size: tuple[int, int] | None = None, taps: list[str] | None = None, opset: int = 18,
-           verify: bool = True, force: bool = False, engine: bool = False, release_model: bool = False) -> list[Path]:
+           verify: bool = True, force: bool = False, engine: bool = False, release_model: bool = False) -> list:
     """Export `loaded` (weights.load_model) in `forms` into `out_dir`, each checked against eager
     PyTorch; then what `precision` asks for, checked against eager PyTorch too (its outputs are
     recorded once per form); then TensorRT engines (FP16/INT8-tensorrt ones if made, else FP32) when
     `engine`. Every option and the calibration data are judged before the first export.
     `release_model`: set `loaded.model` to None once its outputs are recorded and the FP32 forms
     exported, so its weights are freed before the FP16/INT8 checks if the caller holds no other
-    reference (the CLI does this: 0.55 GB for VGG16). Returns the paths written, FP32 first. Raises
+    reference (the CLI does this: 0.55 GB for VGG16). Returns the Artifacts written, FP32 first. Raises
     BadInput, CheckFailed (a parity or graph check; nothing of that artifact is written),
     MissingEnvironment (engines without a GPU host)."""
     from .export import eager_outputs, export_onnx, plan_export

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import logging
 from pathlib import Path
 
@@ -22,7 +21,8 @@ from .calibration import Reader, calibration_sizes, load_calibration
 from .errors import BadInput, CheckFailed
 from .export import check_and_publish, verify_artifact
 from .forms import FormSpec
-from .inspect import load_graph, source_variant
+from .artifact import Artifact
+from .inspect import load_graph
 from .naming import derived_name
 from .parity import Expected
 from .layouts import CPU_DEFAULT, LAYOUTS, METHODS, Int8Options  # noqa: F401 (METHODS: the API's list)
@@ -44,35 +44,38 @@ COMPUTE_OPS = ["Conv", "Gemm", "MatMul"]
 CPU_PASS_THROUGH = ["MaxPool", "AveragePool", "Reshape", "Flatten"]
 
 
-def source_model(path: Path) -> tuple[onnx.ModelProto, dict, Variant, FormSpec]:
-    """The FP32 artifact's graph, metadata, and the variant and form it declares."""
+def source_model(path: Path) -> tuple[onnx.ModelProto, Artifact]:
+    """The FP32 artifact's graph header and the artifact (read once; BadInput unless it is an FP32
+    vggdeploy artifact the onnx package can read)."""
     graph = load_graph(path)
-    meta, v, spec = source_variant(path, graph)
+    opened = Artifact.from_graph(path, graph)
+    meta = opened.declared()
     linked = [f for f in side_files(path)[1:] if f.stat().st_nlink > 1]
     if linked:  # ONNX Runtime and OpenVINO read them; the onnx package, which converts, refuses
         raise BadInput(f"{linked[0].name} has {linked[0].stat().st_nlink} hard links: the onnx package refuses to "
                        "read hard-linked weights", hint="copy the files (cp) instead of linking them (ln, cp -l)")
-    if meta.get("vggdeploy.precision", "fp32") != "fp32" or any(
-            n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in graph.graph.node):
-        raise BadInput(f"{path} is already {meta.get('vggdeploy.precision', 'quantized')}",
+    if meta.precision != "fp32" or any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in graph.graph.node):
+        raise BadInput(f"{path} is already {meta.precision if meta.precision != 'fp32' else 'quantized'}",
                        hint="convert the FP32 artifact")
-    return graph, meta, v, spec
+    return graph, opened
 
 
 # ---------------------------------------------------------------------------- FP16
 
 def to_fp16(src: Path, out_dir: Path | None = None, *, io: str = "fp32", reference: Runner | Expected | None = None,
-            verify: bool = True, force: bool = False, backend: str = "cpu") -> Path:
+            verify: bool = True, force: bool = False, backend: str = "cpu") -> Artifact:
     """FORM.fp16.onnx beside `src` (or in `out_dir`): the FP32 artifact in FP16, nodes whose
     activations come near FP16's range kept in FP32, I/O in FP32 unless io="fp16"; checked against
     `reference` (default: the FP32 ONNX) on `backend`, then published and recorded in the manifest.
-    Returns its path. Raises BadInput (not an FP32 vggdeploy artifact, output exists without
+    Returns it (an Artifact). Raises BadInput (not an FP32 vggdeploy artifact, output exists without
     `force`), CheckFailed (onnx.checker or parity failed; nothing is written)."""
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
     if io not in ("fp32", "fp16"):
         raise BadInput(f"unknown --io {io!r}", hint="fp32 (default) or fp16")
-    graph, meta, v, spec = source_model(src)
+    src = Path(src)  # (or an Artifact)
+    graph, opened = source_model(src)
+    meta, v, spec = opened.meta, opened.variant, opened.spec
     out_dir = out_dir or src.parent
     name = derived_name(src, "fp16")
     prepare_out_dir(out_dir, [name], force)
@@ -90,12 +93,12 @@ def to_fp16(src: Path, out_dir: Path | None = None, *, io: str = "fp32", referen
         _drop_round_trips(model.graph)
         _topological_sort(model.graph)  # the converter appends its I/O Casts at the end
         del model.graph.value_info[:]  # and leaves stale FP16 types on blocked nodes' outputs
-        _set_meta(model, {"vggdeploy.precision": "fp16", "vggdeploy.io": io, "vggdeploy.fp32_nodes": json.dumps(keep)})
+        _set_meta(model, meta.replace(precision="fp16", io=io, fp32_nodes=tuple(keep)).to_props())
         staged = tmp / name
         _stream_weights(model, graph, source, staged)
         save_onnx(model, staged)
         del model
-        return _finish(staged, out_dir, src, "fp16", v, spec, reference, verify, backend, {"io": io, "fp32_nodes": keep})
+        return _finish(staged, out_dir, opened, "fp16", v, spec, reference, verify, backend, {"io": io, "fp32_nodes": keep})
 
 
 @contextlib.contextmanager
@@ -187,17 +190,19 @@ def _overflowing_nodes(src: Path, graph: onnx.ModelProto, v: Variant, spec: Form
 def to_int8(src: Path, out_dir: Path | None = None, *, target: str, method: str = "minmax",
             calib: str | None = None, calib_count: int | None = None, keep_fp32: list[str] | None = None,
             cpu_layout: str | None = None, quantizer: str = "ort", reference: Runner | Expected | None = None,
-            verify: bool = True, force: bool = False, backend: str = "cpu") -> Path:
+            verify: bool = True, force: bool = False, backend: str = "cpu") -> Artifact:
     """FORM.int8-TARGET.onnx beside `src` (or in `out_dir`): a Q/DQ graph calibrated on `calib`
     (an image folder, a .npy/.npz of (N, C, H, W) float32, or None for the bundled samples; the first
     `calib_count` of them) by `method`, for `target` "tensorrt" (its parser's layout) or "cpu"
     (`cpu_layout`, default the portable u8s7-channel; `quantizer` "ort" or "nncf"); `keep_fp32` names
     Conv/Gemm nodes (or first/last) left in float. Checked against `reference` (default: the FP32
-    ONNX) on `backend`, then published and recorded. Returns its path. Raises BadInput (bad options or
+    ONNX) on `backend`, then published and recorded. Returns it (an Artifact). Raises BadInput (bad options or
     calibration data, output exists without `force`), CheckFailed (parity failed; nothing written),
     MissingEnvironment (the quantizer's package is missing)."""
     options = Int8Options(target, method, calib_count, cpu_layout, quantizer)
-    graph, _, v, spec = source_model(src)
+    src = Path(src)  # (or an Artifact)
+    graph, opened = source_model(src)
+    meta, v, spec = opened.meta, opened.variant, opened.spec
     out_dir = out_dir or src.parent
     tag = f"int8-{target}"
     name = derived_name(src, tag)
@@ -227,15 +232,14 @@ def to_int8(src: Path, out_dir: Path | None = None, *, target: str, method: str 
         calib_info |= {"source": data.source, "count": data.count, "sizes": [list(s) for s in data.sizes],
                        "data_sha256": data.sha256}
         source_props = {p.key: p.value for p in graph.metadata_props}  # NNCF drops them
-        _set_meta(model, {**source_props, "vggdeploy.precision": tag, "vggdeploy.calibration": json.dumps(calib_info),
-                          "vggdeploy.fp32_nodes": json.dumps(excluded), "vggdeploy.int8_layout": layout,
-                          "vggdeploy.int8_exact_on": LAYOUTS[layout].exact_on})
+        _set_meta(model, source_props | meta.replace(precision=tag, calibration=calib_info, fp32_nodes=tuple(excluded),
+                                                     int8_layout=layout, int8_exact_on=LAYOUTS[layout].exact_on).to_props())
         onnx.save(model, str(staged))  # graph only: the side file is already beside it
         extra_entry = {"target": target, "quantizer": quantizer, "calibration": calib_info, "fp32_nodes": excluded,
                        "int8_layout": layout, "exact_on": LAYOUTS[layout].exact_on}
         if target == "cpu" and quantizer == "ort":
             extra_entry["cpu_layout"] = layout
-        return _finish(staged, out_dir, src, tag, v, spec, reference, verify, backend, extra_entry)
+        return _finish(staged, out_dir, opened, tag, v, spec, reference, verify, backend, extra_entry)
 
 
 def _quantize_ort(src: Path, source: Path, staged: Path, graph: onnx.ModelProto, data, target: str, method: str,
@@ -374,12 +378,12 @@ def _set_meta(model: onnx.ModelProto, values: dict[str, str]) -> None:
     onnx.helper.set_model_props(model, {p.key: p.value for p in model.metadata_props} | values)
 
 
-def _finish(staged: Path, out_dir: Path, src: Path, precision: str, v: Variant, spec: FormSpec, reference: Runner | Expected | None,
-            verify: bool, backend: str, extra: dict) -> Path:
+def _finish(staged: Path, out_dir: Path, src: Artifact, precision: str, v: Variant, spec: FormSpec, reference: Runner | Expected | None,
+            verify: bool, backend: str, extra: dict) -> Artifact:
     """Check, compare with the reference (default: the FP32 ONNX), publish, record."""
     from .backends.ort import OrtRunner
 
-    entry = {"kind": "onnx", "form": spec.form, "precision": precision, "source": src.name, "variant": v.name,
+    entry = {"kind": "onnx", "form": spec.form, "precision": precision, "source": src.path.name, "variant": v.name,
              "input_sizes": spec.input_sizes(), **extra}
     check = (lambda path: verify_artifact(path, reference or OrtRunner(src), v, spec, precision, backend)) if verify else None
     return check_and_publish(staged, out_dir, entry, check)

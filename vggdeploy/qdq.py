@@ -7,6 +7,8 @@ never straight on their outputs; bias left in float.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import onnx
 from onnx import numpy_helper
 
@@ -72,6 +74,18 @@ def check_qdq_tensorrt(model: onnx.ModelProto, allow_float: set[str] = frozenset
         elif not is_weight and scale.size != 1:
             problems.append(f"{n.op_type} {n.name}: activation scale has {scale.size} values, TensorRT wants one")
     return problems
+
+
+def check_qdq_artifact(path: Path) -> tuple[list[str], set[str]]:
+    """TensorRT's Q/DQ rules checked on the ONNX at `path`, the nodes it declares kept in float
+    allowed: (violations, those nodes)."""
+    from .artifact import Artifact
+    from .inspect import load_graph
+
+    graph = load_graph(path)
+    meta = Artifact.from_graph(path, graph).meta
+    kept = set(meta.fp32_nodes or ()) if meta else set()
+    return check_qdq_tensorrt(graph, allow_float=kept), kept
 
 
 def _const(name: str, inits: dict, producer: dict):

@@ -16,8 +16,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from .artifact import Artifact, described
 from .artifacts import check_name, require_writable, side_files, staging_prefix
 from .errors import BadInput, MissingEnvironment
+from .metadata import ArtifactMeta
 
 PLATFORMS = ("onnxruntime_onnx", "tensorrt_plan", "openvino", "python")
 KINDS = ("cpu", "gpu")
@@ -52,28 +54,13 @@ def default_name(artifact: Path) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "-", name).lstrip("._-")[:128]  # a plain name whatever the folder's
 
 
-def _io(path: Path) -> tuple[dict, list[tuple[str, int, list]], list[tuple[str, int, list]]]:
-    """The ONNX's metadata, inputs and outputs as (name, onnx elem type, dims with -1 for free)."""
-    from .inspect import check_metadata, graph_io, load_graph, metadata_of
-
-    graph = load_graph(path)
-    meta = metadata_of(graph)
-    if "vggdeploy.form" in meta:
-        check_metadata(meta, path)
-    return meta, *graph_io(graph)
-
-
-def _onnx_of(artifact: Path) -> Path:
-    """The ONNX that describes an artifact (itself, or a .plan engine's source)."""
-    from .bench import artifact_source
-
-    return artifact_source(artifact)
-
-
-def build_config(artifact: Path, opts: TritonOptions):
-    """Triton's ModelConfig for an artifact (a ModelConfig protobuf message)."""
+def build_config(artifact: Path, opts: TritonOptions, source: Artifact | None = None):
+    """Triton's ModelConfig for an artifact (a ModelConfig protobuf message); `source`: the ONNX
+    artifact that describes it (default: read from `artifact`)."""
     pb = _pb()
-    meta, ins, outs = _io(_onnx_of(artifact))
+    artifact = Path(artifact)
+    source = source or described(artifact)
+    (ins, outs), meta = source.io, source.meta
     dtype = {1: pb.TYPE_FP32, 10: pb.TYPE_FP16}
     cfg = pb.ModelConfig(name=opts.name, max_batch_size=opts.max_batch)
     if opts.platform in ("python", "openvino"):
@@ -87,7 +74,7 @@ def build_config(artifact: Path, opts: TritonOptions):
     batched = opts.max_batch > 0
     for name, elem, shape in ins:
         cfg.input.add(name=name, data_type=dtype.get(elem, pb.TYPE_FP32), dims=shape[1:] if batched else shape)
-    names = meta.get("vggdeploy.class_names")
+    names = meta.class_names if meta else None
     for name, elem, shape in outs:
         out = cfg.output.add(name=name, data_type=dtype.get(elem, pb.TYPE_FP32), dims=shape[1:] if batched else shape)
         if name == "logits" and names:
@@ -108,9 +95,12 @@ def build_config(artifact: Path, opts: TritonOptions):
     return cfg
 
 
-def lint(cfg, artifact: Path) -> list[str]:
-    """What Triton would reject or silently ignore, and what contradicts the artifact."""
+def lint(cfg, artifact: Path, source: Artifact | None = None) -> list[str]:
+    """What Triton would reject or silently ignore, and what contradicts the artifact (`source`: as
+    for build_config)."""
     pb = _pb()
+    artifact = Path(artifact)
+    ins, outs = (source or described(artifact)).io
     problems = []
     is_plan = artifact.suffix == ".plan"
     platform = cfg.platform or cfg.backend
@@ -129,11 +119,10 @@ def lint(cfg, artifact: Path) -> list[str]:
     accel = cfg.optimization.execution_accelerators
     if (accel.gpu_execution_accelerator or accel.cpu_execution_accelerator) and platform != "onnxruntime_onnx":
         problems.append("execution accelerators apply to the onnxruntime_onnx platform only")
-    _, ins, outs = _io(_onnx_of(artifact))
     batched = cfg.max_batch_size > 0
     for declared, actual in ((cfg.input, ins), (cfg.output, outs)):
         for d, (name, _, shape) in zip(declared, actual):
-            want = shape[1:] if batched else shape
+            want = list(shape[1:] if batched else shape)
             if d.name != name or list(d.dims) != want:
                 problems.append(f"{d.name}: dims {list(d.dims)} contradict the artifact's {name} {want}")
     if batched and ins and ins[0][2][0] != -1:
@@ -147,11 +136,11 @@ def lint(cfg, artifact: Path) -> list[str]:
     return problems
 
 
-def write_repository(artifact: Path, repo: Path, opts: TritonOptions, force: bool = False) -> Path:
+def write_repository(artifact: Path | Artifact, repo: Path, opts: TritonOptions, force: bool = False) -> Path:
     """repo/NAME/{config.pbtxt, labels.txt, README.md, 1/model.*}; checked, staged, then moved in."""
     from google.protobuf import text_format
 
-    artifact = Path(artifact)
+    opened, artifact = artifact if isinstance(artifact, Artifact) else None, Path(artifact)
     check_name(opts.name, "--name")
     if opts.platform not in PLATFORMS:
         raise BadInput(f"unknown platform {opts.platform!r}", hint=f"choose from: {', '.join(PLATFORMS)}")
@@ -164,15 +153,10 @@ def write_repository(artifact: Path, repo: Path, opts: TritonOptions, force: boo
     if not artifact.is_file():
         raise BadInput(f"{artifact} not found")
     files = side_files(artifact) if artifact.suffix == ".onnx" else [artifact]
-    if artifact.suffix == ".onnx":
-        from .artifacts import check_onnx_files
-
-        check_onnx_files(artifact)
-    from .inspect import source_variant
-
-    source_variant(_onnx_of(artifact))  # an artifact without vggdeploy metadata is refused before the repository is made
-    cfg = build_config(artifact, opts)
-    problems = lint(cfg, artifact)
+    source = described(opened or artifact)  # an ONNX's side files checked; an engine's source ONNX read
+    meta = source.declared()  # an artifact without vggdeploy metadata is refused before the repository is made
+    cfg = build_config(artifact, opts, source)
+    problems = lint(cfg, artifact, source)
     if problems:
         raise BadInput(f"Triton would reject this configuration: {problems[0]}"
                        + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
@@ -192,11 +176,10 @@ def write_repository(artifact: Path, repo: Path, opts: TritonOptions, force: boo
             shutil.copyfile(extra, tmp / "1" / extra.name)
         if opts.platform == "python":
             (tmp / "1" / "model.py").write_text(MODEL_PY)
-        meta, _, _ = _io(_onnx_of(artifact))
-        if meta.get("vggdeploy.class_names"):
-            (tmp / "labels.txt").write_text("\n".join(meta["vggdeploy.class_names"]) + "\n")
+        if meta.class_names:
+            (tmp / "labels.txt").write_text("\n".join(meta.class_names) + "\n")
         (tmp / "config.pbtxt").write_text(text_format.MessageToString(cfg))
-        (tmp / "README.md").write_text(repo_readme(opts, artifact))
+        (tmp / "README.md").write_text(repo_readme(opts, artifact, meta))
         _replace_dir(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -222,14 +205,13 @@ def read_config(path: Path):
     return text_format.Parse(Path(path).read_text(), _pb().ModelConfig())
 
 
-def repo_readme(opts: TritonOptions, artifact: Path) -> str:
-    from .inspect import source_variant
-
+def repo_readme(opts: TritonOptions, artifact: Path, meta: ArtifactMeta) -> str:
+    """The README of a model folder: what it serves and how to call it."""
     backend = {"python": "Triton's Python backend running vggdeploy's CPU runner (`model.py`)",
                "onnxruntime_onnx": "Triton's ONNX Runtime backend",
                "openvino": "Triton's OpenVINO backend",
                "tensorrt_plan": "Triton's TensorRT backend, on a GPU like the one the engine was built on"}[opts.platform]
-    _, v, spec = source_variant(_onnx_of(artifact))
+    v, spec = meta.to_variant(), meta.spec
     shape = f" --shape input:{v.in_channels},{spec.size[0]},{spec.size[1]}" if spec.dynamic_hw else ""
     return f"""# {opts.name}: Triton model repository entry made by vggdeploy
 

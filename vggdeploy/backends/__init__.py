@@ -30,7 +30,7 @@ def default_cpu_backend(precision: str = "fp32", layout: str | None = None) -> s
     kind = precision.split("-")[0]
     choice = CPU_DEFAULTS[kind]
     if kind == "int8":
-        choice = cpu_runtime(layout or layout_of({"vggdeploy.precision": precision}), cpu_isa())
+        choice = cpu_runtime(layout or layout_of(precision), cpu_isa())
     if choice == "openvino":
         try:
             import openvino  # noqa: F401

@@ -72,30 +72,29 @@ def _onednn(enabled: bool):
 def eager_for_artifact(path: str | Path, device: str = "cpu", **options) -> TorchRunner:
     """Eager PyTorch from the same weights as a vggdeploy artifact (its metadata names the variant,
     the weights and the form): the baseline for parity and speed on that artifact."""
-    from ..inspect import ADOPT_HINT, load_graph, metadata_of
+    from ..adoption import ADOPTED_NO_EAGER, is_adopted
+    from ..artifact import Artifact
+    from ..errors import BadInput
+    from ..inspect import ADOPT_HINT
     from ..models import build_form, output_names
     from ..weights import load_model
-    from ..errors import BadInput
 
-    meta = metadata_of(load_graph(Path(path)))
-    if "vggdeploy.weights" not in meta:
+    meta = Artifact.of(path).meta
+    if meta is None or meta.weights is None:
         raise BadInput(f"{path} has no vggdeploy metadata: eager PyTorch can't be rebuilt from it",
                        hint=ADOPT_HINT.format(path=path))
-    weights = meta["vggdeploy.weights"]
-    from ..adopt import ADOPTED_NO_EAGER, is_adopted
-
     if is_adopted(meta):
         raise BadInput(f"{Path(path).name}: {ADOPTED_NO_EAGER}", hint="compare runtimes with each other (bench --backends)")
-    seed = 0
+    weights, seed = meta.weights, 0
     if weights.startswith("random:"):
         weights, seed = "random", int(weights.split(":")[1])
     elif weights.startswith("bundled:"):
         weights = "bundled"
     if weights in ("imagenet", "random", "bundled"):
-        loaded = load_model(meta["vggdeploy.variant"], weights, seed)
+        loaded = load_model(meta.variant, weights, seed)
     else:  # a checkpoint path: its architecture is read off its tensors again
-        loaded = load_model(weights, prefix=meta.get("vggdeploy.weights_prefix"))
-    if loaded.weights_sha256 != meta.get("vggdeploy.weights_sha256"):
-        raise BadInput(f"the weights {meta['vggdeploy.weights']} no longer match {Path(path).name} (sha256 differs)")
-    form, taps = meta["vggdeploy.form"], meta.get("vggdeploy.taps")
+        loaded = load_model(weights, prefix=meta.weights_prefix)
+    if loaded.weights_sha256 != meta.weights_sha256:
+        raise BadInput(f"the weights {meta.weights} no longer match {Path(path).name} (sha256 differs)")
+    form, taps = meta.form, list(meta.taps) if meta.taps else None
     return TorchRunner(build_form(loaded.model, form, taps), output_names(form, taps), device=device, **options)

@@ -187,7 +187,7 @@ def describe_ir(xml: Path) -> dict:
     from collections import Counter
 
     from ..artifacts import read_manifest
-    from ..inspect import load_graph, metadata_of
+    from ..inspect import load_graph, shown_metadata
 
     try:
         import openvino as ov
@@ -214,6 +214,6 @@ def describe_ir(xml: Path) -> dict:
     return {"path": str(xml), "files": {p.name: p.stat().st_size for p in (xml, xml.with_suffix(".bin"))},
             "ir_version": "openvino", "opsets": {}, "producer": f"OpenVINO {ov.get_version()}",
             "inputs": [port(p) for p in model.inputs], "outputs": [port(p) for p in model.outputs],
-            "metadata": metadata_of(load_graph(source)) if source and source.is_file() else {},
+            "metadata": shown_metadata(load_graph(source)) if source and source.is_file() else {},
             "ops": dict(ops.most_common()), "parameters": params, "initializer_dtypes": dict(dtypes), "int8": None,
             "source": entry.get("source")}

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .artifact import Artifact
 from .errors import BadInput, MissingEnvironment
 
 log = logging.getLogger("vggdeploy")
@@ -38,6 +39,7 @@ class ExtractPlan:
     pre: dict
     sha256: str
     precision: str
+    opened: Artifact | None = None  # the artifact as read when planning: runners take it without reading it again
 
     def file_metadata(self) -> dict[bytes, bytes]:
         return {f"vggdeploy.{k}".encode(): str(v).encode() for k, v in
@@ -57,7 +59,6 @@ def require_pyarrow():
 def plan_extract(artifact: Path, taps: list[str] | None = None, pool: str = "gap", batch: int = 16) -> ExtractPlan:
     """Check the artifact and options (no model loaded, no torch): BadInput before any work."""
     from .artifacts import artifact_sha256
-    from .inspect import source_variant
 
     if pool not in POOLS:
         raise BadInput(f"unknown --pool {pool!r}", hint=f"choose from: {', '.join(POOLS)}")
@@ -66,7 +67,9 @@ def plan_extract(artifact: Path, taps: list[str] | None = None, pool: str = "gap
     artifact = Path(artifact).resolve()
     if artifact.suffix != ".onnx":
         raise BadInput(f"{artifact.name}: extract takes an ONNX artifact (the features or dense form)")
-    meta, _, spec = source_variant(artifact)
+    opened = Artifact.open(artifact)
+    meta = opened.declared()
+    spec = meta.spec
     if spec.form == "classifier":
         raise BadInput(f"{artifact.name} is the classifier form: it gives class scores, not features",
                        hint="vggdeploy export MODEL --form features (or dense for the score map)")
@@ -75,8 +78,8 @@ def plan_extract(artifact: Path, taps: list[str] | None = None, pool: str = "gap
     unknown = [t for t in chosen if t not in available]
     if unknown:
         raise BadInput(f"{artifact.name} has no output {unknown[0]!r}", hint=f"choose from: {', '.join(available)}")
-    return ExtractPlan(str(artifact), tuple(chosen), pool, batch, meta["vggdeploy.preprocessing"],
-                       artifact_sha256(artifact), str(meta.get("vggdeploy.precision", "fp32")))
+    return ExtractPlan(str(artifact), tuple(chosen), pool, batch, meta.preprocessing, artifact_sha256(artifact),
+                       meta.precision, opened)
 
 
 def prepare_center(path: Path, pre: dict) -> np.ndarray:
@@ -176,7 +179,7 @@ def extract(artifact: Path, data: Path, out_dir: Path, *, taps: list[str] | None
         return summary
     writer = None
     try:
-        with make_runner(backend, plan.artifact) as runner:
+        with make_runner(backend, plan.opened or plan.artifact) as runner:
             summary["runtime"] = runner.name
             for start in range(0, len(paths), batch):
                 table = arrow_table(embed_paths(runner, [str(p) for p in paths[start:start + batch]], plan), plan)

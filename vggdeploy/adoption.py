@@ -11,7 +11,6 @@ original file on ONNX Runtime.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import BadInput, first_line
+from .metadata import ArtifactMeta
 from .variants import CONFIGS, Variant
 
 log = logging.getLogger("vggdeploy")
@@ -248,9 +248,9 @@ def _rename(g, old: str, new: str) -> None:
             v.name = new
 
 
-def adopt(src: Path, out_dir: Path, options: AdoptOptions = AdoptOptions(), *, force: bool = False) -> Path:
+def adopt(src: Path, out_dir: Path, options: AdoptOptions = AdoptOptions(), *, force: bool = False):
     """Write `out_dir/classifier.onnx` (+ .data): `src` with vggdeploy's input, output and metadata,
-    checked against `src` on ONNX Runtime and recorded in the manifest. Returns its path. Raises
+    checked against `src` on ONNX Runtime and recorded in the manifest. Returns it (an Artifact). Raises
     BadInput for a graph adopt can't take or options that contradict it (before anything is written)
     and CheckFailed when the copy does not match the original."""
     import onnx
@@ -288,24 +288,18 @@ def adopt(src: Path, out_dir: Path, options: AdoptOptions = AdoptOptions(), *, f
     wrap(model, foreign, options.channels, classes)
     stated = {"file": src.name, "sha256": artifact_sha256(src), "layout": foreign.layout, "channels": options.channels,
               "pixels": options.pixels, "mean": list(options.mean or []), "std": list(options.std or [])}
-    meta = {
-        "vggdeploy.variant": name, "vggdeploy.config": foreign.config, "vggdeploy.batch_norm": json.dumps(foreign.batch_norm),
-        "vggdeploy.form": "classifier", "vggdeploy.precision": "fp32",
-        "vggdeploy.input_sizes": json.dumps(spec.input_sizes()),
-        "vggdeploy.preprocessing": json.dumps({
-            "layout": "NCHW", "color": "gray" if foreign.in_channels == 1 else "RGB", "scale": 1 / 255,
-            "resize": v.resize, "crop": crop, "interpolation": "bilinear", "mean": list(mean01), "std": list(std01)}),
-        "vggdeploy.num_classes": str(classes), "vggdeploy.weights": f"adopted:{src.name}",
-        **({"vggdeploy.head": json.dumps(foreign.head)} if foreign.head else {}),
-        "vggdeploy.weights_sha256": stated["sha256"], "vggdeploy.adopted": json.dumps(stated),
-    }
-    if options.class_names:
-        meta["vggdeploy.class_names"] = json.dumps(list(options.class_names))
+    meta = ArtifactMeta(
+        form="classifier", variant=name, config=foreign.config, batch_norm=foreign.batch_norm, num_classes=classes,
+        input_sizes=spec.input_sizes(),
+        preprocessing={"layout": "NCHW", "color": "gray" if foreign.in_channels == 1 else "RGB", "scale": 1 / 255,
+                       "resize": v.resize, "crop": crop, "interpolation": "bilinear", "mean": list(mean01), "std": list(std01)},
+        head=foreign.head or None, class_names=tuple(options.class_names) if options.class_names else None,
+        weights=f"adopted:{src.name}", weights_sha256=stated["sha256"], adopted=stated)
     del model.metadata_props[:]
-    model.metadata_props.extend(onnx.StringStringEntryProto(key=k, value=val) for k, val in meta.items())
+    model.metadata_props.extend(onnx.StringStringEntryProto(key=k, value=val) for k, val in meta.to_props().items())
     entry = {"kind": "onnx", "form": "classifier", "precision": "fp32", "variant": name, "opset": foreign.opset,
              "input": {"name": "input", "shape": ["batch", foreign.in_channels, *foreign.size]},
-             "input_sizes": spec.input_sizes(), "outputs": ["logits"], "weights": meta["vggdeploy.weights"],
+             "input_sizes": spec.input_sizes(), "outputs": ["logits"], "weights": meta.weights,
              "weights_sha256": stated["sha256"], "adopted": stated}
     with staging(out_dir) as tmp:
         staged = tmp / out_name
@@ -317,9 +311,9 @@ def adopt(src: Path, out_dir: Path, options: AdoptOptions = AdoptOptions(), *, f
     return final
 
 
-def is_adopted(meta: dict) -> bool:
+def is_adopted(meta: ArtifactMeta) -> bool:
     """Whether an artifact's metadata says it was adopted (no checkpoint to rebuild eager PyTorch from)."""
-    return str(meta.get("vggdeploy.weights", "")).startswith("adopted:")
+    return (meta.weights or "").startswith("adopted:")
 
 
 def _normalisation(options: AdoptOptions, channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
