@@ -34,11 +34,11 @@ def test_vgg16_int8_for_tensorrt_follows_the_rules_and_agrees(tmp_path):
 
     from vggdeploy import export_onnx, load_model
     from vggdeploy.precision import to_int8
-    from vggdeploy.qdq import check_qdq_tensorrt
+    from vggdeploy.qdq import qdq_violations
 
     loaded = load_model("vgg16", "random", seed=0)
     export_onnx(loaded, ["classifier"], tmp_path, verify=False)
     path = to_int8(tmp_path / "classifier.onnx", target="tensorrt", method="entropy", backend="onnxruntime")
-    assert check_qdq_tensorrt(onnx.load(str(path), load_external_data=False)) == []
+    assert qdq_violations(onnx.load(str(path), load_external_data=False)) == []
     parity = json.loads((tmp_path / "manifest.json").read_text())["artifacts"][path.name]["parity"]
     assert parity["cosine"] >= 0.99 and parity["top1_agreement"] >= 0.75

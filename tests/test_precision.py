@@ -9,7 +9,7 @@ import pytest
 from vggdeploy import BadInput, export_onnx, load_model, make_runner
 from vggdeploy.mnist import accuracy, split
 from vggdeploy.precision import to_fp16, to_int8
-from vggdeploy.qdq import check_qdq_tensorrt
+from vggdeploy.qdq import qdq_violations
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +60,7 @@ def test_int8_within_1_point_and_98_percent_agreement(trained, fp32_logits, targ
     got = logits_of(path, split()["test_x"])  # on ONNX Runtime, whichever CPU this is (isa.py)
     assert abs(correct(got, y) - correct(fp32_logits, y)) <= 10  # of 1,000: counts, not float fractions
     assert (got.argmax(1) == fp32_logits.argmax(1)).sum() >= 980
-    problems = check_qdq_tensorrt(onnx.load(str(path), load_external_data=False))
+    problems = qdq_violations(onnx.load(str(path), load_external_data=False))
     if target == "tensorrt":
         assert problems == []
     else:  # the CPU layout is one TensorRT rejects: unsigned activations
@@ -78,8 +78,8 @@ def test_keep_first_and_last_layers_in_float(trained):
     model = onnx.load(str(path), load_external_data=False)
     kept = json.loads({p.key: p.value for p in model.metadata_props}["vggdeploy.fp32_nodes"])
     assert len(kept) == 2
-    assert check_qdq_tensorrt(model, allow_float=set(kept)) == []
-    assert any("not quantized" in p for p in check_qdq_tensorrt(model))
+    assert qdq_violations(model, allow_float=set(kept)) == []
+    assert any("not quantized" in p for p in qdq_violations(model))
 
 
 def test_dense_and_features_calibrate_at_several_sizes(mini_copy):

@@ -10,7 +10,7 @@ Public API (the CLI is a thin layer over these):
         -> [Artifact]                              (what `vggdeploy export` does; derive(): `quantize`)
     Artifact.open(path) -> Artifact                (read once: .meta (ArtifactMeta), .spec, .variant; runners
                                                    take it or a path; export_onnx, to_fp16, to_int8, deploy return them)
-    inspect_onnx(path) -> dict;  check_qdq_tensorrt(model) -> [violations]
+    inspect_onnx(path) -> dict;  qdq_violations(model) -> [violations]
     make_runner(backend, path) -> Runner       (context manager; .infer({name: array}))
     check_parity(reference, candidate, cases, thresholds) -> ParityReport
     extract(artifact, data_dir, out_dir, taps=..., pool=..., cluster=ClusterOptions(...)) -> summary
@@ -34,7 +34,7 @@ _API = {
     "VGG": "models", "build_form": "models",
     "THRESHOLDS": "parity", "check_parity": "parity", "default_cases": "parity",
     "to_fp16": "precision", "to_int8": "precision",
-    "check_qdq_tensorrt": "qdq",
+    "qdq_violations": "qdq",
     "VARIANTS": "variants", "Variant": "variants", "get_variant": "variants",
     "LoadedModel": "weights", "load_model": "weights",
 }

@@ -256,7 +256,7 @@ def adopt(src: Path, out_dir: Path, options: AdoptOptions = AdoptOptions(), *, f
     import onnx
 
     from .artifacts import artifact_sha256, check_name, prepare_out_dir, save_onnx, staging
-    from .export import check_and_publish, verify_artifact
+    from .export import publish_checked, verify_artifact
     from .naming import artifact_name
     from .forms import FormSpec
     from .inspect import load_graph
@@ -306,7 +306,7 @@ def adopt(src: Path, out_dir: Path, options: AdoptOptions = AdoptOptions(), *, f
         save_onnx(model, staged)
         del model
         check = lambda path: verify_artifact(path, OriginalRunner(src, foreign, options.channels), v, spec)  # noqa: E731
-        final = check_and_publish(staged, out_dir, entry, check)
+        final = publish_checked(staged, out_dir, entry, check)
     log.info("adopted %s as %s", src.name, final)
     return final
 

@@ -19,13 +19,14 @@ import numpy as np
 from .metadata import ArtifactMeta
 
 KINDS = {".onnx": "onnx", ".plan": "plan", ".xml": "openvino-ir"}
+DERIVED_HINTS = {".plan": "build it with `vggdeploy build`", ".xml": "convert it with `vggdeploy convert`"}
 
 
 @dataclass(frozen=True)
 class Artifact:
     """One artifact file: its path and kind, what it declares (`meta`, None for foreign files and for
-    engines and IRs, whose source ONNX declares it), its graph's input (name and element type) and
-    output names, and an INT8 artifact's layout."""
+    engines and IRs, whose `source` ONNX declares it), its graph's input (name and element type) and
+    output names, an INT8 artifact's layout, and its folder's manifest entry (`entry`)."""
 
     path: Path
     kind: str
@@ -35,6 +36,8 @@ class Artifact:
     outputs: tuple[str, ...] = ()
     int8_layout: str | None = None
     io: tuple = ((), ())  # (inputs, outputs) as (name, ONNX element type, dims with -1 for free); weights left out
+    entry: dict | None = None  # its manifest entry (None: not in a vggdeploy folder's manifest)
+    source: "Artifact | None" = None  # an engine's or IR's source ONNX, as its entry names it
 
     def __fspath__(self) -> str:  # an Artifact works wherever its path did: open(), Path(), os.* ...
         return str(self.path)
@@ -54,12 +57,19 @@ class Artifact:
     def open(cls, path: str | Path, manifest: dict | None = None) -> "Artifact":
         """The single read: the ONNX header (side files and metadata checked, BadInput naming the
         file otherwise); other kinds by their suffix alone. `manifest`: its folder's, if already read."""
+        from .artifacts import read_manifest
         from .inspect import load_graph
 
         path = Path(path)
-        if path.suffix != ".onnx":
+        if path.suffix == ".onnx":
+            return cls.from_graph(path, load_graph(path), manifest)
+        if path.suffix not in DERIVED_HINTS:
             return cls(path, KINDS.get(path.suffix, "other"))
-        return cls.from_graph(path, load_graph(path), manifest)
+        manifest = manifest if manifest is not None else read_manifest(path.parent)
+        entry = manifest["artifacts"].get(path.name)
+        named = entry.get("source") if entry else None
+        source = cls.open(path.with_name(named), manifest) if isinstance(named, str) and path.with_name(named).is_file() else None
+        return cls(path, KINDS[path.suffix], entry=entry, source=source)
 
     @classmethod
     def from_graph(cls, path: Path, graph, manifest: dict | None = None) -> "Artifact":
@@ -70,7 +80,7 @@ class Artifact:
         from .inspect import graph_io
         from .layouts import layout_of
 
-        check_onnx_files(path, graph, manifest)
+        entry = check_onnx_files(path, graph, manifest)
         meta = ArtifactMeta.from_props({p.key: p.value for p in graph.metadata_props}, path)
         first = graph.graph.input[0] if graph.graph.input else None
         dtype = np.dtype(tensor_dtype_to_np_dtype(first.type.tensor_type.elem_type)).name if first else None
@@ -78,7 +88,7 @@ class Artifact:
         ins, outs = graph_io(graph)
         return cls(Path(path), "onnx", meta, first.name if first else None, dtype,
                    tuple(o.name for o in graph.graph.output), layout,
-                   (tuple((n, t, tuple(d)) for n, t, d in ins), tuple((n, t, tuple(d)) for n, t, d in outs)))
+                   (tuple((n, t, tuple(d)) for n, t, d in ins), tuple((n, t, tuple(d)) for n, t, d in outs)), entry)
 
     @classmethod
     def of(cls, artifact: "str | Path | Artifact") -> "Artifact":
@@ -116,8 +126,13 @@ class Artifact:
 
 def described(artifact: "str | Path | Artifact") -> Artifact:
     """The ONNX artifact whose metadata describes `artifact`: itself, or the source its folder's
-    manifest records for an engine (.plan) or an OpenVINO IR (.xml)."""
-    from .bench import artifact_source
+    manifest records for an engine (.plan) or an OpenVINO IR (.xml); BadInput if none is recorded."""
+    from .errors import BadInput
 
     opened = Artifact.of(artifact)
-    return opened if opened.kind == "onnx" else Artifact.open(artifact_source(opened.path))
+    if opened.kind == "onnx":
+        return opened
+    if opened.source is None:
+        raise BadInput(f"{opened.path} is not in its folder's manifest.json",
+                       hint=DERIVED_HINTS.get(opened.path.suffix, "give an ONNX artifact"))
+    return opened.source

@@ -241,11 +241,11 @@ def _entry_problem(name: str, entry) -> str | None:
     return None
 
 
-def check_onnx_files(onnx_path: Path, model=None, manifest: dict | None = None) -> None:
+def check_onnx_files(onnx_path: Path, model=None, manifest: dict | None = None) -> dict | None:
     """Before a runtime loads an ONNX: every external-data reference stays inside its folder, its
     file exists and is long enough, and the files match the manifest's sizes where it lists them.
     One BadInput naming the problem, instead of the runtime's traceback. `model`, `manifest`: the
-    header and the folder's manifest when already read."""
+    header and the folder's manifest when already read. Returns its manifest entry (None if unlisted)."""
     import onnx
 
     model = model if model is not None else onnx.load(str(onnx_path), load_external_data=False)
@@ -282,6 +282,7 @@ def check_onnx_files(onnx_path: Path, model=None, manifest: dict | None = None) 
         if p.is_file() and p.stat().st_size != f["bytes"]:
             raise BadInput(f"{fname} is {p.stat().st_size} bytes, the manifest says {f['bytes']} (changed or truncated)",
                            hint=f"`vggdeploy verify {onnx_path.parent}` checks the whole folder")
+    return entry
 
 
 def verify_folder(folder: Path) -> list[str]:

@@ -80,23 +80,6 @@ def time_runner_cuda(make, feed: dict[str, np.ndarray], warmup: int = 3, runs: i
     return list(rows.values())
 
 
-DERIVED = {".plan": "build it with `vggdeploy build`", ".xml": "convert it with `vggdeploy convert`"}
-
-
-def artifact_source(path: Path) -> Path:
-    """The ONNX whose metadata describes an artifact: itself, or the source of a .plan engine or an
-    OpenVINO IR (.xml), as their folder's manifest records it."""
-    if path.suffix not in DERIVED:
-        return path
-    from .artifacts import read_manifest
-    from .errors import BadInput
-
-    entry = read_manifest(path.parent)["artifacts"].get(path.name)
-    if not entry or not isinstance(entry.get("source"), str):
-        raise BadInput(f"{path} is not in its folder's manifest.json", hint=DERIVED[path.suffix])
-    return path.with_name(entry["source"])
-
-
 def time_serving(runner: Runner, feed: dict[str, np.ndarray], concurrency: int, runs: int) -> dict:
     """Throughput with `concurrency` requests in flight (after one warm-up round): images/s over the
     wall time, and the per-request latency percentiles a client sees."""

@@ -100,8 +100,8 @@ def run_bench(paths: list[Path], backends: list[str], batches: list[int], sizes:
     weights; Ctrl-C keeps what was measured (`interrupted`)."""
     from .adoption import ADOPTED_NO_EAGER, is_adopted
     from .backends import BACKENDS, GPU_BACKENDS
-    from .bench import artifact_source, check_timing, gemm_rates
-    from .artifact import Artifact
+    from .bench import check_timing, gemm_rates
+    from .artifact import described
     from .forms import check_memory
     from .variants import macs_at
 
@@ -113,7 +113,7 @@ def run_bench(paths: list[Path], backends: list[str], batches: list[int], sizes:
     eager_backends = (["torch", "torch-cuda"] if gpu else ["torch"]) if eager else []
     blocks, eager_keys, skipped = [], {}, []
     for path in expand(paths):
-        meta = Artifact.open(artifact_source(path)).declared()
+        meta = described(path).declared()
         v, spec = meta.to_variant(), meta.spec
         # a dynamic form at the variant's own input size unless asked (its minimum is 16x16 for the features form)
         default = (max(v.image_size, spec.min_size),) * 2 if spec.dynamic_hw else tuple(spec.size)

@@ -330,10 +330,10 @@ def inspect(path: Path, as_json: bool, check_qdq: str | None) -> None:
     """Inputs, outputs, dynamic axes, metadata, op counts and parameters of an ONNX file."""
     from .errors import CheckFailed
     from .inspect import inspect_onnx
-    from .qdq import check_qdq_artifact
+    from .qdq import artifact_qdq_violations
 
     if check_qdq:
-        problems, kept = check_qdq_artifact(path)
+        problems, kept = artifact_qdq_violations(path)
         for line in problems:
             click.echo(f"violation: {line}")
         if problems:

@@ -181,11 +181,11 @@ class BuildPlan:
         return shlex.join(args)
 
 
-def plan_build(onnx_path: Path | Artifact, profiles: list[str] | list[Profile] | None = None, *, timing_cache: Path | None = None,
+def plan_build(artifact: Path | Artifact, profiles: list[str] | list[Profile] | None = None, *, timing_cache: Path | None = None,
                workspace: str | int | None = None, opt_level: int | None = None, hardware_compat: str = "none",
                out: Path | None = None, force: bool = False) -> BuildPlan:
     """Check every input of a build and derive what is not given. Raises BadInput (exit 2)."""
-    source = Artifact.of(onnx_path)  # side files and metadata checked
+    source = Artifact.of(artifact)  # side files and metadata checked
     onnx_path, meta = source.path, source.meta
     inputs = onnx_inputs(source)
     if len(inputs) != 1:

@@ -114,7 +114,7 @@ def export_one(loaded: LoadedModel, spec: FormSpec, out_dir: Path, *, opset: int
             del program, module
             _forget_matched_graphs()
         check = (lambda path: verify_artifact(path, expected or eager_outputs(loaded, spec), v, spec, backend=backend)) if verify else None
-        return check_and_publish(staged, out_dir, entry, check)
+        return publish_checked(staged, out_dir, entry, check)
 
 
 def _forget_matched_graphs() -> None:
@@ -130,7 +130,7 @@ def _forget_matched_graphs() -> None:
             obj.__dict__.update(_graph=None, _current_node=None, _tracer=None, _match=MatchResult())
 
 
-def check_and_publish(staged: Path, out_dir: Path, entry: dict, verify: Callable[[Artifact], dict] | None) -> Artifact:
+def publish_checked(staged: Path, out_dir: Path, entry: dict, verify: Callable[[Artifact], dict] | None) -> Artifact:
     """onnx.checker's full check, then the parity check, then move into out_dir and record in the
     manifest. Any failure leaves out_dir as it was. Returns the published artifact (read once)."""
     try:

@@ -19,7 +19,7 @@ from .artifacts import artifact_sha256, cache_root, copy_into, prepare_out_dir, 
 from .backends.base import Runner
 from .calibration import Reader, calibration_sizes, load_calibration
 from .errors import BadInput, CheckFailed
-from .export import check_and_publish, verify_artifact
+from .export import publish_checked, verify_artifact
 from .forms import FormSpec
 from .artifact import Artifact
 from .inspect import load_graph
@@ -27,7 +27,7 @@ from .naming import derived_name
 from .parity import Expected
 from .layouts import CPU_DEFAULT, LAYOUTS, METHODS, Int8Options  # noqa: F401 (METHODS: the API's list)
 from .progress import step
-from .qdq import check_qdq_tensorrt, compute_nodes
+from .qdq import qdq_violations, compute_nodes
 from .variants import Variant
 
 log = logging.getLogger("vggdeploy")
@@ -62,9 +62,9 @@ def source_model(path: Path) -> tuple[onnx.ModelProto, Artifact]:
 
 # ---------------------------------------------------------------------------- FP16
 
-def to_fp16(src: Path, out_dir: Path | None = None, *, io: str = "fp32", reference: Runner | Expected | None = None,
+def to_fp16(artifact: Path | Artifact, out_dir: Path | None = None, *, io: str = "fp32", reference: Runner | Expected | None = None,
             verify: bool = True, force: bool = False, backend: str = "cpu") -> Artifact:
-    """FORM.fp16.onnx beside `src` (or in `out_dir`): the FP32 artifact in FP16, nodes whose
+    """FORM.fp16.onnx beside the FP32 `artifact` (a path or an Artifact; or in `out_dir`): the FP32 artifact in FP16, nodes whose
     activations come near FP16's range kept in FP32, I/O in FP32 unless io="fp16"; checked against
     `reference` (default: the FP32 ONNX) on `backend`, then published and recorded in the manifest.
     Returns it (an Artifact). Raises BadInput (not an FP32 vggdeploy artifact, output exists without
@@ -73,15 +73,15 @@ def to_fp16(src: Path, out_dir: Path | None = None, *, io: str = "fp32", referen
 
     if io not in ("fp32", "fp16"):
         raise BadInput(f"unknown --io {io!r}", hint="fp32 (default) or fp16")
-    src = Path(src)  # (or an Artifact)
+    src = Path(artifact)
     graph, opened = source_model(src)
     meta, v, spec = opened.meta, opened.variant, opened.spec
     out_dir = out_dir or src.parent
     name = derived_name(src, "fp16")
     prepare_out_dir(out_dir, [name], force)
     with staging(out_dir) as tmp, step(f"converting {src.name} to FP16"):
-        source = copy_into(src, tmp / "source")
-        keep = sorted(_overflowing_nodes(source, graph, v, spec))
+        private = copy_into(src, tmp / "source")
+        keep = sorted(_overflowing_nodes(private, graph, v, spec))
         if keep:
             log.info("keeping %d node(s) in FP32 (activations near FP16's range): %s", len(keep), ", ".join(keep))
         # the converter sees the graph without its weights (their types change, their bytes do not);
@@ -95,7 +95,7 @@ def to_fp16(src: Path, out_dir: Path | None = None, *, io: str = "fp32", referen
         del model.graph.value_info[:]  # and leaves stale FP16 types on blocked nodes' outputs
         _set_meta(model, meta.replace(precision="fp16", io=io, fp32_nodes=tuple(keep)).to_props())
         staged = tmp / name
-        _stream_weights(model, graph, source, staged)
+        _stream_weights(model, graph, private, staged)
         save_onnx(model, staged)
         del model
         return _finish(staged, out_dir, opened, "fp16", v, spec, reference, verify, backend, {"io": io, "fp32_nodes": keep})
@@ -115,14 +115,14 @@ def _shapes_from_dims():
         converter.make_value_info_from_tensor = original
 
 
-def _stream_weights(model: onnx.ModelProto, source: onnx.ModelProto, src: Path, staged: Path,
+def _stream_weights(model: onnx.ModelProto, fp32: onnx.ModelProto, src: Path, staged: Path,
                    chunk: int = 1 << 22) -> None:
     """Write the external weights of the converted `model` to `staged`'s side file, read from the
     FP32 artifact `src` memory-mapped, a chunk at a time: tensors the converter made FLOAT16 are
     converted with its own rounding and clamping (convert_np_to_float16), the others copied."""
     from onnxruntime.transformers.float16 import convert_np_to_float16
 
-    was_float = {t.name for t in source.graph.initializer if t.data_type == onnx.TensorProto.FLOAT}
+    was_float = {t.name for t in fp32.graph.initializer if t.data_type == onnx.TensorProto.FLOAT}
     data = staged.with_name(staged.name + ".data")
     with open(data, "xb") as out:
         for t in model.graph.initializer:
@@ -187,11 +187,11 @@ def _overflowing_nodes(src: Path, graph: onnx.ModelProto, v: Variant, spec: Form
 
 # ---------------------------------------------------------------------------- INT8
 
-def to_int8(src: Path, out_dir: Path | None = None, *, target: str, method: str = "minmax",
+def to_int8(artifact: Path | Artifact, out_dir: Path | None = None, *, target: str, method: str = "minmax",
             calib: str | None = None, calib_count: int | None = None, keep_fp32: list[str] | None = None,
             cpu_layout: str | None = None, quantizer: str = "ort", reference: Runner | Expected | None = None,
             verify: bool = True, force: bool = False, backend: str = "cpu") -> Artifact:
-    """FORM.int8-TARGET.onnx beside `src` (or in `out_dir`): a Q/DQ graph calibrated on `calib`
+    """FORM.int8-TARGET.onnx beside the FP32 `artifact` (or in `out_dir`): a Q/DQ graph calibrated on `calib`
     (an image folder, a .npy/.npz of (N, C, H, W) float32, or None for the bundled samples; the first
     `calib_count` of them) by `method`, for `target` "tensorrt" (its parser's layout) or "cpu"
     (`cpu_layout`, default the portable u8s7-channel; `quantizer` "ort" or "nncf"); `keep_fp32` names
@@ -200,7 +200,7 @@ def to_int8(src: Path, out_dir: Path | None = None, *, target: str, method: str 
     calibration data, output exists without `force`), CheckFailed (parity failed; nothing written),
     MissingEnvironment (the quantizer's package is missing)."""
     options = Int8Options(target, method, calib_count, cpu_layout, quantizer)
-    src = Path(src)  # (or an Artifact)
+    src = Path(artifact)
     graph, opened = source_model(src)
     meta, v, spec = opened.meta, opened.variant, opened.spec
     out_dir = out_dir or src.parent
@@ -216,17 +216,17 @@ def to_int8(src: Path, out_dir: Path | None = None, *, target: str, method: str 
         log.info("INT8 for %s by %s (%s): calibrating on %d of %d input(s) x %d size(s) from %s", target, quantizer,
                  "its defaults" if quantizer == "nncf" else method, data.count, data.available, len(data.sizes),
                  data.source)
-        source = copy_into(src, tmp / "source")  # quantizers write beside their input (NAME-inferred.onnx)
+        private = copy_into(src, tmp / "source")  # quantizers write beside their input (NAME-inferred.onnx)
         with step(f"quantizing {src.name} for {target}", total=len(data.batches)) as advance:
             if quantizer == "nncf":
                 from .nncf_quantize import quantize_nncf
 
-                calib_info = {"method": "nncf-default", "nncf": quantize_nncf(source, staged, data, excluded)}
+                calib_info = {"method": "nncf-default", "nncf": quantize_nncf(private, staged, data, excluded)}
             else:
-                calib_info = _quantize_ort(src, source, staged, graph, data, target, method, excluded, layout, advance)
+                calib_info = _quantize_ort(src, private, staged, graph, data, target, method, excluded, layout, advance)
         model = onnx.load(str(staged), load_external_data=False)
         if target == "tensorrt":
-            problems = check_qdq_tensorrt(model, allow_float=set(excluded))
+            problems = qdq_violations(model, allow_float=set(excluded))
             if problems:
                 raise CheckFailed(f"the TensorRT INT8 graph breaks {len(problems)} rule(s): {problems[0]}")
         calib_info |= {"source": data.source, "count": data.count, "sizes": [list(s) for s in data.sizes],
@@ -242,9 +242,9 @@ def to_int8(src: Path, out_dir: Path | None = None, *, target: str, method: str 
         return _finish(staged, out_dir, opened, tag, v, spec, reference, verify, backend, extra_entry)
 
 
-def _quantize_ort(src: Path, source: Path, staged: Path, graph: onnx.ModelProto, data, target: str, method: str,
+def _quantize_ort(src: Path, private: Path, staged: Path, graph: onnx.ModelProto, data, target: str, method: str,
                   excluded: list[str], layout_name: str, advance=None) -> dict:
-    """ONNX Runtime's static quantizer on `source` (a private copy of `src`), with ranges cached per
+    """ONNX Runtime's static quantizer on `private` (a private copy of `src`), with ranges cached per
     model, data, method and op set."""
     from onnxruntime.quantization import (
         CalibrationMethod,
@@ -270,7 +270,7 @@ def _quantize_ort(src: Path, source: Path, staged: Path, graph: onnx.ModelProto,
     if hit:
         log.info("using the cached ranges in %s", cache)
     with _quiet_root_logger():
-        quantize_static(str(source), str(staged), Reader(data.batches, on_batch=advance), quant_format=QuantFormat.QDQ,
+        quantize_static(str(private), str(staged), Reader(data.batches, on_batch=advance), quant_format=QuantFormat.QDQ,
                         op_types_to_quantize=ops, per_channel=layout.per_channel, activation_type=act,
                         weight_type=weight, reduce_range=layout.reduce_range, nodes_to_exclude=excluded,
                         calibrate_method=getattr(CalibrationMethod, {"minmax": "MinMax"}.get(method, method.title())),
@@ -386,4 +386,4 @@ def _finish(staged: Path, out_dir: Path, src: Artifact, precision: str, v: Varia
     entry = {"kind": "onnx", "form": spec.form, "precision": precision, "source": src.path.name, "variant": v.name,
              "input_sizes": spec.input_sizes(), **extra}
     check = (lambda path: verify_artifact(path, reference or OrtRunner(src), v, spec, precision, backend)) if verify else None
-    return check_and_publish(staged, out_dir, entry, check)
+    return publish_checked(staged, out_dir, entry, check)

@@ -15,7 +15,7 @@ from onnx import numpy_helper
 COMPUTE = ("Conv", "Gemm", "MatMul")
 
 
-def check_qdq_tensorrt(model: onnx.ModelProto, allow_float: set[str] = frozenset()) -> list[str]:
+def qdq_violations(model: onnx.ModelProto, allow_float: set[str] = frozenset()) -> list[str]:
     """Violations, one line each; empty when the graph follows the rules.
 
     `allow_float`: compute nodes deliberately kept in float (--keep-fp32).
@@ -76,7 +76,7 @@ def check_qdq_tensorrt(model: onnx.ModelProto, allow_float: set[str] = frozenset
     return problems
 
 
-def check_qdq_artifact(path: Path) -> tuple[list[str], set[str]]:
+def artifact_qdq_violations(path: Path) -> tuple[list[str], set[str]]:
     """TensorRT's Q/DQ rules checked on the ONNX at `path`, the nodes it declares kept in float
     allowed: (violations, those nodes)."""
     from .artifact import Artifact
@@ -85,7 +85,7 @@ def check_qdq_artifact(path: Path) -> tuple[list[str], set[str]]:
     graph = load_graph(path)
     meta = Artifact.from_graph(path, graph).meta
     kept = set(meta.fp32_nodes or ()) if meta else set()
-    return check_qdq_tensorrt(graph, allow_float=kept), kept
+    return qdq_violations(graph, allow_float=kept), kept
 
 
 def _const(name: str, inits: dict, producer: dict):

@@ -54,12 +54,11 @@ def default_name(artifact: Path) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "-", name).lstrip("._-")[:128]  # a plain name whatever the folder's
 
 
-def build_config(artifact: Path, opts: TritonOptions, source: Artifact | None = None):
-    """Triton's ModelConfig for an artifact (a ModelConfig protobuf message); `source`: the ONNX
-    artifact that describes it (default: read from `artifact`)."""
+def build_config(artifact: Path | Artifact, opts: TritonOptions):
+    """Triton's ModelConfig for an artifact (a ModelConfig protobuf message)."""
     pb = _pb()
-    artifact = Path(artifact)
-    source = source or described(artifact)
+    opened = Artifact.of(artifact)
+    source = described(opened)
     (ins, outs), meta = source.io, source.meta
     dtype = {1: pb.TYPE_FP32, 10: pb.TYPE_FP16}
     cfg = pb.ModelConfig(name=opts.name, max_batch_size=opts.max_batch)
@@ -82,9 +81,7 @@ def build_config(artifact: Path, opts: TritonOptions, source: Artifact | None = 
     group = cfg.instance_group.add(count=opts.instances, kind=pb.ModelInstanceGroup.KIND_GPU if opts.kind == "gpu"
                                    else pb.ModelInstanceGroup.KIND_CPU)
     if opts.platform == "tensorrt_plan":
-        from .engine import manifest_entry
-
-        profiles = (manifest_entry(artifact) or {}).get("profiles", [])
+        profiles = (opened.entry or {}).get("profiles", [])
         group.profile.extend(str(i) for i in range(len(profiles)))
     if opts.dynamic_batching:
         cfg.dynamic_batching.max_queue_delay_microseconds = opts.max_queue_delay_us
@@ -95,12 +92,11 @@ def build_config(artifact: Path, opts: TritonOptions, source: Artifact | None = 
     return cfg
 
 
-def lint(cfg, artifact: Path, source: Artifact | None = None) -> list[str]:
-    """What Triton would reject or silently ignore, and what contradicts the artifact (`source`: as
-    for build_config)."""
+def lint(cfg, artifact: Path | Artifact) -> list[str]:
+    """What Triton would reject or silently ignore, and what contradicts the artifact."""
     pb = _pb()
-    artifact = Path(artifact)
-    ins, outs = (source or described(artifact)).io
+    opened = Artifact.of(artifact)
+    artifact, (ins, outs) = opened.path, described(opened).io
     problems = []
     is_plan = artifact.suffix == ".plan"
     platform = cfg.platform or cfg.backend
@@ -128,9 +124,7 @@ def lint(cfg, artifact: Path, source: Artifact | None = None) -> list[str]:
     if batched and ins and ins[0][2][0] != -1:
         problems.append(f"max_batch_size {cfg.max_batch_size} but the artifact's batch is fixed at {ins[0][2][0]}")
     if is_plan:
-        from .engine import manifest_entry
-
-        top = max((p["max"][0] for p in (manifest_entry(artifact) or {}).get("profiles", [])), default=None)
+        top = max((p["max"][0] for p in (opened.entry or {}).get("profiles", [])), default=None)
         if top is not None and cfg.max_batch_size > top:
             problems.append(f"max_batch_size {cfg.max_batch_size} exceeds the engine's largest profile batch {top}")
     return problems
@@ -153,10 +147,10 @@ def write_repository(artifact: Path | Artifact, repo: Path, opts: TritonOptions,
     if not artifact.is_file():
         raise BadInput(f"{artifact} not found")
     files = side_files(artifact) if artifact.suffix == ".onnx" else [artifact]
-    source = described(opened or artifact)  # an ONNX's side files checked; an engine's source ONNX read
-    meta = source.declared()  # an artifact without vggdeploy metadata is refused before the repository is made
-    cfg = build_config(artifact, opts, source)
-    problems = lint(cfg, artifact, source)
+    opened = opened or Artifact.open(artifact)  # an ONNX's side files checked; an engine's entry and source read
+    meta = described(opened).declared()  # an artifact without vggdeploy metadata is refused before the repository is made
+    cfg = build_config(opened, opts)
+    problems = lint(cfg, opened)
     if problems:
         raise BadInput(f"Triton would reject this configuration: {problems[0]}"
                        + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))

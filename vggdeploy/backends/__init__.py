@@ -55,7 +55,7 @@ def artifact_precision(path) -> tuple[str, str | None]:
     return artifact.precision, artifact.int8_layout
 
 
-def make_runner(backend: str, model_path, **options) -> Runner:
+def make_runner(backend: str, artifact, **options) -> Runner:
     """A runner for a serialized artifact (a path, or an `Artifact` already opened). Imports the
     runtime only when asked for; an ONNX artifact's graph header is read once, whatever the backend.
 
@@ -65,11 +65,11 @@ def make_runner(backend: str, model_path, **options) -> Runner:
     """
     from ..artifact import Artifact
 
-    path = model_path.path if isinstance(model_path, Artifact) else Path(model_path)
+    path = artifact.path if isinstance(artifact, Artifact) else Path(artifact)
     if path.suffix == ".onnx" and backend in ("cpu", "onnxruntime", "onnxruntime-cuda", "onnxruntime-tensorrt", "openvino"):
-        model_path = Artifact.of(model_path)
+        artifact = Artifact.of(artifact)
     if backend == "cpu":
-        backend = cpu_backend_for(path, *artifact_precision(model_path))
+        backend = cpu_backend_for(path, *artifact_precision(artifact))
     if backend.startswith("onnxruntime"):
         from .ort import OrtRunner
 
@@ -77,7 +77,7 @@ def make_runner(backend: str, model_path, **options) -> Runner:
                     "onnxruntime-tensorrt": "TensorrtExecutionProvider"}.get(backend)
         if provider is None:
             raise BadInput(f"unknown backend {backend!r}", hint=f"choose from: {', '.join(BACKENDS)}")
-        return OrtRunner(model_path, provider=provider, **options)
+        return OrtRunner(artifact, provider=provider, **options)
     if backend == "tensorrt":
         from .tensorrt import TensorRTRunner
 
@@ -85,11 +85,11 @@ def make_runner(backend: str, model_path, **options) -> Runner:
     if backend in ("torch", "torch-cuda"):
         from .eager import eager_for_artifact
 
-        return eager_for_artifact(path, device="cuda" if backend == "torch-cuda" else "cpu", **options)
+        return eager_for_artifact(artifact, device="cuda" if backend == "torch-cuda" else "cpu", **options)
     if backend == "openvino":
         from .openvino import OpenVinoRunner
 
-        return OpenVinoRunner(model_path, **options)
+        return OpenVinoRunner(artifact, **options)
     raise BadInput(f"unknown backend {backend!r}", hint=f"choose from: {', '.join(BACKENDS)}")
 
 

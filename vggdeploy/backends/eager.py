@@ -69,7 +69,7 @@ def _onednn(enabled: bool):
             yield
 
 
-def eager_for_artifact(path: str | Path, device: str = "cpu", **options) -> TorchRunner:
+def eager_for_artifact(path, device: str = "cpu", **options) -> TorchRunner:
     """Eager PyTorch from the same weights as a vggdeploy artifact (its metadata names the variant,
     the weights and the form): the baseline for parity and speed on that artifact."""
     from ..adoption import ADOPTED_NO_EAGER, is_adopted
