@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -91,10 +90,10 @@ def time_serving(runner: Runner, feed: dict[str, np.ndarray], concurrency: int, 
                                               "images_per_s": round(requests * batch / wall, 2)}
 
 
-def bench_artifact(path: Path, backend: str, batches: list[int], size: tuple[int, int] | None = None,
+def bench_artifact(path, backend: str, batches: list[int], size: tuple[int, int] | None = None,
                    runs: int = 10, hint: str = "auto", duration: float | None = None,
                    concurrency: list[int] | None = None) -> list[dict]:
-    """Time one artifact on one runtime at several batch sizes, on the bundled photos. Each
+    """Time one artifact (a path or an Artifact) on one runtime at several batch sizes, on the bundled photos. Each
     batch size loads the runtime anew: `start_s` + `first_ms` is the cold start."""
     from .backends import GPU_BACKENDS, cpu_backend_for, make_runner
     from .errors import BadInput

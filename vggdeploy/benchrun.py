@@ -45,11 +45,12 @@ def expand(paths: list[Path], engines: Path = Path("engines")) -> list[Path]:
     return out
 
 
-def _block(path: str, backend: str, batches: list[int], size, runs: int, duration, hint: str, concurrency):
-    """One runtime's timing, run in a fresh child process: (rows, peak RSS of that process in MB)."""
+def _block(artifact, backend: str, batches: list[int], size, runs: int, duration, hint: str, concurrency):
+    """One runtime's timing, run in a fresh child process (which receives the Artifact as the parent
+    read it): (rows, peak RSS of that process in MB)."""
     from .bench import bench_artifact
 
-    rows = bench_artifact(Path(path), backend, batches, size, runs, hint, duration, concurrency)
+    rows = bench_artifact(artifact, backend, batches, size, runs, hint, duration, concurrency)
     # VmHWM, not ru_maxrss: getrusage's peak survives execve, so a spawned child would report its parent's
     status = Path("/proc/self/status").read_text()
     peak_kb = int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:")))
@@ -101,7 +102,7 @@ def run_bench(paths: list[Path], backends: list[str], batches: list[int], sizes:
     from .adoption import ADOPTED_NO_EAGER, is_adopted
     from .backends import BACKENDS, GPU_BACKENDS
     from .bench import check_timing, gemm_rates
-    from .artifact import described
+    from .artifact import Artifact, described
     from .forms import check_memory
     from .variants import macs_at
 
@@ -112,7 +113,7 @@ def run_bench(paths: list[Path], backends: list[str], batches: list[int], sizes:
     gpu = bool(set(backends) & set(GPU_BACKENDS))
     eager_backends = (["torch", "torch-cuda"] if gpu else ["torch"]) if eager else []
     blocks, eager_keys, skipped = [], {}, []
-    for path in expand(paths):
+    for path in map(Artifact.open, expand(paths)):  # read once: the benchmark children receive it
         meta = described(path).declared()
         v, spec = meta.to_variant(), meta.spec
         # a dynamic form at the variant's own input size unless asked (its minimum is 16x16 for the features form)
@@ -145,7 +146,7 @@ def run_bench(paths: list[Path], backends: list[str], batches: list[int], sizes:
             label = f"[{i}/{len(blocks)}] {path.name} on {backend} at {size[0]}x{size[1]}, batch {batches}"
             try:
                 with step(label):
-                    rows, rss = _in_child(str(path), backend, batches, size, runs, duration, hint, concurrency)
+                    rows, rss = _in_child(path, backend, batches, size, runs, duration, hint, concurrency)
             except MissingEnvironment as e:
                 if strict:
                     raise
