@@ -56,21 +56,21 @@ def _config(x) -> bool:
     return isinstance(x, str) and x in CONFIGS
 
 
-# field: (stored as JSON, required, check of the decoded value, what it must be); fields not listed
+# field: (required, check of the decoded value, what it must be); fields not listed
 # (version, weights, calibration, ...) are written by vggdeploy and only shown or passed on
 SCHEMA = {
-    "form": (False, True, lambda x: x in ("classifier", "dense", "features"), "classifier, dense or features"),
-    "variant": (False, True, lambda x: isinstance(x, str) and 0 < len(x) <= 128, "a name"),
-    "config": (False, True, _config, "a known VGG configuration"),
-    "batch_norm": (True, True, lambda x: isinstance(x, bool), "true or false"),
-    "num_classes": (True, True, lambda x: _count(x, 1_000_000), "a positive whole number"),
-    "input_sizes": (True, True, _input_sizes, "{fixed: [H, W]} or {min: [H, W], stride: N}"),
-    "preprocessing": (True, True, _preprocessing, "a table with mean, std (1-4 numbers), crop and resize"),
-    "precision": (False, False, lambda x: x in PRECISIONS, ", ".join(PRECISIONS[:-1]) + " or " + PRECISIONS[-1]),
-    "taps": (True, False, _names, "a list of names"),
-    "head": (True, False, lambda x: isinstance(x, dict) and set(x) == {"pool", "hidden"} and all(_count(i) for i in x.values()),
+    "form": (True, lambda x: x in ("classifier", "dense", "features"), "classifier, dense or features"),
+    "variant": (True, lambda x: isinstance(x, str) and 0 < len(x) <= 128, "a name"),
+    "config": (True, _config, "a known VGG configuration"),
+    "batch_norm": (True, lambda x: isinstance(x, bool), "true or false"),
+    "num_classes": (True, lambda x: _count(x, 1_000_000), "a positive whole number"),
+    "input_sizes": (True, _input_sizes, "{fixed: [H, W]} or {min: [H, W], stride: N}"),
+    "preprocessing": (True, _preprocessing, "a table with mean, std (1-4 numbers), crop and resize"),
+    "precision": (False, lambda x: x in PRECISIONS, ", ".join(PRECISIONS[:-1]) + " or " + PRECISIONS[-1]),
+    "taps": (False, _names, "a list of names"),
+    "head": (False, lambda x: isinstance(x, dict) and set(x) == {"pool", "hidden"} and all(_count(i) for i in x.values()),
              "{pool: N, hidden: N} (the classifier's window and width)"),
-    "class_names": (True, False, _names, "a list of names"),
+    "class_names": (False, _names, "a list of names"),
 }
 JSON_FIELDS = {"batch_norm", "num_classes", "input_sizes", "preprocessing", "taps", "head", "class_names",
                "fp32_nodes", "calibration", "adopted"}
@@ -118,12 +118,12 @@ class ArtifactMeta:
                 values[f.name] = json.loads(raw) if f.name in JSON_FIELDS else raw
             except json.JSONDecodeError:
                 values[f.name] = raw  # judged below, or passed on as written
-        for name, (_, required, ok, want) in SCHEMA.items():
+        for name, (required, ok, want) in SCHEMA.items():
             if name not in values and not required:
                 continue
             if name not in values or not ok(values[name]):
                 what = "is missing" if name not in values else f"is {printable(repr(values[name]))[:60]}"
-                raise BadInput(f"{Path(path).name}: metadata {PREFIX}{name} {what}; it must be {SCHEMA[name][3]}",
+                raise BadInput(f"{Path(path).name}: metadata {PREFIX}{name} {what}; it must be {want}",
                                hint="the artifact was edited or damaged: re-export it")
         for name in ("taps", "class_names", "fp32_nodes"):
             if isinstance(values.get(name), list):
