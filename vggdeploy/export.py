@@ -122,9 +122,12 @@ def _forget_matched_graphs() -> None:
     values hold the model's parameters: the weights outlived the model (0.55 GB for VGG16, issue 19)."""
     import gc
 
-    from onnxscript.rewriter._basics import MatchResult
-    from onnxscript.rewriter._matcher import PatternMatcher
-
+    try:  # private names (onnxscript 0.7): if they move, the weights stay until exit, the export still works
+        from onnxscript.rewriter._basics import MatchResult
+        from onnxscript.rewriter._matcher import PatternMatcher
+    except ImportError:
+        log.debug("onnxscript's matchers not found: the exporter may keep the last graph (and the weights)")
+        return
     for obj in gc.get_objects():
         if PatternMatcher in type(obj).__mro__:  # (isinstance would ask lazy objects for their __class__)
             obj.__dict__.update(_graph=None, _current_node=None, _tracer=None, _match=MatchResult())
