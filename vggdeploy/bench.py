@@ -49,23 +49,33 @@ def check_timing(batches: list[int], runs: int, duration: float | None = None) -
         raise BadInput(f"--duration {duration}: give a positive duration, at most 3600 s")
 
 
-def time_runner_cuda(make, feed: dict[str, np.ndarray], warmup: int = 3, runs: int = 20) -> list[dict]:
+def time_runner_cuda(make, feed: dict[str, np.ndarray], warmup: int = 3, runs: int = 20,
+                     device_io: bool = True) -> list[dict]:
     """GPU timing with CUDA events, after a synchronised warm-up, two ways: `host` (numpy in and
-    out: the host<->device copies included) and `device` (input already a CUDA tensor, outputs
-    left on the GPU: the engine alone). Events are recorded on the runner's own stream.
-    `make(device_io)` returns an active-able runner."""
+    out: the host<->device copies included) and, with `device_io`, `device` (input already a CUDA
+    tensor, outputs left on the GPU: the engine alone). Events are recorded on the runner's own
+    stream. `make(device_io)` returns an active-able runner. Each row's `gpu_mem_mb` is the device
+    memory the runner holds after warm-up (cudaMemGetInfo, so TensorRT's own allocations count,
+    which torch's allocator statistics miss), `torch_peak_mb` torch's allocator peak in that row."""
     import torch
 
     name, x = next(iter(feed.items()))
     batch = len(x)
     rows = {}
-    for mode, device_io in (("host", False), ("device", True)):
-        with make(device_io) as runner:
+    for mode, on_device in (("host", False), ("device", True))[:2 if device_io else 1]:
+        runner = make(on_device)
+        free = None
+        if torch.cuda.is_available():  # else activation says what is missing, in one line
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            free = torch.cuda.mem_get_info()[0]
+        with runner:
             stream = torch.cuda.ExternalStream(runner.stream_handle) if hasattr(runner, "stream_handle") else None
-            data = {name: torch.from_numpy(x).cuda()} if device_io else feed
+            data = {name: torch.from_numpy(x).cuda()} if on_device else feed
             for _ in range(warmup):
                 runner.infer(data)
             torch.cuda.synchronize()
+            held = (free - torch.cuda.mem_get_info()[0]) / 2**20
             times = []
             for _ in range(runs):
                 start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -74,8 +84,10 @@ def time_runner_cuda(make, feed: dict[str, np.ndarray], warmup: int = 3, runs: i
                 end.record(stream)
                 end.synchronize()
                 times.append(start.elapsed_time(end))
-            rows[mode] = {**latency_stats(times, batch), "timing": f"cuda-events,{mode}-io", "runtime": runner.name, "config": runner.config,
-                          "gpu_peak_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1)}
+            rows[mode] = {**latency_stats(times, batch), "timing": f"cuda-events,{mode}-io", "runtime": runner.name,
+                          "config": runner.config, "gpu_mem_mb": round(held, 1),
+                          "torch_peak_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1)}
+            del data
     return list(rows.values())
 
 
@@ -116,8 +128,10 @@ def bench_artifact(path, backend: str, batches: list[int], size: tuple[int, int]
     rows = []
     if backend in GPU_BACKENDS:
         for b in batches:
-            for row in time_runner_cuda(lambda io: make_runner(backend, path, **_io(backend, io)),
-                                        {"input": photo_batch(v, size, b)[1]}, runs=runs):
+            # ONNX Runtime's run takes and returns host arrays: only the row with the copies applies
+            for row in time_runner_cuda(lambda io: make_runner(backend, path, **({"device_io": io} if io else {})),
+                                        {"input": photo_batch(v, size, b)[1]}, runs=runs,
+                                        device_io=not backend.startswith("onnxruntime")):
                 rows.append({**row, "size": f"{size[0]}x{size[1]}"})
         return rows
     for b in batches:
@@ -136,12 +150,6 @@ def bench_artifact(path, backend: str, batches: list[int], size: tuple[int, int]
                 rows.append({"runtime": runner.name, "config": runner.config, "size": f"{size[0]}x{size[1]}", "start_s": None,
                              "timing": f"serving,{n}-in-flight", **time_serving(runner, feed, n, runs)})
     return rows
-
-
-def _io(backend: str, device_io: bool) -> dict:
-    if backend.startswith("onnxruntime"):
-        return {}  # ORT's run takes and returns host arrays: both modes include the copies
-    return {"device_io": device_io}
 
 
 def gemm_rates(n: int = 2048, runs: int = 5) -> dict[str, float]:

@@ -14,7 +14,7 @@ def _version(dist: str) -> str | None:
 
 def diagnose() -> list[tuple[str, str, str]]:
     """(component, ok/no, detail) rows: hardware and libraries, then what each verb can do here."""
-    from .gpu import cuda_info, missing_for_tensorrt, tensorrt_version
+    from .gpu import cuda_info, missing_for_tensorrt, tensorrt_mismatch, tensorrt_version
     from .backends import default_cpu_backend
     from .isa import cpu_isa
     from .layouts import CPU_DEFAULT
@@ -45,7 +45,10 @@ def diagnose() -> list[tuple[str, str, str]]:
     except ImportError:
         rows.append(("openvino", "no", "pip install openvino"))
     trt = tensorrt_version()
-    rows.append(("tensorrt", "ok" if trt else "no", trt or "not installed (pip install tensorrt on a GPU host)"))
+    rows.append(("tensorrt", "ok" if trt else "no", trt or "not installed (pip install 'vggdeploy[gpu]' on a GPU host)"))
+    mismatch = tensorrt_mismatch()
+    if mismatch:
+        rows.append(("onnxruntime + tensorrt", "no", f"{mismatch} (`make setup-gpu` pins a set that works together)"))
     for dist in ("onnx", "polygraphy", "onnxslim", "tritonclient"):
         v = _version(dist)
         rows.append((dist, "ok" if v else "no", v or f"pip install {dist}"))
@@ -60,8 +63,11 @@ def diagnose() -> list[tuple[str, str, str]]:
                                       f"{CPU_DEFAULT}) on {default_cpu_backend('int8-cpu', CPU_DEFAULT)}"),
         ("build / --engine", not trt_missing, "; ".join(trt_missing) or "TensorRT engines can be built here"),
         ("bench --backend tensorrt", not trt_missing, "; ".join(trt_missing) or "ok"),
-        ("bench onnxruntime-cuda/-tensorrt", bool(gpu_ort) and info.available,
-         ", ".join(gpu_ort) if gpu_ort and info.available else "needs onnxruntime-gpu and a CUDA device"),
+        ("bench onnxruntime-cuda", "CUDAExecutionProvider" in gpu_ort and info.available,
+         "ok" if "CUDAExecutionProvider" in gpu_ort and info.available else "needs onnxruntime-gpu and a CUDA device"),
+        ("bench onnxruntime-tensorrt", "TensorrtExecutionProvider" in gpu_ort and info.available and not mismatch,
+         mismatch or ("ok" if "TensorrtExecutionProvider" in gpu_ort and info.available
+                      else "needs onnxruntime-gpu, TensorRT and a CUDA device")),
         ("torch-cuda reference", torch.cuda.is_available(), "ok" if torch.cuda.is_available() else "no usable CUDA in torch"),
     ]
     rows += [(f"verb: {name}", "ok" if ok else "no", detail) for name, ok, detail in verbs]

@@ -151,9 +151,13 @@ class BuildPlan:
     meta: ArtifactMeta | None = None  # what the ONNX declares: the engine's entry carries what C++ needs
 
     def trtexec_command(self) -> str:
-        # --stronglyTyped: required on 10.x, a no-op on 11.x (always strongly typed)
-        args = ["trtexec", f"--onnx={self.onnx}", f"--saveEngine={self.out}", "--stronglyTyped"]
-        for p in self.profiles:  # one min/opt/max triple per optimization profile
+        """The trtexec line that builds the same engine. --stronglyTyped: required on 10.x, a no-op on
+        11.x; --noTF32: trtexec turns TF32 on by default, Polygraphy's CreateConfig (our build) off.
+        trtexec takes a second min/opt/max triple only behind `--profile=i`, each triple right after
+        its index (samples/common/sampleOptions.cpp, getOptimizationProfiles)."""
+        args = ["trtexec", f"--onnx={self.onnx}", f"--saveEngine={self.out}", "--stronglyTyped", "--noTF32"]
+        for i, p in enumerate(self.profiles):
+            args += [f"--profile={i}"] if len(self.profiles) > 1 else []
             args += [f"--minShapes={p.input}:{dims(p.min)}", f"--optShapes={p.input}:{dims(p.opt)}",
                      f"--maxShapes={p.input}:{dims(p.max)}"]
         if self.workspace:
@@ -266,6 +270,7 @@ def build_engine(plan: BuildPlan) -> Path:
     from .gpu import require_tensorrt
 
     trt, gpu = require_tensorrt(hint=f"on a GPU host run:\n  {plan.trtexec_command()}\nor:\n  {plan.vggdeploy_command()}")
+    from .trt_calls import check_timing_cache_loads, polygraphy_calls
     from polygraphy.backend.trt import CreateConfig, EngineBytesFromNetwork, NetworkFromOnnxPath
     from polygraphy.backend.trt import Profile as PolyProfile
 
@@ -277,20 +282,21 @@ def build_engine(plan: BuildPlan) -> Path:
     if plan.hardware_compat != "none":
         config_args["hardware_compatibility_level"] = getattr(trt.HardwareCompatibilityLevel, HARDWARE_COMPAT[plan.hardware_compat])
     new_cache = None
+    hint = f"run with --debug for TensorRT's log; the same build with trtexec:\n  {plan.trtexec_command()}"
     if plan.timing_cache:
-        _check_cache_loads(trt, plan.timing_cache)
+        with polygraphy_calls(f"loading the timing cache {plan.timing_cache}", hint):
+            check_timing_cache_loads(trt, plan.timing_cache)
         config_args["load_timing_cache"] = str(plan.timing_cache) if plan.timing_cache.exists() else None
         new_cache = plan.timing_cache.with_name(f"{staging_prefix()}{plan.timing_cache.name}")
     t0 = time.perf_counter()
     staged = plan.out.with_name(f"{staging_prefix()}{plan.out.name}")
     try:
         with step(f"building a TensorRT {trt.__version__} engine of {plan.onnx.name} on {gpu.name} "
-                  f"({len(plan.profiles)} profile(s))"):
+                  f"({len(plan.profiles)} profile(s))"), polygraphy_calls(f"TensorRT's build of {plan.onnx.name}", hint):
+            # a failed parse or build raises PolygraphyException (G_LOGGER.critical), never returns None
             network = NetworkFromOnnxPath(str(plan.onnx), strongly_typed=True)
             engine = EngineBytesFromNetwork(network, CreateConfig(**config_args),
                                             save_timing_cache=str(new_cache) if new_cache else None)()
-        if not engine:
-            raise BadInput(f"TensorRT could not build {plan.onnx.name}", hint="run with --debug for TensorRT's log")
         staged.write_bytes(bytes(engine))
         if new_cache and new_cache.exists():
             os.replace(new_cache, plan.timing_cache)
@@ -304,15 +310,6 @@ def build_engine(plan: BuildPlan) -> Path:
     log.info("built %s in %.1f s", plan.out.name, build_s)
     record(plan.out.parent, plan.out.name, engine_entry(plan, trt.__version__, gpu, build_s))
     return plan.out
-
-
-def _check_cache_loads(trt, path: Path) -> None:
-    if not path.exists():
-        return
-    builder = trt.Builder(trt.Logger(trt.Logger.ERROR))
-    if builder.create_builder_config().create_timing_cache(path.read_bytes()) is None:
-        raise BadInput(f"timing cache {path} is corrupt or from another TensorRT version",
-                       hint="delete it; the build writes a new one")
 
 
 def engine_entry(plan: BuildPlan, trt_version: str, gpu, build_s: float) -> dict:

@@ -1,7 +1,8 @@
 """Does a Q/DQ ONNX have the layout TensorRT wants (DESIGN.md fact 2)? Names every violation.
 
 Rules: symmetric signed INT8 (int8 zero points, all 0); per-tensor activation scales;
-per-channel weight scales on axis 0; Q/DQ on the data and weight inputs of Conv/Gemm/MatMul,
+per-channel weight scales on the output-channel axis (0 for Conv and Gemm with transB=1; the last
+axis for MatMul's (K, N) weights and Gemm with transB=0); Q/DQ on the data and weight inputs of Conv/Gemm/MatMul,
 never straight on their outputs; bias left in float.
 """
 
@@ -31,7 +32,7 @@ def qdq_violations(model: onnx.ModelProto, allow_float: set[str] = frozenset()) 
     if not any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in g.node):
         return ["no QuantizeLinear/DequantizeLinear nodes: not an explicitly quantized model"]
 
-    weight_dq = set()
+    weight_dq: dict[str, int] = {}  # weight DequantizeLinear -> the axis of its consumer's output channels
     for n in g.node:
         if n.op_type not in COMPUTE:
             continue
@@ -42,7 +43,7 @@ def qdq_violations(model: onnx.ModelProto, allow_float: set[str] = frozenset()) 
             if src is None or src.op_type != "DequantizeLinear":
                 problems.append(f"{n.op_type} {n.name}: {role} input {n.input[idx]} is not quantized")
             elif role == "weight":
-                weight_dq.add(src.name)
+                weight_dq[src.name] = output_channel_axis(n, src, inits, producer)
         if len(n.input) > 2 and n.input[2]:
             src = producer.get(n.input[2])
             if src is not None and src.op_type == "DequantizeLinear":
@@ -69,8 +70,9 @@ def qdq_violations(model: onnx.ModelProto, allow_float: set[str] = frozenset()) 
         if n.op_type == "DequantizeLinear" and n.name in weight_dq:
             if scale.size <= 1:
                 problems.append(f"DequantizeLinear {n.name}: weight scale is per-tensor, TensorRT wants per-channel")
-            elif axis != 0:
-                problems.append(f"DequantizeLinear {n.name}: weight scales on axis {axis}, TensorRT wants axis 0")
+            elif axis % max(_rank(n, inits, producer), 1) != weight_dq[n.name]:
+                problems.append(f"DequantizeLinear {n.name}: weight scales on axis {axis}, "
+                                f"TensorRT wants the output channels' axis {weight_dq[n.name]}")
         elif not is_weight and scale.size != 1:
             problems.append(f"{n.op_type} {n.name}: activation scale has {scale.size} values, TensorRT wants one")
     return problems
@@ -86,6 +88,20 @@ def artifact_qdq_violations(path: Path) -> tuple[list[str], set[str]]:
     meta = Artifact.from_graph(path, graph).meta
     kept = set(meta.fp32_nodes or ()) if meta else set()
     return qdq_violations(graph, allow_float=kept), kept
+
+
+def output_channel_axis(node: onnx.NodeProto, weight_dq: onnx.NodeProto, inits: dict, producer: dict) -> int:
+    """The axis of a compute node's weight that indexes its output channels."""
+    if node.op_type == "Conv":
+        return 0
+    if node.op_type == "Gemm":
+        return 0 if next((a.i for a in node.attribute if a.name == "transB"), 0) else 1
+    return max(_rank(weight_dq, inits, producer) - 1, 0)  # MatMul: (..., K, N)
+
+
+def _rank(dq: onnx.NodeProto, inits: dict, producer: dict) -> int:
+    w = _const(dq.input[0], inits, producer)
+    return w.ndim if w is not None else 2
 
 
 def _const(name: str, inits: dict, producer: dict):

@@ -122,6 +122,9 @@ class ArtifactRunner(Runner):
 
         super().check_feed(feed)
         for name, x in feed.items():
+            if not isinstance(x, np.ndarray):  # e.g. a CUDA torch tensor: its dtype has no numpy `kind`
+                raise BadInput(f"input {name!r} is a {type(x).__module__}.{type(x).__name__}; {self.name} takes numpy arrays",
+                               hint="pass x.cpu().numpy() (only the tensorrt and torch runners take device tensors)")
             if self.spec is not None:
                 self.spec.check_size(*x.shape[2:])
             if self.input_dtype is not None and x.dtype.kind == "f" and x.dtype != self.input_dtype:

@@ -35,8 +35,7 @@ class TorchRunner(Runner):
                                      hint=f"this torch is {torch.__version__} (CUDA {torch.version.cuda or 'none'})")
         self.module.eval().to(self.device)
         if self.device.type == "cuda":
-            # the FP32 reference: no TF32 in convolutions or matmuls (torch allows it in cuDNN by default)
-            torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+            exact_fp32_on_cuda()
             self.name = f"torch[cuda:{torch.cuda.get_device_name(self.device)}]"
 
     @property
@@ -56,6 +55,16 @@ class TorchRunner(Runner):
         if self.device_io:
             return dict(zip(self._outputs, out))
         return {n: t.float().cpu().numpy() for n, t in zip(self._outputs, out)}
+
+
+def exact_fp32_on_cuda() -> None:
+    """The FP32 reference: no TF32 in convolutions or matmuls (torch allows it in cuDNN by default).
+    torch 2.9+ spells it `fp32_precision = "ieee"`; the `allow_tf32` flags are its legacy form."""
+    if hasattr(torch.backends.cudnn, "conv") and hasattr(torch.backends.cudnn.conv, "fp32_precision"):
+        torch.backends.cudnn.conv.fp32_precision = "ieee"
+        torch.backends.cuda.matmul.fp32_precision = "ieee"
+    else:
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
 
 
 @contextlib.contextmanager

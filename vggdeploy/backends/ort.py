@@ -69,15 +69,21 @@ class OrtRunner(ArtifactRunner):
                          "CUDAExecutionProvider"]
         if self.provider != "CPUExecutionProvider":
             providers.append("CPUExecutionProvider")
+            if hasattr(ort, "preload_dlls"):  # CUDA and cuDNN from pip's nvidia wheels, not torch's side effect
+                ort.preload_dlls()
         try:
             self.session = ort.InferenceSession(str(self.path), opts, providers=providers)
         except Exception as e:  # ORT raises its own Fail/InvalidGraph/RuntimeException types
             raise self.load_error("ONNX Runtime", e) from None
         # ORT falls back to CPU silently when CUDA libraries are missing (DESIGN.md fact 15)
-        if self.session.get_providers()[0] != self.provider:
+        got = self.session.get_providers()[0]
+        if got != self.provider:
+            from ..gpu import tensorrt_mismatch
+
             self.session = None
-            raise MissingEnvironment(f"ONNX Runtime could not start {self.provider} (fell back to CPU)",
-                                     hint="check CUDA 13 / cuDNN 9 libraries, or onnxruntime.preload_dlls()")
+            mismatch = tensorrt_mismatch() if self.provider == "TensorrtExecutionProvider" else None
+            raise MissingEnvironment(f"ONNX Runtime could not start {self.provider} (fell back to {got})",
+                                     hint=mismatch or "check the CUDA 13 and cuDNN 9 libraries (`vggdeploy doctor`)")
         self.name = f"onnxruntime[{self.provider.removesuffix('ExecutionProvider')}]"
         if self.provider == "CPUExecutionProvider":
             warn_if_saturating(self.path, self.int8_layout)

@@ -47,6 +47,8 @@ class TensorRTRunner(Runner):
                            hint="rebuild it on this machine with `vggdeploy build`")
         from polygraphy.backend.trt import TrtRunner
 
+        from ..trt_calls import polygraphy_calls
+
         engine = trt.Runtime(trt.Logger(trt.Logger.ERROR)).deserialize_cuda_engine(self.path.read_bytes())
         if engine is None:
             raise BadInput(f"{self.path.name} is not a TensorRT engine this TensorRT ({trt.__version__}) can load",
@@ -58,7 +60,8 @@ class TensorRTRunner(Runner):
                          for i in range(engine.num_optimization_profiles)]
         self.input_name = inputs[0]
         self.inner = TrtRunner(engine)
-        self.inner.activate()
+        with polygraphy_calls(f"starting {self.path.name} on TensorRT"):  # loads libcudart: the pip one too
+            self.inner.activate()
         self.active = 0
         self.name = f"tensorrt[{gpu.name}]"
 
@@ -77,11 +80,18 @@ class TensorRTRunner(Runner):
         if index != self.active:
             self.inner.set_profile(index)
             self.active = index
-        out = self.inner.infer({self.profiles[0].input: x}, copy_outputs_to_host=not self.device_io)
-        # Polygraphy reuses its host buffers on the next call: hand out copies
-        return {n: out[n] if self.device_io else np.array(out[n]) for n in self._outputs}
+        from ..trt_calls import polygraphy_calls
+
+        with polygraphy_calls(f"TensorRT's run of {self.path.name}"):
+            out = self.inner.infer({self.profiles[0].input: x}, copy_outputs_to_host=not self.device_io)
+        # the outputs are views into Polygraphy's buffers (host, or its output allocator's on the
+        # device), which the next call overwrites: hand out copies
+        return {n: out[n].clone() if self.device_io else np.array(out[n]) for n in self._outputs}
 
     def deactivate(self) -> None:
         if self.inner is not None:
-            self.inner.deactivate()
+            from ..trt_calls import polygraphy_calls
+
+            with polygraphy_calls(f"closing {self.path.name}"):
+                self.inner.deactivate()
         self.inner = None
