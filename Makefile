@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 VGG := $(VENV)/bin/vggdeploy
 
-.PHONY: setup setup-gpu demo test test-slow bench gpu-check clean
+.PHONY: setup setup-gpu demo test test-slow bench gpu-check gpu-check-host clean
 setup: $(VENV)/.installed
 
 # torch first, pinned as DESIGN.md says (pip takes it from this machine's disk; a newer pin downloads GBs)
@@ -14,7 +14,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[cpu,dev]'
 	touch $@
 
-# A GPU host's environment, beside .venv: onnxruntime-gpu replaces onnxruntime (never both), plus TensorRT
+# A GPU host's environment, beside .venv: onnxruntime-gpu replaces onnxruntime (never both), plus TensorRT 10
+# for CUDA 13 and Polygraphy: the set pyproject's `gpu` extra pins, which works together (ORT's TensorRT provider links TensorRT 10)
 setup-gpu: .venv-gpu/.installed
 .venv-gpu/.installed: pyproject.toml
 	python3 -m venv .venv-gpu
@@ -54,9 +55,13 @@ bench: setup
 	$(PY) benchmarks/int8_layouts.py
 	$(PY) benchmarks/cluster_bench.py
 
-# On a GPU host: the gpu tests and benchmarks/gpu_bench.py; elsewhere one line and exit 3
+# On a GPU host: every gpu test (a skip fails it) and benchmarks/gpu_bench.py; elsewhere one line and exit 3.
+# gpu-check-host: a GPU host with no network, its own python3, nothing installed (scripts/gpu_check.sh says more)
 gpu-check:
 	bash scripts/gpu_check.sh
+
+gpu-check-host:
+	bash scripts/gpu_check.sh --host
 
 clean:
 	rm -rf engines/*/ .pytest_cache

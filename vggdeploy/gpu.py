@@ -75,7 +75,7 @@ def missing_for_tensorrt() -> list[str]:
     if not info.available:
         missing.append(info.problem)
     if tensorrt_version() is None:
-        missing.append("TensorRT is not installed (pip install tensorrt, on a machine with an NVIDIA GPU)")
+        missing.append("TensorRT is not installed (pip install 'vggdeploy[gpu]' on a machine with an NVIDIA GPU)")
     return missing
 
 
