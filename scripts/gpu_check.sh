@@ -8,7 +8,7 @@
 #                                 installed; the gpu tests run where pytest and their parts exist (each skip says
 #                                 why), gpu_bench.py runs every path that can run and names the others; exit 3 only
 #                                 if no GPU path ran
-# Both write benchmarks/results/gpu.md and gpu.json.
+# Both write benchmarks/results/gpu.md and gpu.json. The host mode stops within 8 minutes (150 s of tests, 300 s of benchmark).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-full}
@@ -21,11 +21,11 @@ fi
 if [ "$mode" = "--host" ]; then
   export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
   if $py -c 'import pytest' 2>/dev/null; then
-    timeout 300 $py -m pytest -q -rs -m gpu tests/test_gpu.py -p no:cacheprovider || echo "gpu tests: exit $? (see above)" >&2
+    timeout 150 $py -m pytest -q -rs -m gpu tests/test_gpu.py -p no:cacheprovider || echo "gpu tests: exit $? (see above)" >&2
   else
     echo "gpu tests: not run (pytest is not installed on this host)" >&2
   fi
-  timeout 420 $py benchmarks/gpu_bench.py "${@:2}"
+  timeout 300 $py benchmarks/gpu_bench.py "${@:2}"
   exit $?
 fi
 set -e

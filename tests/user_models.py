@@ -33,3 +33,21 @@ def foreign_onnx(path, channels_last=True, shape=(2, 56, 56, 3), dynamic=(0,), n
                           opset_version=17, input_names=["input_1"], output_names=["predictions"],
                           dynamic_axes={"input_1": {d: f"d{d}" for d in dynamic}, "predictions": {0: "d0"}})
     return path
+
+
+def plant_outlier_channels(model, conv: int, channels, s: float):
+    """A fine-tuned model's outlier channels (training without weight decay, folded BatchNorm), planted
+    without changing the function: output `channels` of the `conv`-th convolution of `model.features`
+    (through its BatchNorm where it has one) scaled by `s`, the next convolution's matching input
+    weights divided by `s`. ReLU and max-pool commute with a positive scale, so FP32 is unchanged;
+    the activations between the two layers get a few channels `s` times the others. In place."""
+    convs = [i for i, m in enumerate(model.features) if isinstance(m, torch.nn.Conv2d)]
+    first, second = model.features[convs[conv]], model.features[convs[conv + 1]]
+    after = model.features[convs[conv] + 1]
+    scaled = after if isinstance(after, torch.nn.BatchNorm2d) else first
+    idx = torch.tensor(list(channels))
+    with torch.no_grad():
+        scaled.weight[idx] *= s
+        scaled.bias[idx] *= s
+        second.weight[:, idx] /= s
+    return model

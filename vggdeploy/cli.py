@@ -162,6 +162,8 @@ def precision_options(f):
         click.option("--quantizer", default="ort", show_default=True, type=click.Choice(QUANTIZERS),
                      help="INT8 quantizer: ONNX Runtime's (both targets), or NNCF's defaults (cpu target; "
                           "pip install 'vggdeploy[nncf]')."),
+        click.option("--no-equalize", is_flag=True, help="INT8 without cross-layer equalization of the FP32 weights first "
+                                                          "(on by default: it keeps outlier channels from setting the ranges)."),
         click.option("--backend", default="cpu", show_default=True, type=click.Choice(["cpu", "onnxruntime", "openvino"]),
                      help="Runtime for the parity check: cpu (fastest per precision), onnxruntime, openvino."),
     ]):
@@ -171,7 +173,7 @@ def precision_options(f):
 
 def precision_plan(fp16: bool, io: str, int8: bool, target: str | None, calib: str | None, calib_method: str,
                    calib_count: int | None, keep_fp32: str | None, cpu_layout: str | None, quantizer: str,
-                   backend: str):
+                   no_equalize: bool, backend: str):
     """The precision options as one PrecisionPlan, judged before any long work; an INT8 setting
     without --int8 is an error naming both."""
     from .layouts import Int8Options
@@ -181,8 +183,8 @@ def precision_plan(fp16: bool, io: str, int8: bool, target: str | None, calib: s
     if not int8:
         refuse_without_int8({"--target": target, "--calib": calib, "--calib-count": calib_count, "--keep-fp32": keep_fp32,
                              "--cpu-layout": cpu_layout, "--calib-method": None if calib_method == "minmax" else calib_method,
-                             "--quantizer": None if quantizer == "ort" else quantizer})
-    options = Int8Options(target, calib_method, calib_count, cpu_layout, quantizer) if int8 else None
+                             "--quantizer": None if quantizer == "ort" else quantizer, "--no-equalize": no_equalize or None})
+    options = Int8Options(target, calib_method, calib_count, cpu_layout, quantizer, not no_equalize) if int8 else None
     return PrecisionPlan(fp16, io, options, calib, tuple(split_list(keep_fp32) or ()), backend)
 
 

@@ -110,13 +110,15 @@ class Int8Options:
     """How an INT8 artifact is made, judged whole on construction (before any model is read):
     `target` tensorrt or cpu, ORT's calibration `method`, `calib_count` inputs per size (None: all the
     source has), the `cpu_layout` (cpu target; None: CPU_DEFAULT), the `quantizer` (ort, or NNCF's
-    defaults for the cpu target). Raises BadInput naming the option, MissingEnvironment for NNCF."""
+    defaults for the cpu target), and whether the FP32 graph is `equalize`d first (cross-layer
+    equalization: equalize.py). Raises BadInput naming the option, MissingEnvironment for NNCF."""
 
     target: str | None
     method: str = "minmax"
     calib_count: int | None = None
     cpu_layout: str | None = None
     quantizer: str = "ort"
+    equalize: bool = True
 
     def __post_init__(self):
         if not self.target:

@@ -23,7 +23,8 @@ def refuse_without_int8(given: dict[str, object]) -> None:
     they apply to --int8, which was not given."""
     flag, value = next(((k, v) for k, v in given.items() if v is not None), (None, None))
     if flag:
-        raise BadInput(f"{flag} {value} applies to --int8", hint=f"add --int8, or drop {flag}")
+        given_as = flag if value is True else f"{flag} {value}"  # a flag has no value to show
+        raise BadInput(f"{given_as} applies to --int8", hint=f"add --int8, or drop {flag}")
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,7 @@ def derive(paths: list, plan: PrecisionPlan, *, verify: bool = True, force: bool
             o = plan.int8
             out.append(to_int8(p, target=o.target, method=o.method, calib=plan.calib, calib_count=o.calib_count,
                                keep_fp32=list(plan.keep_fp32), cpu_layout=o.cpu_layout, quantizer=o.quantizer,
-                               reference=make_ref(), verify=verify, force=force, backend=plan.backend))
+                               equalize=o.equalize, reference=make_ref(), verify=verify, force=force, backend=plan.backend))
     return out
 
 

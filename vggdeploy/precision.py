@@ -18,6 +18,7 @@ import onnx
 from .artifacts import artifact_sha256, cache_root, copy_into, prepare_out_dir, save_onnx, side_files, staging
 from .backends.base import Runner
 from .calibration import Reader, calibration_sizes, load_calibration
+from .equalize import Equalization, equalize
 from .errors import BadInput, CheckFailed
 from .export import publish_checked, verify_artifact
 from .forms import FormSpec
@@ -189,17 +190,20 @@ def _overflowing_nodes(src: Path, graph: onnx.ModelProto, v: Variant, spec: Form
 
 def to_int8(artifact: Path | Artifact, out_dir: Path | None = None, *, target: str, method: str = "minmax",
             calib: str | None = None, calib_count: int | None = None, keep_fp32: list[str] | None = None,
-            cpu_layout: str | None = None, quantizer: str = "ort", reference: Runner | Expected | None = None,
-            verify: bool = True, force: bool = False, backend: str = "cpu") -> Artifact:
+            cpu_layout: str | None = None, quantizer: str = "ort", equalize: bool = True,
+            reference: Runner | Expected | None = None, verify: bool = True, force: bool = False,
+            backend: str = "cpu") -> Artifact:
     """FORM.int8-TARGET.onnx beside the FP32 `artifact` (or in `out_dir`): a Q/DQ graph calibrated on `calib`
     (an image folder, a .npy/.npz of (N, C, H, W) float32, or None for the bundled samples; the first
     `calib_count` of them) by `method`, for `target` "tensorrt" (its parser's layout) or "cpu"
     (`cpu_layout`, default the portable u8s7-channel; `quantizer` "ort" or "nncf"); `keep_fp32` names
-    Conv/Gemm nodes (or first/last) left in float. Checked against `reference` (default: the FP32
+    Conv/Gemm nodes (or first/last) left in float; `equalize` applies cross-layer equalization to a
+    private copy of the FP32 graph before calibration (the function is unchanged; outlier channels
+    stop setting the activation scales: equalize.py). Checked against `reference` (default: the FP32
     ONNX) on `backend`, then published and recorded. Returns it (an Artifact). Raises BadInput (bad options or
     calibration data, output exists without `force`), CheckFailed (parity failed; nothing written),
     MissingEnvironment (the quantizer's package is missing)."""
-    options = Int8Options(target, method, calib_count, cpu_layout, quantizer)
+    options = Int8Options(target, method, calib_count, cpu_layout, quantizer, equalize)
     src = Path(artifact)
     graph, opened = source_model(src)
     meta, v, spec = opened.meta, opened.variant, opened.spec
@@ -217,20 +221,22 @@ def to_int8(artifact: Path | Artifact, out_dir: Path | None = None, *, target: s
                  "its defaults" if quantizer == "nncf" else method, data.count, data.available, len(data.sizes),
                  data.source)
         private = copy_into(src, tmp / "source")  # quantizers write beside their input (NAME-inferred.onnx)
+        equalization = equalize_copy(private) if equalize else None
         with step(f"quantizing {src.name} for {target}", total=len(data.batches)) as advance:
             if quantizer == "nncf":
                 from .nncf_quantize import quantize_nncf
 
                 calib_info = {"method": "nncf-default", "nncf": quantize_nncf(private, staged, data, excluded)}
             else:
-                calib_info = _quantize_ort(src, private, staged, graph, data, target, method, excluded, layout, advance)
+                calib_info = _quantize_ort(src, private, staged, graph, data, target, method, excluded, layout,
+                                           equalization, advance)
         model = onnx.load(str(staged), load_external_data=False)
         if target == "tensorrt":
             problems = qdq_violations(model, allow_float=set(excluded))
             if problems:
                 raise CheckFailed(f"the TensorRT INT8 graph breaks {len(problems)} rule(s): {problems[0]}")
         calib_info |= {"source": data.source, "count": data.count, "sizes": [list(s) for s in data.sizes],
-                       "data_sha256": data.sha256}
+                       "data_sha256": data.sha256, "equalization": equalization.to_json() if equalization else None}
         source_props = {p.key: p.value for p in graph.metadata_props}  # NNCF drops them
         _set_meta(model, source_props | meta.replace(precision=tag, calibration=calib_info, fp32_nodes=tuple(excluded),
                                                      int8_layout=layout, int8_exact_on=LAYOUTS[layout].exact_on).to_props())
@@ -242,8 +248,20 @@ def to_int8(artifact: Path | Artifact, out_dir: Path | None = None, *, target: s
         return _finish(staged, out_dir, opened, tag, v, spec, reference, verify, backend, extra_entry)
 
 
+def equalize_copy(private: Path) -> Equalization:
+    """Cross-layer equalization of the private FP32 copy, in place (graph and side file)."""
+    model = onnx.load(str(private))
+    done = equalize(model)
+    data = private.with_name(private.name + ".data")
+    data.unlink(missing_ok=True)
+    onnx.save(model, str(private), save_as_external_data=True, location=data.name, size_threshold=1024)
+    log.info("equalized %d layer pair(s) of %s in %d pass(es) (largest channel scale %.3g)", len(done.pairs),
+             private.name, done.passes, done.max_scale)
+    return done
+
+
 def _quantize_ort(src: Path, private: Path, staged: Path, graph: onnx.ModelProto, data, target: str, method: str,
-                  excluded: list[str], layout_name: str, advance=None) -> dict:
+                  excluded: list[str], layout_name: str, equalization: Equalization | None, advance=None) -> dict:
     """ONNX Runtime's static quantizer on `private` (a private copy of `src`), with ranges cached per
     model, data, method and op set."""
     from onnxruntime.quantization import (
@@ -265,7 +283,8 @@ def _quantize_ort(src: Path, private: Path, staged: Path, graph: onnx.ModelProto
               "OpTypesToExcludeOutputQuantization": COMPUTE_OPS, "CalibStridedMinMax": data.stride}
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     op_set = hashlib.sha256(",".join(ops).encode()).hexdigest()[:8]
-    cache = CACHE_DIR / f"{artifact_sha256(src)[:16]}-{data.sha256[:16]}-{method}-{op_set}.json"
+    graph_tag = "-cle" if equalization else ""  # equalized weights have other activation ranges
+    cache = CACHE_DIR / f"{artifact_sha256(src)[:16]}{graph_tag}-{data.sha256[:16]}-{method}-{op_set}.json"
     hit = cache.exists()
     if hit:
         log.info("using the cached ranges in %s", cache)
