@@ -35,15 +35,19 @@ def foreign_onnx(path, channels_last=True, shape=(2, 56, 56, 3), dynamic=(0,), n
     return path
 
 
-def plant_outlier_channels(model, conv: int, channels, s: float):
+def plant_outlier_channels(model, layer: int, channels, s: float):
     """A fine-tuned model's outlier channels (training without weight decay, folded BatchNorm), planted
-    without changing the function: output `channels` of the `conv`-th convolution of `model.features`
-    (through its BatchNorm where it has one) scaled by `s`, the next convolution's matching input
-    weights divided by `s`. ReLU and max-pool commute with a positive scale, so FP32 is unchanged;
-    the activations between the two layers get a few channels `s` times the others. In place."""
-    convs = [i for i, m in enumerate(model.features) if isinstance(m, torch.nn.Conv2d)]
-    first, second = model.features[convs[conv]], model.features[convs[conv + 1]]
-    after = model.features[convs[conv] + 1]
+    without changing the function: output `channels` of the `layer`-th weight layer (convolutions of
+    `model.features`, then the linears of `model.classifier`; through its BatchNorm where it has one)
+    scaled by `s`, the next layer's matching input weights divided by `s`. ReLU and max-pool commute
+    with a positive scale, so FP32 is unchanged; the activations between the two layers get a few
+    channels `s` times the others. The pair must be conv-conv or linear-linear. In place."""
+    layers = [(seq, i) for seq in (model.features, model.classifier) for i, m in enumerate(seq)
+              if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    (seq1, i1), (seq2, i2) = layers[layer], layers[layer + 1]
+    first, second = seq1[i1], seq2[i2]
+    assert type(first) is type(second), "plant within the convolutions or within the classifier"
+    after = seq1[i1 + 1] if i1 + 1 < len(seq1) else None
     scaled = after if isinstance(after, torch.nn.BatchNorm2d) else first
     idx = torch.tensor(list(channels))
     with torch.no_grad():

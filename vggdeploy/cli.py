@@ -162,6 +162,11 @@ def precision_options(f):
         click.option("--quantizer", default="ort", show_default=True, type=click.Choice(QUANTIZERS),
                      help="INT8 quantizer: ONNX Runtime's (both targets), or NNCF's defaults (cpu target; "
                           "pip install 'vggdeploy[nncf]')."),
+        click.option("--max-drop", type=float, metavar="POINTS",
+                     help="Accuracy budget: keep the fewest layers in float until INT8's top-1 on --eval-data is within "
+                          "POINTS of FP32's (exit 1 if it can't be met)."),
+        click.option("--eval-data", type=click.Path(path_type=Path), metavar="DIR",
+                     help="Images for --max-drop: a labelled folder as `eval --data` takes (unlabelled: agreement with FP32)."),
         click.option("--no-equalize", is_flag=True, help="INT8 without cross-layer equalization of the FP32 weights first "
                                                           "(on by default: it keeps outlier channels from setting the ranges)."),
         click.option("--backend", default="cpu", show_default=True, type=click.Choice(["cpu", "onnxruntime", "openvino"]),
@@ -173,7 +178,7 @@ def precision_options(f):
 
 def precision_plan(fp16: bool, io: str, int8: bool, target: str | None, calib: str | None, calib_method: str,
                    calib_count: int | None, keep_fp32: str | None, cpu_layout: str | None, quantizer: str,
-                   no_equalize: bool, backend: str):
+                   max_drop: float | None, eval_data: Path | None, no_equalize: bool, backend: str):
     """The precision options as one PrecisionPlan, judged before any long work; an INT8 setting
     without --int8 is an error naming both."""
     from .layouts import Int8Options
@@ -183,8 +188,17 @@ def precision_plan(fp16: bool, io: str, int8: bool, target: str | None, calib: s
     if not int8:
         refuse_without_int8({"--target": target, "--calib": calib, "--calib-count": calib_count, "--keep-fp32": keep_fp32,
                              "--cpu-layout": cpu_layout, "--calib-method": None if calib_method == "minmax" else calib_method,
-                             "--quantizer": None if quantizer == "ort" else quantizer, "--no-equalize": no_equalize or None})
-    options = Int8Options(target, calib_method, calib_count, cpu_layout, quantizer, not no_equalize) if int8 else None
+                             "--quantizer": None if quantizer == "ort" else quantizer, "--no-equalize": no_equalize or None,
+                             "--max-drop": None if max_drop is None else f"{max_drop:g}", "--eval-data": eval_data})
+    budget = None
+    if int8 and (max_drop is not None or eval_data is not None):
+        from .budget import AccuracyBudget
+
+        if max_drop is None or eval_data is None:
+            given, other = ("--max-drop", "--eval-data") if max_drop is not None else ("--eval-data", "--max-drop")
+            raise BadInput(f"{given} needs {other}", hint="--max-drop POINTS --eval-data DIR: the budget and the images it is judged on")
+        budget = AccuracyBudget(max_drop, eval_data)
+    options = Int8Options(target, calib_method, calib_count, cpu_layout, quantizer, not no_equalize, budget) if int8 else None
     return PrecisionPlan(fp16, io, options, calib, tuple(split_list(keep_fp32) or ()), backend)
 
 
@@ -360,6 +374,15 @@ def inspect(path: Path, as_json: bool, check_qdq: str | None) -> None:
         here = ", ".join(f"{rt} {'exact' if ok else 'SATURATES'}" for rt, ok in i8["exact_here"].items())
         click.echo(f"int8    layout {i8['layout']}{'' if i8['declared'] else ' (implied: written before layouts were recorded)'}"
                    f": exact on {i8['exact_on']}; on this CPU ({i8['this_cpu']['int8_class']}): {here}")
+    for e in (info["layer_errors"] or [])[:5]:
+        click.echo(printable(f"layer   {e['node']} ({e['op']}) adds {e['added']:.4f} relative L2 against FP32 "
+                             f"(its output: {e['rel_l2']:.4f}, cosine {e['cosine']:.5f})"))
+    if info["layer_errors"] and len(info["layer_errors"]) > 5:
+        click.echo(f"layer   ... {len(info['layer_errors'])} layers in all, ranked by the error each adds (--json lists them)")
+    if info["accuracy_budget"]:
+        b = info["accuracy_budget"]
+        click.echo(printable(f"budget  --max-drop {b['max_drop']:g} on {b['eval']}: FP32 {b['fp32']:.2f}, INT8 {b['int8']:.2f} "
+                             f"with {len(b['kept_fp32'])} layer(s) in float ({', '.join(b['kept_fp32']) or 'none'})"))
     for k, val in info["metadata"].items():
         text = json.dumps(val) if not isinstance(val, str) else val
         if isinstance(val, list) and len(text) > 100:  # class names: a thousand of them

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from .artifacts import side_files
+from .artifacts import read_manifest, side_files
 from .errors import BadInput
 from .metadata import ArtifactMeta
 
@@ -82,7 +82,18 @@ def inspect_onnx(path: str | Path) -> dict:
         "parameters": parameter_count(model),
         "initializer_dtypes": dict(dtypes),
         "int8": int8_info(model, _meta_or_none(model, path)),
+        **_quality(path),
     }
+
+
+def _quality(path: Path) -> dict:
+    """What the manifest measured when the artifact was made: each layer's error against FP32
+    (ranked) and the accuracy budget's search; nothing for a file outside a vggdeploy folder."""
+    try:
+        entry = read_manifest(path.parent)["artifacts"].get(path.name) or {}
+    except BadInput:  # a foreign or damaged manifest: inspect still describes the file
+        entry = {}
+    return {"layer_errors": entry.get("layer_errors"), "accuracy_budget": entry.get("accuracy_budget")}
 
 
 def parameter_count(model: onnx.ModelProto) -> int:

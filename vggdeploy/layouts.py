@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import importlib.util
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .errors import BadInput, MissingEnvironment
 from .isa import CpuIsa
+
+if TYPE_CHECKING:
+    from .budget import AccuracyBudget
 
 TARGETS = ("tensorrt", "cpu")  # where an INT8 graph runs: TensorRT's Q/DQ rules, or CPU runtimes'
 METHODS = ("minmax", "entropy", "percentile")  # ONNX Runtime's calibration methods
@@ -111,7 +115,7 @@ class Int8Options:
     `target` tensorrt or cpu, ORT's calibration `method`, `calib_count` inputs per size (None: all the
     source has), the `cpu_layout` (cpu target; None: CPU_DEFAULT), the `quantizer` (ort, or NNCF's
     defaults for the cpu target), and whether the FP32 graph is `equalize`d first (cross-layer
-    equalization: equalize.py). Raises BadInput naming the option, MissingEnvironment for NNCF."""
+    equalization: equalize.py), and an accuracy `budget`. Raises BadInput naming the option, MissingEnvironment for NNCF."""
 
     target: str | None
     method: str = "minmax"
@@ -119,6 +123,7 @@ class Int8Options:
     cpu_layout: str | None = None
     quantizer: str = "ort"
     equalize: bool = True
+    budget: AccuracyBudget | None = None  # budget.py: keep layers in float until top-1 is within it
 
     def __post_init__(self):
         if not self.target:

@@ -72,7 +72,7 @@ def derive(paths: list, plan: PrecisionPlan, *, verify: bool = True, force: bool
             o = plan.int8
             out.append(to_int8(p, target=o.target, method=o.method, calib=plan.calib, calib_count=o.calib_count,
                                keep_fp32=list(plan.keep_fp32), cpu_layout=o.cpu_layout, quantizer=o.quantizer,
-                               equalize=o.equalize, reference=make_ref(), verify=verify, force=force, backend=plan.backend))
+                               equalize=o.equalize, budget=o.budget, reference=make_ref(), verify=verify, force=force, backend=plan.backend))
     return out
 
 
@@ -119,6 +119,12 @@ def deploy(loaded, forms: list[str], out_dir: Path, *, precision: PrecisionPlan 
             for f in forms:  # the data INT8 will read, judged before the FP32 export
                 spec = form_spec(loaded.variant, f, size if f == "classifier" else None, taps)
                 check_calibration(precision.calib, loaded.variant, spec, precision.int8.calib_count)
+            if precision.int8.budget:  # the budget's images too
+                from .budget import load_eval_set
+                from .export import metadata
+
+                meta = metadata(loaded, form_spec(loaded.variant, forms[0], size if forms[0] == "classifier" else None, taps))
+                load_eval_set(precision.int8.budget, meta.preprocessing, loaded.variant.num_classes)
     specs = plan_export(loaded, forms, out_dir, size=size, taps=taps, opset=opset, force=force)
     expected = {spec.form: eager_outputs(loaded, spec) for spec in specs} if verify else {}
     paths = export_onnx(loaded, forms, out_dir, size=size, taps=taps, opset=opset, verify=verify, force=force,

@@ -17,6 +17,7 @@ import onnx
 
 from .artifacts import artifact_sha256, cache_root, copy_into, prepare_out_dir, save_onnx, side_files, staging
 from .backends.base import Runner
+from .budget import AccuracyBudget, load_eval_set
 from .calibration import Reader, calibration_sizes, load_calibration
 from .equalize import Equalization, equalize
 from .errors import BadInput, CheckFailed
@@ -99,7 +100,9 @@ def to_fp16(artifact: Path | Artifact, out_dir: Path | None = None, *, io: str =
         _stream_weights(model, graph, private, staged)
         save_onnx(model, staged)
         del model
-        return _finish(staged, out_dir, opened, "fp16", v, spec, reference, verify, backend, {"io": io, "fp32_nodes": keep})
+        samples = load_calibration(None, v, calibration_sizes(v, spec.form, spec.size, spec.min_size), None, spec.min_size)
+        return _finish(staged, out_dir, opened, "fp16", v, spec, reference, verify, backend,
+                       {"io": io, "fp32_nodes": keep, "layer_errors": _layer_errors(private, staged, samples.batches)})
 
 
 @contextlib.contextmanager
@@ -191,7 +194,7 @@ def _overflowing_nodes(src: Path, graph: onnx.ModelProto, v: Variant, spec: Form
 def to_int8(artifact: Path | Artifact, out_dir: Path | None = None, *, target: str, method: str = "minmax",
             calib: str | None = None, calib_count: int | None = None, keep_fp32: list[str] | None = None,
             cpu_layout: str | None = None, quantizer: str = "ort", equalize: bool = True,
-            reference: Runner | Expected | None = None, verify: bool = True, force: bool = False,
+            budget: AccuracyBudget | None = None, reference: Runner | Expected | None = None, verify: bool = True, force: bool = False,
             backend: str = "cpu") -> Artifact:
     """FORM.int8-TARGET.onnx beside the FP32 `artifact` (or in `out_dir`): a Q/DQ graph calibrated on `calib`
     (an image folder, a .npy/.npz of (N, C, H, W) float32, or None for the bundled samples; the first
@@ -199,11 +202,13 @@ def to_int8(artifact: Path | Artifact, out_dir: Path | None = None, *, target: s
     (`cpu_layout`, default the portable u8s7-channel; `quantizer` "ort" or "nncf"); `keep_fp32` names
     Conv/Gemm nodes (or first/last) left in float; `equalize` applies cross-layer equalization to a
     private copy of the FP32 graph before calibration (the function is unchanged; outlier channels
-    stop setting the activation scales: equalize.py). Checked against `reference` (default: the FP32
+    stop setting the activation scales: equalize.py); with a `budget` (budget.py), the layers that add
+    the most error are kept in float, fewest first, until top-1 on its data is within it (CheckFailed
+    with the best found, nothing written, if half the layers are not enough). Checked against `reference` (default: the FP32
     ONNX) on `backend`, then published and recorded. Returns it (an Artifact). Raises BadInput (bad options or
     calibration data, output exists without `force`), CheckFailed (parity failed; nothing written),
     MissingEnvironment (the quantizer's package is missing)."""
-    options = Int8Options(target, method, calib_count, cpu_layout, quantizer, equalize)
+    options = Int8Options(target, method, calib_count, cpu_layout, quantizer, equalize, budget)
     src = Path(artifact)
     graph, opened = source_model(src)
     meta, v, spec = opened.meta, opened.variant, opened.spec
@@ -215,6 +220,7 @@ def to_int8(artifact: Path | Artifact, out_dir: Path | None = None, *, target: s
     layout = int8_layout(options)
     data = load_calibration(calib, v, calibration_sizes(v, spec.form, spec.size, spec.min_size), calib_count,
                             spec.min_size)
+    budget_set = load_eval_set(options.budget, meta.preprocessing, v.num_classes) if options.budget else None
     with staging(out_dir) as tmp:
         staged = tmp / name
         log.info("INT8 for %s by %s (%s): calibrating on %d of %d input(s) x %d size(s) from %s", target, quantizer,
@@ -222,30 +228,95 @@ def to_int8(artifact: Path | Artifact, out_dir: Path | None = None, *, target: s
                  data.source)
         private = copy_into(src, tmp / "source")  # quantizers write beside their input (NAME-inferred.onnx)
         equalization = equalize_copy(private) if equalize else None
-        with step(f"quantizing {src.name} for {target}", total=len(data.batches)) as advance:
-            if quantizer == "nncf":
-                from .nncf_quantize import quantize_nncf
 
-                calib_info = {"method": "nncf-default", "nncf": quantize_nncf(private, staged, data, excluded)}
-            else:
-                calib_info = _quantize_ort(src, private, staged, graph, data, target, method, excluded, layout,
-                                           equalization, advance)
-        model = onnx.load(str(staged), load_external_data=False)
-        if target == "tensorrt":
-            problems = qdq_violations(model, allow_float=set(excluded))
-            if problems:
-                raise CheckFailed(f"the TensorRT INT8 graph breaks {len(problems)} rule(s): {problems[0]}")
-        calib_info |= {"source": data.source, "count": data.count, "sizes": [list(s) for s in data.sizes],
-                       "data_sha256": data.sha256, "equalization": equalization.to_json() if equalization else None}
-        source_props = {p.key: p.value for p in graph.metadata_props}  # NNCF drops them
-        _set_meta(model, source_props | meta.replace(precision=tag, calibration=calib_info, fp32_nodes=tuple(excluded),
-                                                     int8_layout=layout, int8_exact_on=LAYOUTS[layout].exact_on).to_props())
-        onnx.save(model, str(staged))  # graph only: the side file is already beside it
-        extra_entry = {"target": target, "quantizer": quantizer, "calibration": calib_info, "fp32_nodes": excluded,
-                       "int8_layout": layout, "exact_on": LAYOUTS[layout].exact_on}
+        def quantize(kept_float: list[str]) -> dict:
+            """`staged`, quantized with `excluded` and `kept_float` left in float, metadata set."""
+            in_float = sorted({*excluded, *kept_float, *input_path(graph, kept_float)})
+            for old in (staged, staged.with_name(staged.name + ".data")):
+                old.unlink(missing_ok=True)
+            with step(f"quantizing {src.name} for {target}", total=len(data.batches)) as advance:
+                if quantizer == "nncf":
+                    from .nncf_quantize import quantize_nncf
+
+                    info = {"method": "nncf-default", "nncf": quantize_nncf(private, staged, data, in_float)}
+                else:
+                    info = _quantize_ort(src, private, staged, graph, data, target, method, in_float, layout,
+                                         equalization, advance)
+            model = onnx.load(str(staged), load_external_data=False)
+            if target == "tensorrt":
+                problems = qdq_violations(model, allow_float=set(in_float))
+                if problems:
+                    raise CheckFailed(f"the TensorRT INT8 graph breaks {len(problems)} rule(s): {problems[0]}")
+            info |= {"source": data.source, "count": data.count, "sizes": [list(s) for s in data.sizes],
+                     "data_sha256": data.sha256, "equalization": equalization.to_json() if equalization else None}
+            source_props = {p.key: p.value for p in graph.metadata_props}  # NNCF drops them
+            _set_meta(model, source_props | meta.replace(precision=tag, calibration=info, fp32_nodes=tuple(in_float),
+                                                         int8_layout=layout, int8_exact_on=LAYOUTS[layout].exact_on).to_props())
+            onnx.save(model, str(staged))  # graph only: the side file is already beside it
+            latest["calibration"], latest["in_float"] = info, in_float
+            return info
+
+        latest: dict = {}
+        quantize([])
+        errors = _layer_errors(private, staged, data.batches)
+        kept, budget_info = [], None
+        if options.budget:
+            kept, budget_info = _fit_budget(options.budget, budget_set, private, staged, errors, excluded, quantize, backend)
+            if kept:  # the manifest describes the artifact written: its kept layers add nothing now
+                errors = _layer_errors(private, staged, data.batches)
+        extra_entry = {"target": target, "quantizer": quantizer, "calibration": latest["calibration"],
+                       "fp32_nodes": latest["in_float"], "int8_layout": layout, "exact_on": LAYOUTS[layout].exact_on,
+                       "layer_errors": errors, "accuracy_budget": budget_info}
         if target == "cpu" and quantizer == "ort":
             extra_entry["cpu_layout"] = layout
         return _finish(staged, out_dir, opened, tag, v, spec, reference, verify, backend, extra_entry)
+
+
+def _fit_budget(budget, data, fp32: Path, staged: Path, errors: list[dict], excluded: list[str], quantize,
+                backend: str) -> tuple[list[str], dict]:
+    """Keep the fewest layers in float (ranked by the error they add) until INT8's top-1 on the
+    budget's data is within `budget.max_drop` of FP32's; re-quantizes `staged` as it goes. Returns the
+    layers kept and the manifest's record. Raises CheckFailed with the best found if it can't."""
+    from .backends import make_runner
+    from .bench import time_runner
+    from .budget import score, search, unmet
+
+    def logits(path: Path) -> np.ndarray:
+        with make_runner(backend, path) as r:
+            return np.concatenate([r.infer({"input": data.x[i:i + 32]})["logits"] for i in range(0, len(data.x), 32)])
+
+    def latency(path: Path) -> float:
+        with make_runner(backend, path) as r:
+            return time_runner(r, {"input": data.x[:1]}, warmup=2, runs=5)["median_ms"]
+
+    fp32_logits = logits(fp32)
+    fp32_pred = fp32_logits.argmax(1)
+    fp32_score = score(fp32_logits, data, fp32_pred)
+    all_int8_ms = latency(staged)
+    ranking = [e["node"] for e in errors if e["node"] not in excluded]
+    limit = max(1, len(errors) // 2)
+
+    def evaluate(kept: list[str]) -> float:
+        if kept:
+            quantize(kept)
+        got = score(logits(staged), data, fp32_pred)
+        log.info("accuracy budget: %d layer(s) in float (%s): %.2f (FP32 %.2f)", len(kept), ", ".join(kept) or "none",
+                 got, fp32_score)
+        return got
+
+    with step(f"fitting --max-drop {budget.max_drop:g} on {data.source}"):
+        result = search(ranking, fp32_score, evaluate, budget.max_drop, limit)
+    if not result.met:
+        raise unmet(budget, result, limit, len(errors))
+    if result.tries[-1]["kept_fp32"] != result.kept:
+        quantize(result.kept)  # the search ended on another try
+    record = {"max_drop": budget.max_drop, "eval_data": str(budget.eval_data), "eval": data.source,
+              "fp32": round(result.fp32, 3), "int8": round(result.int8, 3), "drop": round(result.drop, 3),
+              "kept_fp32": result.kept, "ranking": ranking, "tries": result.tries,
+              "latency_ms_b1": {"all_int8": all_int8_ms, "with_kept_fp32": latency(staged) if result.kept else all_int8_ms,
+                                "backend": backend}}
+    log.info("accuracy budget met: %.2f points below FP32 with %d layer(s) in float", result.drop, len(result.kept))
+    return result.kept, record
 
 
 def equalize_copy(private: Path) -> Equalization:
@@ -330,6 +401,21 @@ def int8_layout(options: Int8Options) -> str:
     return name
 
 
+def input_path(graph: onnx.ModelProto, nodes: list[str]) -> list[str]:
+    """The non-compute nodes (pooling, ReLU, reshapes) between each named compute node and the compute
+    layer before it: the cpu target quantizes them too, so a layer kept in float needs them in float
+    (a quantized max-pool in front of it would still round its input with the outlier's scale)."""
+    producer = {o: n for n in graph.graph.node for o in n.output}
+    by_name = {n.name: n for n in graph.graph.node}
+    path = []
+    for name in nodes:
+        src = producer.get(by_name[name].input[0]) if name in by_name else None
+        while src is not None and src.op_type not in COMPUTE_OPS:
+            path.append(src.name)
+            src = producer.get(src.input[0]) if src.input else None
+    return path
+
+
 def resolve_keep_fp32(graph: onnx.ModelProto, keep: list[str]) -> list[str]:
     """`first`, `last` or node names -> the compute nodes left unquantized."""
     nodes = compute_nodes(graph)
@@ -391,6 +477,19 @@ def _topological_sort(graph: onnx.GraphProto) -> None:
         pending = rest
     del graph.node[:]
     graph.node.extend(ordered)
+
+
+def _layer_errors(fp32: Path, derived: Path, batches) -> list[dict]:
+    """The manifest's per-layer error list (layer_error.py), and a log line naming the worst layer."""
+    from .layer_error import layer_errors
+
+    with step(f"measuring each layer of {derived.name} against FP32"):
+        errors = layer_errors(fp32, derived, batches)
+    if errors:
+        worst = errors[0]
+        log.info("largest per-layer error: %s (%s) adds %.4f relative L2 (output %.4f, cosine %.5f)",
+                 worst.node, worst.op, worst.added, worst.rel_l2, worst.cosine)
+    return [e.to_json() for e in errors]
 
 
 def _set_meta(model: onnx.ModelProto, values: dict[str, str]) -> None:

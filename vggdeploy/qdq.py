@@ -100,8 +100,14 @@ def output_channel_axis(node: onnx.NodeProto, weight_dq: onnx.NodeProto, inits: 
 
 
 def _rank(dq: onnx.NodeProto, inits: dict, producer: dict) -> int:
-    w = _const(dq.input[0], inits, producer)
-    return w.ndim if w is not None else 2
+    """The rank of a DequantizeLinear's input, from its dims (the weights may be in a side file)."""
+    name = dq.input[0]
+    if name in inits:
+        return len(inits[name].dims)
+    node = producer.get(name)
+    if node is not None and node.op_type == "Constant" and node.attribute and node.attribute[0].HasField("t"):
+        return len(node.attribute[0].t.dims)
+    return 2
 
 
 def _const(name: str, inits: dict, producer: dict):

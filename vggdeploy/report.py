@@ -101,6 +101,10 @@ def render_markdown(runs: list[dict]) -> str:
                 + ", ".join(f"{k} {v}" for k, v in run["gemm_gmacs"].items() if "/" not in k), ""]
         out += [table([h for _, h in RESULT_COLUMNS], _rows(run), markdown=True), ""]
         out += [f"- skipped {s['artifact']} on {s['backend']}: {s['reason']}" for s in run.get("skipped", [])]
+        layers = layer_error_rows(manifest_entries(run["results"]))
+        if layers:
+            out += ["", "Layers adding the most error against FP32 (relative L2 each adds; from the manifests):", "",
+                    table(LAYER_COLUMNS, layers, markdown=True), ""]
     out += ["", "p50/p90/p99: latency per batch; `vs eager`: eager PyTorch's p50 over this row's (same model, form, "
             "size, batch); `runtime settings`: threads (ONNX Runtime's auto: one per physical core), streams and requests as the runtime reported them; `std/p50`: NOISY above 0.25 (rerun on a quiet machine); `x floor`: p50 over the compute floor (the model's MACs at that size and batch over the "
             "best GEMM rate of its precision measured in the same run); `load s` + `first ms`: cold start; "
@@ -239,14 +243,15 @@ def _html_table(headers: list[str], rows: list[list]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def parity_of(results: list[dict]) -> list[list]:
-    """Parity/accuracy figures the artifact folders' manifests hold, one row per artifact."""
+def manifest_entries(results: list[dict]) -> list[tuple[str, dict]]:
+    """(file name, manifest entry) of each artifact timed in `results`, each folder's manifest read
+    once; artifacts outside a vggdeploy folder, or with a damaged manifest, are left out."""
     from pathlib import Path
 
     from .artifacts import read_manifest
     from .errors import BadInput
 
-    rows, seen, manifests = [], set(), {}
+    entries, seen, manifests = [], set(), {}
     for r in results:
         path = Path(r["artifact"])
         if r["artifact"].startswith("eager:") or path in seen or not (path.parent / "manifest.json").is_file():
@@ -255,13 +260,42 @@ def parity_of(results: list[dict]) -> list[list]:
         try:
             manifest = manifests.setdefault(path.parent, read_manifest(path.parent))  # validated, once per folder
         except BadInput:
-            continue  # a damaged manifest: the report still renders, without that artifact's parity
-        entry = manifest.get("artifacts", {}).get(path.name, {})
-        p = entry.get("parity")
-        if p:
-            rows.append([path.name, p.get("backend"), p.get("reference"), p.get("rel_l2"), p.get("cosine"),
-                         p.get("top1_agreement")])
-    return rows
+            continue  # a damaged manifest: the report still renders, without that artifact's figures
+        entries.append((path.name, manifest.get("artifacts", {}).get(path.name, {})))
+    return entries
+
+
+def parity_of(entries: list[tuple[str, dict]]) -> list[list]:
+    """Parity/accuracy figures the artifacts' manifest entries hold, one row per artifact."""
+    return [[name, p.get("backend"), p.get("reference"), p.get("rel_l2"), p.get("cosine"), p.get("top1_agreement")]
+            for name, p in ((n, e.get("parity")) for n, e in entries) if p]
+
+
+LAYER_COLUMNS = ["artifact", "rank", "layer", "op", "adds rel L2", "output rel L2", "cosine"]
+
+
+def layer_error_rows(entries: list[tuple[str, dict]], top: int = 5) -> list[list]:
+    """The `top` layers adding the most error against FP32, per FP16/INT8 artifact (layer_error.py)."""
+    return [[name, i, e["node"], e["op"], e["added"], e["rel_l2"], e["cosine"]]
+            for name, entry in entries for i, e in enumerate((entry.get("layer_errors") or [])[:top], 1)]
+
+
+def _layer_plot(entries: list[tuple[str, dict]]) -> tuple[str, str] | None:
+    """Each artifact's per-layer error added against FP32, in graph order, one panel per artifact."""
+    import matplotlib.pyplot as plt
+
+    measured = [(n, e["layer_errors"]) for n, e in entries if e.get("layer_errors")][:6]
+    if not measured:
+        return None
+    fig, axes = plt.subplots(len(measured), 1, figsize=(8, 1.9 * len(measured)), squeeze=False)
+    for ax, (name, errors) in zip(axes[:, 0], measured):
+        order = sorted(errors, key=lambda e: e.get("index", 0))
+        ax.bar(range(len(order)), [max(e["added"], 0) for e in order], color="#c0504d")
+        ax.set_xticks(range(len(order)), [e["node"].removeprefix("node_") for e in order], rotation=30, fontsize=7, ha="right")
+        ax.set_ylabel("adds rel L2", fontsize=8)
+        ax.set_title(name, fontsize=9, loc="left")
+    fig.tight_layout()
+    return "Per-layer error against FP32 (what each layer adds; from the manifests)", _png(fig)
 
 
 EVAL_COLUMNS = [("artifact", "artifact"), ("precision", "precision"), ("runtime", "runtime"), ("protocol", "protocol"),
@@ -323,6 +357,10 @@ def render_html(runs: list[dict], evals: list[dict] | None = None) -> str:
         plots = []
         parts.append("<p class='note'>No plots: they need matplotlib (<code>pip install 'vggdeploy[report]'</code>)."
                      " The tables below hold every figure.</p>")
+    entries = manifest_entries(results)
+    if plots:
+        layer_plot = _layer_plot(entries)
+        plots += [layer_plot] if layer_plot else []
     for title, src in plots:
         parts.append(f"<h2>{escape(title)}</h2><img alt='{escape(title)}' src='{src}'>")
     parts.append("<h2>Results</h2>")
@@ -330,10 +368,14 @@ def render_html(runs: list[dict], evals: list[dict] | None = None) -> str:
     if evals:
         parts.append("<h2>Accuracy under the paper's protocols (vggdeploy eval)</h2>")
         parts.append(_html_table([h for _, h in EVAL_COLUMNS], eval_rows(evals)))
-    parity = parity_of(results)
+    parity = parity_of(entries)
     if parity:
         parts.append("<h2>Accuracy parity (from the artifact manifests)</h2>")
         parts.append(_html_table(["artifact", "runtime", "reference", "rel L2", "cosine", "top-1 agreement"], parity))
+    layers = layer_error_rows(entries)
+    if layers:
+        parts.append("<h2>Layers adding the most error against FP32 (from the artifact manifests)</h2>")
+        parts.append(_html_table(LAYER_COLUMNS, layers))
     parts.append("<p class='note'>vs eager: eager PyTorch's p50 over the row's, same weights, form, size and batch, "
                  "same run. x floor: p50 over the model's MACs divided by the best GEMM rate of its precision measured "
                  "in the same run. Each runtime ran in a process of its own.</p></body></html>")
