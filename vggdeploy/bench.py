@@ -126,7 +126,7 @@ def bench_artifact(path, backend: str, batches: list[int], size: tuple[int, int]
         # resolved here, not by make_runner, because the OpenVINO hint depends on it
         backend = cpu_backend_for(path, source.precision, source.int8_layout)
     rows = []
-    if backend in GPU_BACKENDS:
+    if backend in GPU_BACKENDS or backend == "torch-compile-cuda":
         for b in batches:
             # ONNX Runtime's run takes and returns host arrays: only the row with the copies applies
             for row in time_runner_cuda(lambda io: make_runner(backend, path, **({"device_io": io} if io else {})),
@@ -135,7 +135,7 @@ def bench_artifact(path, backend: str, batches: list[int], size: tuple[int, int]
                 rows.append({**row, "size": f"{size[0]}x{size[1]}"})
         return rows
     for b in batches:
-        options = {}
+        options = {"size": size} if backend == "pt2e" else {}  # PT2E is calibrated at the size it runs
         if backend == "openvino":
             options["hint"] = hint if hint != "auto" else ("latency" if b == 1 else "throughput")
         t0 = time.perf_counter()

@@ -14,11 +14,12 @@ import time
 from pathlib import Path
 
 from .artifacts import command_line, read_manifest, side_files
-from .errors import BadInput, MissingEnvironment
+from .errors import BadInput, MissingEnvironment, first_line
 from .progress import step
 
 log = logging.getLogger("vggdeploy")
 SCHEMA = "vggdeploy-bench/1"
+PEER_PRECISION = {"torch-compile": "fp32", "pt2e": "int8", "torch-compile-cuda": "fp16"}
 
 
 def expand(paths: list[Path], engines: Path = Path("engines")) -> list[Path]:
@@ -96,9 +97,10 @@ def _child_main(tmp: str) -> None:
 
 def run_bench(paths: list[Path], backends: list[str], batches: list[int], sizes: list[tuple[int, int]] | None = None,
               runs: int = 10, duration: float | None = None, eager: bool = True, strict: bool = False,
-              hint: str = "auto", concurrency: list[int] | None = None) -> dict:
+              hint: str = "auto", concurrency: list[int] | None = None, peers: list[str] | None = None) -> dict:
     """Time every artifact on every backend that applies to it, plus eager PyTorch once per form and
-    weights; Ctrl-C keeps what was measured (`interrupted`)."""
+    weights, and the `peers` a PyTorch user would pick instead (backends/peers.py) the same way;
+    Ctrl-C keeps what was measured (`interrupted`)."""
     from .adoption import ADOPTED_NO_EAGER, is_adopted
     from .backends import BACKENDS, GPU_BACKENDS
     from .bench import check_timing, gemm_rates
@@ -110,9 +112,15 @@ def run_bench(paths: list[Path], backends: list[str], batches: list[int], sizes:
     if unknown or not backends:
         raise BadInput(f"unknown backend {(unknown or [''])[0]!r}", hint=f"choose from: {', '.join(BACKENDS)}")
     check_timing(batches, runs, duration)
+    if peers:
+        from .backends.peers import check_peers
+
+        check_peers(peers)
     gpu = bool(set(backends) & set(GPU_BACKENDS))
+    if gpu and peers and "torch-compile" in peers and "torch-compile-cuda" not in peers:
+        peers = [*peers, "torch-compile-cuda"]  # a GPU run's peer: torch.compile on CUDA (FP16 autocast)
     eager_backends = (["torch", "torch-cuda"] if gpu else ["torch"]) if eager else []
-    blocks, eager_keys, skipped = [], {}, []
+    blocks, eager_keys, skipped, said = [], {}, [], set()
     for path in map(Artifact.open, expand(paths)):  # read once: the benchmark children receive it
         meta = described(path).declared()
         v, spec = meta.to_variant(), meta.spec
@@ -129,7 +137,10 @@ def run_bench(paths: list[Path], backends: list[str], batches: list[int], sizes:
                 elif backend == "tensorrt":
                     skipped.append({"artifact": path.name, "backend": backend,
                                     "reason": "tensorrt times .plan engines: `vggdeploy build` makes one"})
-            for eager_backend in eager_backends:
+            if is_adopted(meta) and peers and path not in said:  # asked for by name: said once, not only listed
+                said.add(path)
+                log.warning("no peers for %s: %s", path.name, ADOPTED_NO_EAGER)
+            for eager_backend in eager_backends + list(peers or []):
                 if is_adopted(meta):
                     skipped.append({"artifact": path.name, "backend": eager_backend, "reason": ADOPTED_NO_EAGER})
                     continue
@@ -153,13 +164,23 @@ def run_bench(paths: list[Path], backends: list[str], batches: list[int], sizes:
                 skipped.append({"artifact": path.name, "backend": backend, "reason": str(e)})
                 log.warning("skipped %s on %s: %s", path.name, backend, e)
                 continue
-            precision = "fp32" if backend.startswith("torch") else meta.precision
+            except Exception as e:  # a peer that fails to compile: said, and the run goes on
+                if backend not in (peers or []):
+                    raise
+                reason = f"failed: {type(e).__name__}: {first_line(e)[:300]}"
+                skipped.append({"artifact": path.name, "backend": backend, "reason": reason})
+                log.warning("peer %s on %s %s", backend, path.name, reason)
+                continue
+            precision = PEER_PRECISION.get(backend) or ("fp32" if backend.startswith("torch") else meta.precision)
             rate = rates["int8" if precision.startswith("int8") else "fp32"]
             for r in rows:
                 floor = macs_at(v, spec.form, *size) * r["batch"] / (rate * 1e9) * 1e3
-                eager = backend.startswith("torch")  # eager rows: the weights behind the artifact, not its file
-                results.append({"artifact": f"eager:{meta.weights}" if eager else str(path), "model": v.name, "form": spec.form, "precision": precision,
+                peer = backend in (peers or [])
+                eager = backend.startswith("torch") or peer  # eager and peer rows: the weights behind the artifact, not its file
+                results.append({"artifact": f"{'peer' if peer else 'eager'}:{meta.weights}" if eager else str(path),
+                                "model": v.name, "form": spec.form, "precision": precision,
                                 "backend": {"torch": "eager", "torch-cuda": "eager-cuda"}.get(backend, backend),
+                                "peer": peer, **({"compile_s": round(r["first_ms"] / 1e3, 1)} if peer and "first_ms" in r else {}),
                                 "cpu_isa": system["int8_isa"], **r,
                                 "peak_rss_mb": rss,
                                 "artifact_mb": None if eager else round(sum(f.stat().st_size for f in side_files(path)) / 2**20, 1),
@@ -177,14 +198,20 @@ def run_bench(paths: list[Path], backends: list[str], batches: list[int], sizes:
 
 def add_speedups(results: list[dict]) -> None:
     """speedup_vs_eager: this row's images/s over eager PyTorch's, for the same model, form, size,
-    batch and kind of timing (the latency ratio when one request is in flight)."""
+    batch and kind of timing (the latency ratio when one request is in flight); speedup_vs_best_peer:
+    over the fastest peer's (torch.compile, PT2E) for the same."""
     def key(r):  # timing: wall-clock, serving with N in flight, or CUDA events (eager on CUDA is its baseline)
         return r["model"], r["form"], r["size"], r["batch"], r["timing"]
 
     eager = {key(r): r["images_per_s"] for r in results if r["backend"].startswith("eager")}
+    fastest_peer: dict[tuple, float] = {}
     for r in results:
-        base = eager.get(key(r))
+        if r.get("peer"):
+            fastest_peer[key(r)] = max(fastest_peer.get(key(r), 0.0), r["images_per_s"])
+    for r in results:
+        base, peer = eager.get(key(r)), fastest_peer.get(key(r))
         r["speedup_vs_eager"] = round(r["images_per_s"] / base, 2) if base else None
+        r["speedup_vs_best_peer"] = round(r["images_per_s"] / peer, 2) if peer else None
 
 
 def system_info() -> dict:

@@ -50,6 +50,7 @@ RESULT_COLUMNS = [("model", "model"), ("form", "form"), ("precision", "precision
                   ("config", "runtime settings"), ("size", "size"), ("batch", "batch"),
                   ("concurrency", "in flight"), ("timing", "timing"), ("median_ms", "p50 ms"), ("p90_ms", "p90 ms"),
                   ("p99_ms", "p99 ms"), ("std_ms", "std ms"), ("noise", "std/p50"), ("images_per_s", "img/s"), ("speedup_vs_eager", "vs eager"),
+                  ("speedup_vs_best_peer", "vs best peer"),
                   ("vs_floor", "x floor"), ("start_s", "load s"), ("first_ms", "first ms"), ("peak_rss_mb", "peak RSS MB"),
                   ("artifact_mb", "size MB"), ("cpu_isa", "CPU INT8")]
 
@@ -139,8 +140,9 @@ def _plots(results: list[dict]) -> list[tuple[str, str]]:
     for (model, form, precision, backend, size), rows in sorted(series.items()):
         rows = sorted(rows, key=lambda r: r["batch"])
         if len(rows) > 1 or len(batches) == 1:
-            line, = ax.plot([r["batch"] for r in rows], [r["median_ms"] for r in rows],
-                            label=f"{model} {form} {precision} · {_series_runtime(rows)} · {size}")
+            peer = {"ls": "--", "marker": "x", "lw": 2.2} if rows[0].get("peer") else {}  # peers: dashed, crosses
+            line, = ax.plot([r["batch"] for r in rows], [r["median_ms"] for r in rows], **peer,
+                            label=f"{'peer: ' if peer else ''}{model} {form} {precision} · {_series_runtime(rows)} · {size}")
             # each series' own floor (its model, form and size), in its colour: never another series' floor
             ax.plot([r["batch"] for r in rows], [r["floor_ms"] for r in rows], ":", color=line.get_color(), marker="")
     ax.plot([], [], ":", color="gray", label="dotted: each series' compute floor")
@@ -162,6 +164,18 @@ def _plots(results: list[dict]) -> list[tuple[str, str]]:
         ax.set(xlabel="speed-up over eager PyTorch (x)", title="Speed-up over eager PyTorch, same weights, same run")
         ax.tick_params(axis="y", labelsize=7)
         plots.append(("Speed-up over eager PyTorch", _png(fig)))
+        plt.close(fig)
+
+    ours = [r for r in results if r.get("speedup_vs_best_peer") and not r.get("peer") and not r["backend"].startswith("eager")]
+    if ours:
+        fig, ax = plt.subplots(figsize=(8, 0.3 * len(ours) + 1.2))
+        ax.barh([f"{r['model']} {r['form']} {r['precision']} · {_runtime(r)} · {r['size']} · b{r['batch']}" for r in ours],
+                [r["speedup_vs_best_peer"] for r in ours], color="tab:blue")
+        ax.axvline(1.0, color="k", lw=1)
+        ax.set(xlabel="speed-up over the fastest peer (x; above 1: ahead)",
+               title="Against what a PyTorch user would pick instead (torch.compile, PT2E), same run")
+        ax.tick_params(axis="y", labelsize=7)
+        plots.append(("Speed-up over the fastest peer", _png(fig)))
         plt.close(fig)
 
     serving = [r for r in results if r["timing"].startswith("serving")]

@@ -82,6 +82,10 @@ def make_runner(backend: str, artifact, **options) -> Runner:
         from .tensorrt import TensorRTRunner
 
         return TensorRTRunner(path, **options)
+    if backend in ("torch-compile", "pt2e", "torch-compile-cuda"):  # what users would pick instead (peers.py)
+        from .peers import peer_for_artifact
+
+        return peer_for_artifact(artifact, backend, **options)
     if backend in ("torch", "torch-cuda"):
         from .eager import eager_for_artifact
 
