@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 VGG := $(VENV)/bin/vggdeploy
 
-.PHONY: setup setup-gpu demo test test-slow bench gpu-check gpu-check-host clean
+.PHONY: setup setup-gpu setup-modelopt demo test test-slow bench gpu-check gpu-check-host clean
 setup: $(VENV)/.installed
 
 # torch first, pinned as DESIGN.md says (pip takes it from this machine's disk; a newer pin downloads GBs)
@@ -23,6 +23,12 @@ setup-gpu: .venv-gpu/.installed
 	.venv-gpu/bin/python -m pip install -q torch==2.14.1 torchvision==0.29.1
 	.venv-gpu/bin/python -m pip install -q -e '.[gpu,dev]' openvino
 	touch $@
+
+# `--quantizer modelopt`: NVIDIA ModelOpt's ONNX PTQ in .venv, without its dependencies (its [onnx] extra pins
+# onnxruntime-gpu and an older onnx, which would replace .venv's); what it needs to run on the CPU, by name
+setup-modelopt: setup
+	$(PY) -m pip install -q --no-deps nvidia-modelopt==0.47.0 onnx-graphsurgeon onnxconverter-common==1.16.0 \
+	    cppimport lief pulp omegaconf antlr4-python3-runtime nvidia-ml-py onnxslim
 
 # The main job on embedded defaults, offline: the bundled trained vgg-mini in all three forms, FP16
 # and INT8 for both targets, checked, timed beside eager PyTorch into a report (engines/vgg-mini/run/

@@ -73,6 +73,9 @@ def test_equalization_keeps_the_fp32_function_and_the_features_taps(tmp_path, ou
 
 @pytest.mark.parametrize("target", ["cpu", "tensorrt"])
 def test_default_int8_keeps_accuracy_where_plain_calibration_collapses(outliers, tmp_path, target):
+    import hashlib
+
+    before = {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in outliers.parent.iterdir() if f.is_file()}
     fp32 = correct(outliers)
     plain = to_int8(outliers, tmp_path / "plain", target=target, equalize=False, verify=False)
     assert correct(plain) < 500  # of 1,000: the planted channels set the ranges (113 measured)
@@ -83,6 +86,8 @@ def test_default_int8_keeps_accuracy_where_plain_calibration_collapses(outliers,
     assert entry["calibration"]["equalization"]["max_scale"] > 100
     for backend in ("onnxruntime", "openvino"):
         assert abs(correct(ours, backend) - fp32) <= 10  # within 1 point
+    # equalization rescales a private copy's side file in place: the user's FP32 files are untouched
+    assert {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in outliers.parent.iterdir() if f.is_file()} == before
     errors = entry["layer_errors"]
     assert {e["node"] for e in errors} == {n.name for n in onnx.load(str(outliers), load_external_data=False).graph.node
                                           if n.op_type in ("Conv", "Gemm")}

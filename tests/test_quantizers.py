@@ -129,3 +129,45 @@ def test_nncf_with_unusable_calibration_leaves_nothing(run, mini_copy, tmp_path)
                            "--calib", tmp_path / source)
         assert code == 2 and message in err.splitlines()[0]
     assert not [p for p in mini_copy.iterdir() if ".int8-" in p.name or p.name.startswith(".staging-")]
+
+
+# ---------------------------------------------------------------- NVIDIA ModelOpt (tensorrt target)
+
+def test_modelopt_quantizer_on_trained_digits(tmp_path, run):
+    """ModelOpt's ONNX PTQ (CPU calibration) through vggdeploy: the Gemm layers it leaves in float
+    are declared, so TensorRT's Q/DQ check passes; accuracy on held-out digits stays near FP32.
+    CI installs it (`make setup-modelopt`); elsewhere this skips with the reason."""
+    pytest.importorskip("modelopt", reason="NVIDIA ModelOpt is not installed: make setup-modelopt")
+    from vggdeploy import export_onnx, load_model
+
+    export_onnx(load_model("vgg-mini"), ["classifier"], tmp_path)
+    path = to_int8(tmp_path / "classifier.onnx", target="tensorrt", quantizer="modelopt")  # parity checked
+    entry = json.loads((tmp_path / "manifest.json").read_text())["artifacts"][path.name]
+    assert entry["quantizer"] == "modelopt" and entry["calibration"]["modelopt"].startswith("0.")
+    gemms = {n.name for n in onnx.load(str(path.path), load_external_data=False).graph.node if n.op_type == "Gemm"}
+    assert gemms and gemms <= set(entry["fp32_nodes"])  # ModelOpt's defaults leave the FC layers in float
+    code, out, _ = run("inspect", "--check-qdq", "tensorrt", path.path)
+    assert code == 0 and "kept in float" in out
+    x, y = split()["test_x"], split()["test_y"]
+    with make_runner("onnxruntime", path) as q, make_runner("onnxruntime", tmp_path / "classifier.onnx") as f:
+        got, ref = q.infer({"input": x})["logits"], f.infer({"input": x})["logits"]
+    assert abs(int((got.argmax(1) == y).sum()) - int((ref.argmax(1) == y).sum())) <= 10
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--int8", "--target", "cpu", "--quantizer", "modelopt"], "--quantizer modelopt makes TensorRT graphs"),
+    (["--int8", "--target", "tensorrt", "--quantizer", "modelopt", "--calib-method", "percentile"],
+     "--calib-method percentile is not one of ModelOpt's"),
+])
+def test_bad_modelopt_options(run, mini_copy, argv, message):
+    code, _, err = run("quantize", mini_copy / "classifier.onnx", *argv)
+    assert code == 2 and message in err.splitlines()[0]
+
+
+def test_modelopt_missing_exits_3_with_the_install_line(mini_copy):
+    code = ("import sys; sys.modules['modelopt'] = None; from vggdeploy.cli import main; "
+            "sys.exit(main(sys.argv[1:]))")
+    done = subprocess.run([sys.executable, "-c", code, "quantize", str(mini_copy / "classifier.onnx"), "--int8",
+                           "--target", "tensorrt", "--quantizer", "modelopt"], capture_output=True, text=True)
+    assert done.returncode == 3, done.stderr
+    assert "ModelOpt is not installed" in done.stderr and "pip install --no-deps nvidia-modelopt" in done.stderr

@@ -160,8 +160,8 @@ def precision_options(f):
                                           "u8s7-tensor, u8s8-tensor, u8s8-channel (exact on ONNX Runtime only with "
                                           "VNNI/AMX), s8s8-tensor, u8u8-tensor."),
         click.option("--quantizer", default="ort", show_default=True, type=click.Choice(QUANTIZERS),
-                     help="INT8 quantizer: ONNX Runtime's (both targets), or NNCF's defaults (cpu target; "
-                          "pip install 'vggdeploy[nncf]')."),
+                     help="INT8 quantizer: ONNX Runtime's (both targets), NNCF's defaults (cpu target; "
+                          "pip install 'vggdeploy[nncf]'), or NVIDIA ModelOpt's ONNX PTQ (tensorrt target; make setup-modelopt)."),
         click.option("--max-drop", type=float, metavar="POINTS",
                      help="Accuracy budget: keep the fewest layers in float until INT8's top-1 on --eval-data is within "
                           "POINTS of FP32's (exit 1 if it can't be met)."),

@@ -2,21 +2,24 @@
 Equalization and Bias Correction") of an FP32 graph, before INT8 calibration.
 
 VGG is chains of conv -> ReLU -> (max-pool) -> conv, and FC -> ReLU -> FC in the classifier (convs
-in the dense form). For such a pair, scaling output channel c of the first layer by 1/s_c and the
-second layer's matching input channel by s_c leaves the function unchanged, since ReLU and max-pool
-commute with a positive per-channel scale. Choosing s_c = sqrt(r1_c / r2_c), where r1_c and r2_c
-are channel c's weight ranges in the two layers, makes both ranges sqrt(r1_c * r2_c): a channel
-whose activations are 1000x the others' (fine-tuning without weight decay, folded BatchNorm) is
-brought back to its neighbours' range, so per-tensor activation scales stop rounding the other
+in the dense form). For such a pair, dividing output channel c of the first layer by s_c and
+multiplying the second layer's matching input channel by s_c leaves the function unchanged, since
+ReLU and max-pool commute with a positive per-channel scale. Choosing s_c = sqrt(r1_c / r2_c), where
+r1_c and r2_c are channel c's weight ranges in the two layers, makes both sqrt(r1_c * r2_c): a
+channel whose activations are 1000x the others' (fine-tuning without weight decay, folded BatchNorm)
+is brought back to its neighbours' range, so per-tensor activation scales stop rounding the other
 channels to zero (DESIGN.md fact 23). Pairs are equalized in turn until the scales settle.
 
-A middle tensor that is a graph output (the features form's taps) or feeds anything else is left
-alone: its values must not change.
+The search runs on each layer's |W| maxima per (output, input) channel, so the weights are read
+once and rescaled once; weights in a side file are rescaled in place through a memory map (VGG16's
+528 MB are never held twice). A middle tensor that is a graph output (the features form's taps) or
+feeds anything else is left alone: its values must not change.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -36,7 +39,7 @@ class Pair:
 @dataclass(frozen=True)
 class Equalization:
     """What equalization did: the pairs, the passes until the scales settled, the largest scale
-    applied to any channel overall (1.0: the graph was already equalized)."""
+    applied to any channel (1.0: the graph was already equalized), BatchNorms folded first."""
 
     pairs: tuple[Pair, ...]
     passes: int
@@ -49,37 +52,48 @@ class Equalization:
 
 
 class _Weights:
-    """The graph's initializers as numpy arrays, written back on `store`."""
+    """A graph's float initializers as numpy arrays: inline ones copied (and written back on
+    `store`), ones in a side file under `base_dir` memory-mapped for writing in place."""
 
-    def __init__(self, model: onnx.ModelProto):
-        self.model = model
+    def __init__(self, model: onnx.ModelProto, base_dir: Path | None):
+        self.model, self.base_dir = model, base_dir
         self.inits = {t.name: t for t in model.graph.initializer}
-        self.arrays: dict[str, np.ndarray] = {}
+        self.inline: dict[str, np.ndarray] = {}
 
     def get(self, name: str) -> np.ndarray | None:
-        if name not in self.arrays:
-            if name not in self.inits or self.inits[name].data_type != onnx.TensorProto.FLOAT:
+        t = self.inits.get(name)
+        if t is None or t.data_type != onnx.TensorProto.FLOAT:
+            return None
+        if t.data_location == onnx.TensorProto.EXTERNAL:
+            if self.base_dir is None:
                 return None
-            self.arrays[name] = numpy_helper.to_array(self.inits[name]).astype(np.float64)
-        return self.arrays[name]
+            info = {e.key: e.value for e in t.external_data}
+            return np.memmap(self.base_dir / info["location"], np.float32, "r+", int(info.get("offset", 0)), tuple(t.dims))
+        if name not in self.inline:
+            self.inline[name] = numpy_helper.to_array(t).copy()
+        return self.inline[name]
+
+    def add(self, name: str, array: np.ndarray) -> None:
+        self.model.graph.initializer.append(numpy_helper.from_array(array.astype(np.float32), name))
+        self.inits[name] = self.model.graph.initializer[-1]
+        self.inline[name] = numpy_helper.to_array(self.inits[name]).copy()
 
     def store(self) -> None:
-        for name, array in self.arrays.items():
-            self.inits[name].CopyFrom(numpy_helper.from_array(array.astype(np.float32), name))
+        for name, array in self.inline.items():
+            self.inits[name].CopyFrom(numpy_helper.from_array(np.asarray(array, np.float32), name))
 
 
 def _attr(node: onnx.NodeProto, name: str, default: int) -> int:
     return next((a.i for a in node.attribute if a.name == name), default)
 
 
-def _out_axis(node: onnx.NodeProto) -> int:
-    """The weight axis of the layer's output channels."""
-    return 1 if node.op_type == "Gemm" and not _attr(node, "transB", 0) else 0
+def _axes(node: onnx.NodeProto) -> tuple[int, int]:
+    """The weight axes of the layer's output and input channels."""
+    return (1, 0) if node.op_type == "Gemm" and not _attr(node, "transB", 0) else (0, 1)
 
 
-def _in_axis(node: onnx.NodeProto) -> int:
-    """The weight axis of the layer's input channels."""
-    return 0 if node.op_type == "Gemm" and not _attr(node, "transB", 0) else 1
+def _bias(node: onnx.NodeProto) -> str | None:
+    return node.input[2] if len(node.input) > 2 and node.input[2] else None
 
 
 def _consumers(model: onnx.ModelProto) -> dict[str, list[onnx.NodeProto]]:
@@ -99,24 +113,19 @@ def fold_batchnorms(model: onnx.ModelProto, weights: _Weights) -> int:
         if len(nexts) != 1 or nexts[0].op_type != "BatchNormalization" or conv.output[0] in outputs:
             continue
         bn = nexts[0]
-        w = weights.get(conv.input[1])
-        gamma, beta, mean, var = (weights.get(bn.input[i]) for i in range(1, 5))
-        if w is None or any(a is None for a in (gamma, beta, mean, var)):
+        w, stats = weights.get(conv.input[1]), [weights.get(bn.input[i]) for i in range(1, 5)]
+        bias = weights.get(_bias(conv)) if _bias(conv) else np.zeros(w.shape[0] if w is not None else 0, np.float32)
+        if w is None or bias is None or any(a is None for a in stats):
             continue
-        eps = next((a.f for a in bn.attribute if a.name == "epsilon"), 1e-5)
-        scale = gamma / np.sqrt(var + eps)
-        bias = weights.get(conv.input[2]) if len(conv.input) > 2 and conv.input[2] else np.zeros(len(scale))
-        if bias is None:
-            continue
-        weights.arrays[conv.input[1]] = w * scale.reshape(-1, *([1] * (w.ndim - 1)))
-        bias_name = conv.input[2] if len(conv.input) > 2 and conv.input[2] else f"{conv.name}_folded_bias"
-        if bias_name not in weights.inits:
-            model.graph.initializer.append(numpy_helper.from_array(np.zeros(len(scale), np.float32), bias_name))
-            weights.inits[bias_name] = model.graph.initializer[-1]
+        gamma, beta, mean, var = stats
+        scale = gamma / np.sqrt(var + next((a.f for a in bn.attribute if a.name == "epsilon"), 1e-5))
+        w *= scale.reshape(-1, *([1] * (w.ndim - 1))).astype(np.float32)
+        if not _bias(conv):
             while len(conv.input) < 3:
                 conv.input.append("")
-            conv.input[2] = bias_name
-        weights.arrays[bias_name] = (bias - mean) * scale + beta
+            conv.input[2] = f"{conv.name}_folded_bias"
+            weights.add(conv.input[2], bias)
+        weights.get(conv.input[2])[:] = (bias - mean) * scale + beta
         conv.output[0] = bn.output[0]
         folded.append(bn)
     for bn in folded:
@@ -126,7 +135,7 @@ def fold_batchnorms(model: onnx.ModelProto, weights: _Weights) -> int:
 
 def find_pairs(model: onnx.ModelProto, weights: _Weights) -> list[Pair]:
     """Every first -> Relu -> [MaxPool] -> second chain whose middle tensors feed only the chain
-    and are not graph outputs, with float weights and one group."""
+    and are not graph outputs, with float weights, one group and matching channel counts."""
     consumers, outputs = _consumers(model), {o.name for o in model.graph.output}
 
     def only(tensor: str) -> onnx.NodeProto | None:
@@ -135,7 +144,7 @@ def find_pairs(model: onnx.ModelProto, weights: _Weights) -> list[Pair]:
 
     def plain(node: onnx.NodeProto) -> bool:
         return (node.op_type in COMPUTE and weights.get(node.input[1]) is not None and _attr(node, "group", 1) == 1
-                and (len(node.input) < 3 or not node.input[2] or weights.get(node.input[2]) is not None))
+                and (_bias(node) is None or weights.get(_bias(node)) is not None))
 
     pairs = []
     for first in model.graph.node:
@@ -145,51 +154,80 @@ def find_pairs(model: onnx.ModelProto, weights: _Weights) -> list[Pair]:
         if relu is None or relu.op_type != "Relu":
             continue
         middle = relu.output[0]
-        nxt = only(middle)
-        if nxt is not None and nxt.op_type == "MaxPool" and len(nxt.output) == 1:
-            middle = nxt.output[0]
-            nxt = only(middle)
-        if nxt is None or not plain(nxt) or nxt.input[0] != middle:
+        second = only(middle)
+        if second is not None and second.op_type == "MaxPool" and len(second.output) == 1:
+            middle = second.output[0]
+            second = only(middle)
+        if second is None or not plain(second) or second.input[0] != middle:
             continue
-        w1, w2 = weights.get(first.input[1]), weights.get(nxt.input[1])
-        if w1.shape[_out_axis(first)] == w2.shape[_in_axis(nxt)]:
-            pairs.append(Pair(first.name, nxt.name))
+        w1, w2 = weights.get(first.input[1]), weights.get(second.input[1])
+        if w1.shape[_axes(first)[0]] == w2.shape[_axes(second)[1]]:
+            pairs.append(Pair(first.name, second.name))
     return pairs
 
 
-def _channel_range(w: np.ndarray, axis: int) -> np.ndarray:
-    return np.abs(np.moveaxis(w, axis, 0)).reshape(w.shape[axis], -1).max(axis=1)
+class _Layer:
+    """One layer's channel maxima of |W| and the scales found so far: outputs divided by `out_s`,
+    inputs multiplied by `in_s`. A layer rescaled on both sides keeps the (out, in) matrix of maxima;
+    one rescaled on one side keeps only the maxima that side needs."""
+
+    def __init__(self, w: np.ndarray, axes: tuple[int, int], both: bool, block: int = 64):
+        view = np.moveaxis(w, axes, (0, 1))  # a view: a memory-mapped weight is read block by block
+        outs, ins = view.shape[:2]
+        self.matrix = np.empty((outs, ins)) if both else None
+        self.row, self.col = np.empty(outs), np.zeros(ins)
+        for r in range(0, outs, block):  # VGG16's FC1 is 4096 x 25088: never one |W| copy of it
+            part = np.abs(np.asarray(view[r:r + block])).reshape(min(block, outs - r), ins, -1).max(axis=2)
+            self.row[r:r + len(part)] = part.max(axis=1)
+            self.col = np.maximum(self.col, part.max(axis=0))
+            if both:
+                self.matrix[r:r + len(part)] = part
+        self.out_s, self.in_s = np.ones(outs), np.ones(ins)
+
+    def out_range(self) -> np.ndarray:
+        return (self.matrix * self.in_s).max(axis=1) / self.out_s if self.matrix is not None else self.row / self.out_s
+
+    def in_range(self) -> np.ndarray:
+        if self.matrix is not None:
+            return (self.matrix / self.out_s[:, None]).max(axis=0) * self.in_s
+        return self.col * self.in_s
 
 
-def _scale_channels(w: np.ndarray, axis: int, s: np.ndarray) -> np.ndarray:
-    shape = [1] * w.ndim
-    shape[axis] = -1
-    return w * s.reshape(shape)
-
-
-def equalize(model: onnx.ModelProto, max_passes: int = 50, tolerance: float = 1e-3) -> Equalization:
-    """Equalize `model` in place (weights loaded: `onnx.load` with external data). Returns what was done."""
-    weights = _Weights(model)
+def equalize(model: onnx.ModelProto, base_dir: Path | None = None, max_passes: int = 100,
+             tolerance: float = 1e-3) -> Equalization:
+    """Equalize `model` in place: inline weights in the graph, side-file weights (under `base_dir`,
+    the graph's folder; None: the model holds them all) in their file. Returns what was done."""
+    weights = _Weights(model, base_dir)
     folded = fold_batchnorms(model, weights)
     nodes = {n.name: n for n in model.graph.node}
     pairs = find_pairs(model, weights)
-    total = {p: np.ones(weights.get(nodes[p.first].input[1]).shape[_out_axis(nodes[p.first])]) for p in pairs}
+    firsts, seconds = {p.first for p in pairs}, {p.second for p in pairs}
+    layers = {name: _Layer(weights.get(nodes[name].input[1]), _axes(nodes[name]), name in firsts and name in seconds)
+              for name in firsts | seconds}
     passes = 0
     for passes in range(1, max_passes + 1):
         largest = 0.0
         for p in pairs:
-            a, b = nodes[p.first], nodes[p.second]
-            w1, w2 = weights.get(a.input[1]), weights.get(b.input[1])
-            r1, r2 = _channel_range(w1, _out_axis(a)), _channel_range(w2, _in_axis(b))
-            s = np.where((r1 > 0) & (r2 > 0), np.sqrt(r1 / np.where(r2 > 0, r2, 1)), 1.0)
-            weights.arrays[a.input[1]] = _scale_channels(w1, _out_axis(a), 1 / s)
-            if len(a.input) > 2 and a.input[2]:
-                weights.arrays[a.input[2]] = weights.get(a.input[2]) / s
-            weights.arrays[b.input[1]] = _scale_channels(w2, _in_axis(b), s)
-            total[p] = total[p] * s
+            a, b = layers[p.first], layers[p.second]
+            r1, r2 = a.out_range(), b.in_range()
+            s = np.where((r1 > 0) & (r2 > 0), np.sqrt(r1 / np.where(r2 > 0, r2, 1.0)), 1.0)
+            a.out_s, b.in_s = a.out_s * s, b.in_s * s
             largest = max(largest, float(np.abs(np.log(s)).max(initial=0.0)))
         if largest < tolerance:
             break
+    max_scale = 1.0
+    for name, layer in layers.items():  # each weight rescaled once
+        node = nodes[name]
+        out_axis, in_axis = _axes(node)
+        w, bias = weights.get(node.input[1]), weights.get(_bias(node)) if _bias(node) else None
+        divide = (1 / layer.out_s).astype(np.float32)
+        w *= divide.reshape([-1 if a == out_axis else 1 for a in range(w.ndim)])
+        w *= layer.in_s.astype(np.float32).reshape([-1 if a == in_axis else 1 for a in range(w.ndim)])
+        if bias is not None:
+            bias *= divide
+        for array in (w, bias):
+            if isinstance(array, np.memmap):
+                array.flush()
+        max_scale = max(max_scale, float(np.exp(np.abs(np.log(np.concatenate([layer.out_s, layer.in_s]))).max())))
     weights.store()
-    max_scale = max((float(np.exp(np.abs(np.log(t)).max())) for t in total.values()), default=1.0)
     return Equalization(tuple(pairs), passes, max_scale, folded)

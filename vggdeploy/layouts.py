@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 TARGETS = ("tensorrt", "cpu")  # where an INT8 graph runs: TensorRT's Q/DQ rules, or CPU runtimes'
 METHODS = ("minmax", "entropy", "percentile")  # ONNX Runtime's calibration methods
-QUANTIZERS = ("ort", "nncf")
+QUANTIZERS = ("ort", "nncf", "modelopt")
 
 
 
@@ -151,6 +151,17 @@ class Int8Options:
                 raise BadInput("--cpu-layout applies to --quantizer ort", hint="NNCF chooses its own layout; drop --cpu-layout")
             if importlib.util.find_spec("nncf") is None:
                 raise MissingEnvironment("NNCF is not installed", hint=NNCF_INSTALL)
+        if self.quantizer == "modelopt":  # ModelOpt writes TensorRT's Q/DQ graphs
+            from .modelopt_quantize import METHODS as MODELOPT_METHODS, MODELOPT_INSTALL
+
+            if self.target != "tensorrt":
+                raise BadInput("--quantizer modelopt makes TensorRT graphs (symmetric 8-bit, FP16 float parts)",
+                               hint="use --target tensorrt with modelopt; --target cpu uses --quantizer ort or nncf")
+            if self.method not in MODELOPT_METHODS:
+                raise BadInput(f"--calib-method {self.method} is not one of ModelOpt's",
+                               hint=f"with --quantizer modelopt: {', '.join(MODELOPT_METHODS)}")
+            if importlib.util.find_spec("modelopt") is None:
+                raise MissingEnvironment("NVIDIA ModelOpt is not installed", hint=MODELOPT_INSTALL)
 
     @property
     def layout(self) -> str:

@@ -239,10 +239,18 @@ def to_int8(artifact: Path | Artifact, out_dir: Path | None = None, *, target: s
                     from .nncf_quantize import quantize_nncf
 
                     info = {"method": "nncf-default", "nncf": quantize_nncf(private, staged, data, in_float)}
+                elif quantizer == "modelopt":
+                    from .modelopt_quantize import quantize_modelopt
+
+                    info = {"method": method, **quantize_modelopt(private, staged, data, in_float, method)}
                 else:
                     info = _quantize_ort(src, private, staged, graph, data, target, method, in_float, layout,
                                          equalization, advance)
             model = onnx.load(str(staged), load_external_data=False)
+            if quantizer == "modelopt":  # it leaves the Gemm layers in float by default: declared as such
+                from .modelopt_quantize import left_in_float
+
+                in_float = sorted({*in_float, *left_in_float(model)})
             if target == "tensorrt":
                 problems = qdq_violations(model, allow_float=set(in_float))
                 if problems:
@@ -320,12 +328,11 @@ def _fit_budget(budget, data, fp32: Path, staged: Path, errors: list[dict], excl
 
 
 def equalize_copy(private: Path) -> Equalization:
-    """Cross-layer equalization of the private FP32 copy, in place (graph and side file)."""
-    model = onnx.load(str(private))
-    done = equalize(model)
-    data = private.with_name(private.name + ".data")
-    data.unlink(missing_ok=True)
-    onnx.save(model, str(private), save_as_external_data=True, location=data.name, size_threshold=1024)
+    """Cross-layer equalization of the private FP32 copy, in place (its side file rescaled through a
+    memory map: the weights are never held twice)."""
+    model = onnx.load(str(private), load_external_data=False)
+    done = equalize(model, base_dir=private.parent)
+    onnx.save(model, str(private))  # the graph: inline tensors, and BatchNorms folded away if there were any
     log.info("equalized %d layer pair(s) of %s in %d pass(es) (largest channel scale %.3g)", len(done.pairs),
              private.name, done.passes, done.max_scale)
     return done

@@ -4,7 +4,7 @@ artifact, so `bench --peers` times them by the same protocol as every other row 
 - `torch-compile`: `torch.compile` (inductor, freezing) of the eager FP32 model on the CPU;
 - `pt2e`: PT2E INT8: torchao's `X86InductorQuantizer` with its default config, `prepare_pt2e`,
   calibrated on the same images as the artifact's INT8 (or the default samples), `convert_pt2e`,
-  then `torch.compile`;
+  then `torch.compile` with freezing (torchao's recipe for CPU inference);
 - `torch-compile-cuda`: `torch.compile` of the model under FP16 autocast on CUDA (GPU hosts).
 
 Compilation happens on the first inference of each input shape: a bench row's `first_ms` is the
@@ -45,16 +45,22 @@ class _Fp16Autocast(torch.nn.Module):
         return tuple(o.float() for o in out) if isinstance(out, (tuple, list)) else out.float()
 
 
+def compiled(module: torch.nn.Module) -> torch.nn.Module:
+    """torch.compile with inductor's freezing, as users set it for inference: weights become constants
+    (PT2E's INT8 weights are then packed once instead of dequantized on every call)."""
+    import torch._inductor.config as inductor
+
+    inductor.freezing = True
+    return torch.compile(module)
+
+
 class CompiledRunner(TorchRunner):
     """torch.compile of the eager model: FP32 with inductor's freezing on the CPU, FP16 autocast on CUDA."""
 
     def activate(self) -> None:
         super().activate()
-        import torch._inductor.config as inductor
-
-        inductor.freezing = True  # weights as constants: what users set for inference
         cuda = self.device.type == "cuda"
-        self.module = torch.compile(_Fp16Autocast(self.module) if cuda else self.module)
+        self.module = compiled(_Fp16Autocast(self.module) if cuda else self.module)
         self.name = f"torch.compile[inductor,{'fp16-autocast,cuda' if cuda else 'freezing'}]"
 
 
@@ -79,8 +85,8 @@ class Pt2eRunner(TorchRunner):
             prepared = prepare_pt2e(exported, quantizer)
             for i in range(0, len(self.calibration), 32):
                 prepared(torch.from_numpy(self.calibration[i:i + 32]))
-            self.module = torch.compile(convert_pt2e(prepared))
-        self.name = "pt2e[X86InductorQuantizer,compiled]"
+            self.module = compiled(convert_pt2e(prepared))
+        self.name = "pt2e[X86InductorQuantizer,compiled,freezing]"
 
 
 def peer_for_artifact(artifact, peer: str, size: tuple[int, int] | None = None, **options) -> TorchRunner:
