@@ -187,3 +187,29 @@ def test_the_report_draws_each_layers_error(outliers, tmp_path, run):
     assert "Per-layer error against FP32" in html and f"<td>{PLANTED}</td>" in html
     md = (tmp_path / "run" / "bench.md").read_text()
     assert "Layers adding the most error against FP32" in md and f"| {PLANTED} |" in md
+
+
+def test_a_graph_that_still_has_batchnorm_is_folded_then_equalized():
+    """A foreign graph (adopted) may keep Conv -> BatchNormalization: folded first, function unchanged."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    inits = {"w1": rng.standard_normal((8, 3, 3, 3)), "gamma": rng.uniform(0.5, 2, 8) * np.r_[1000, 1, 1, 1, 1, 1, 1, 1],
+             "beta": rng.standard_normal(8), "mean": rng.standard_normal(8), "var": rng.uniform(0.5, 2, 8),
+             "w2": rng.standard_normal((4, 8, 3, 3))}
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
+             helper.make_node("BatchNormalization", ["c1", "gamma", "beta", "mean", "var"], ["bn"], name="bn"),
+             helper.make_node("Relu", ["bn"], ["r"], name="relu"),
+             helper.make_node("Conv", ["r", "w2"], ["y"], name="conv2")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(v.astype(np.float32), k) for k, v in inits.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    x = rng.standard_normal((2, 3, 8, 8)).astype(np.float32)
+    before = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
+    done = equalize(model)
+    after = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
+    assert done.folded_batchnorms == 1 and [n.op_type for n in model.graph.node] == ["Conv", "Relu", "Conv"]
+    assert done.pairs and done.max_scale > 10  # the 1000x channel brought back
+    np.testing.assert_allclose(after, before, rtol=1e-4, atol=1e-3 * np.abs(before).max())

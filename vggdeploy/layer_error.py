@@ -38,10 +38,11 @@ class LayerError:
         return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in asdict(self).items()}
 
 
-def _with_layer_outputs(path: Path, names: list[str], out: Path) -> dict[str, str]:
-    """A copy of the graph at `path`, written to `out` (same folder: its side file resolves), whose
-    outputs include each named compute node's output. Returns {node name: tensor}."""
-    model = onnx.load(str(path), load_external_data=False)
+def _with_layer_outputs(graph: onnx.ModelProto, names: list[str], out: Path) -> dict[str, str]:
+    """A copy of `graph` (its weights in a side file beside `out`), written to `out`, whose outputs
+    include each named compute node's output. Returns {node name: tensor}."""
+    model = onnx.ModelProto()
+    model.CopyFrom(graph)
     inferred = onnx.shape_inference.infer_shapes(model)
     types = {v.name: v.type.tensor_type.elem_type for v in [*inferred.graph.value_info, *inferred.graph.output]}
     tensors = {n.name: n.output[0] for n in model.graph.node if n.name in names}
@@ -75,20 +76,21 @@ def _predecessors(model: onnx.ModelProto) -> dict[str, list[str]]:
     return found
 
 
-def layer_errors(reference: Path, derived: Path, batches: list[np.ndarray], max_inputs: int = 16) -> list[LayerError]:
+def layer_errors(reference: Path, derived: Path, batches: list[np.ndarray], graphs: tuple[onnx.ModelProto, onnx.ModelProto],
+                 max_inputs: int = 16) -> list[LayerError]:
     """Each compute layer of `derived` against `reference` (its FP32 source) on up to `max_inputs`
-    of `batches`, ranked by the error it added (largest first). The temporary graphs are written
-    beside each file (its side file must resolve), so both should be in a staging folder."""
+    of `batches`, ranked by the error it added (largest first). `graphs`: the two files' graphs as
+    already read (without weights). The temporary graphs are written beside each file (its side
+    file must resolve), so both should be in a staging folder."""
     import onnxruntime as ort
 
-    ref_model = onnx.load(str(reference), load_external_data=False)
-    got_model = onnx.load(str(derived), load_external_data=False)
+    ref_model, got_model = graphs
     ops = {n.name: n.op_type for n in ref_model.graph.node if n.op_type in COMPUTE}
     names = [n.name for n in got_model.graph.node if n.name in ops]
     copies = [reference.with_name(f".layers-{reference.name}"), derived.with_name(f".layers-{derived.name}")]
     try:
-        ref_tensors = _with_layer_outputs(reference, names, copies[0])
-        got_tensors = _with_layer_outputs(derived, names, copies[1])
+        ref_tensors = _with_layer_outputs(ref_model, names, copies[0])
+        got_tensors = _with_layer_outputs(got_model, names, copies[1])
         opts = ort.SessionOptions()  # low memory (as OrtRunner's low_memory): no re-laid or pre-packed weight copies
         opts.log_severity_level = 3
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED

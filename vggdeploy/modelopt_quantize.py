@@ -7,11 +7,14 @@ in float and casts the float parts to FP16 (`high_precision_dtype="fp16"`), keep
 vggdeploy records the layers it left in float. Its `[onnx]` extra pins onnxruntime-gpu and an older
 onnx, so it is installed without dependencies (MODELOPT_INSTALL). It calibrates on one input
 shape: the first size of the calibration set.
+
+It runs in a child process: importing ModelOpt patches ONNX Runtime's calibrators for the whole
+process (`modelopt.onnx.quantization.ort_patching`), after which ONNX Runtime's own `quantize_static`
+fails ("Histogram has not been collected") in the process that imported it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import sys
 from pathlib import Path
@@ -21,7 +24,7 @@ import onnx
 
 from .artifacts import save_onnx
 from .calibration import CalibrationSet
-from .errors import BadInput, first_line
+from .errors import BadInput
 
 log = logging.getLogger("vggdeploy")
 MODELOPT_INSTALL = ("pip install --no-deps nvidia-modelopt==0.47.0 onnx-graphsurgeon onnxconverter-common==1.16.0 cppimport "
@@ -30,27 +33,41 @@ MODELOPT_INSTALL = ("pip install --no-deps nvidia-modelopt==0.47.0 onnx-graphsur
 METHODS = {"minmax": "max", "entropy": "entropy"}  # ONNX Runtime's names -> ModelOpt's
 
 
-def quantize_modelopt(src: Path, out: Path, data: CalibrationSet, keep_fp32: list[str], method: str) -> dict:
-    """ModelOpt's INT8 PTQ of `src` with its defaults, written to `out` (+ `out.data`)."""
-    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
-    from modelopt import __version__
-    from modelopt.onnx.quantization import quantize
+_CHILD = """
+import json, sys
+import numpy as np
+from modelopt import __version__
+from modelopt.onnx.quantization import quantize
+src, raw, calib, method, exclude = sys.argv[1:6]
+quantize(onnx_path=src, quantize_mode="int8", calibration_data={"input": np.load(calib)}, calibration_method=method,
+         calibration_eps=["cpu"], nodes_to_exclude=json.loads(exclude) or None, output_path=raw,
+         use_external_data_format=True)
+print(__version__)
+"""
 
-    size = data.sizes[0]
+
+def quantize_modelopt(src: Path, out: Path, data: CalibrationSet, keep_fp32: list[str], method: str) -> dict:
+    """ModelOpt's INT8 PTQ of `src` with its defaults, in a child process, written to `out` (+ `out.data`)."""
+    import json
+    import subprocess
+
     calib = np.concatenate([b for b in data.chunks[0]])
-    raw = out.with_name(f"modelopt-{out.name}")
+    raw, calib_file = out.with_name(f"modelopt-{out.name}"), out.with_name(f"modelopt-{out.stem}-calibration.npy")
+    np.save(calib_file, calib)
     try:
-        with contextlib.redirect_stdout(sys.stderr):  # its log: stdout is for the artifacts' paths
-            quantize(onnx_path=str(src), quantize_mode="int8", calibration_data={"input": calib},
-                     calibration_method=METHODS[method], calibration_eps=["cpu"], nodes_to_exclude=keep_fp32 or None,
-                     output_path=str(raw), use_external_data_format=True)
-    except (ValueError, RuntimeError, AssertionError) as e:
-        raise BadInput(f"ModelOpt could not quantize {src.name} with calibration set {data.source}: "
-                       f"{type(e).__name__}: {first_line(e)}") from None
-    save_onnx(onnx.load(str(raw)), out)
-    for f in raw.parent.glob(f"{raw.name}*"):
-        f.unlink()
-    return {"modelopt": __version__, "calibrated_size": list(size), "calibrated_inputs": len(calib)}
+        done = subprocess.run([sys.executable, "-c", _CHILD, str(src), str(raw), str(calib_file), METHODS[method],
+                               json.dumps(keep_fp32)], capture_output=True, text=True)
+        if done.returncode:
+            lines = [line for line in done.stderr.strip().splitlines() if line.strip()] or ["no output"]
+            raise BadInput(f"ModelOpt could not quantize {src.name} with calibration set {data.source}: {lines[-1][:300]}",
+                           hint="run with --debug for its log")
+        log.debug("%s", done.stderr)
+        save_onnx(onnx.load(str(raw)), out)
+    finally:
+        for f in [calib_file, *raw.parent.glob(f"{raw.name}*")]:
+            f.unlink(missing_ok=True)
+    return {"modelopt": done.stdout.strip().splitlines()[-1], "calibrated_size": list(data.sizes[0]),
+            "calibrated_inputs": len(calib)}
 
 
 def left_in_float(model: onnx.ModelProto) -> list[str]:

@@ -99,10 +99,11 @@ def to_fp16(artifact: Path | Artifact, out_dir: Path | None = None, *, io: str =
         staged = tmp / name
         _stream_weights(model, graph, private, staged)
         save_onnx(model, staged)
-        del model
         samples = load_calibration(None, v, calibration_sizes(v, spec.form, spec.size, spec.min_size), None, spec.min_size)
+        errors = _layer_errors(private, staged, samples.batches, (graph, model))  # the graphs as written, not read again
+        del model
         return _finish(staged, out_dir, opened, "fp16", v, spec, reference, verify, backend,
-                       {"io": io, "fp32_nodes": keep, "layer_errors": _layer_errors(private, staged, samples.batches)})
+                       {"io": io, "fp32_nodes": keep, "layer_errors": errors})
 
 
 @contextlib.contextmanager
@@ -227,7 +228,7 @@ def to_int8(artifact: Path | Artifact, out_dir: Path | None = None, *, target: s
                  "its defaults" if quantizer == "nncf" else method, data.count, data.available, len(data.sizes),
                  data.source)
         private = copy_into(src, tmp / "source")  # quantizers write beside their input (NAME-inferred.onnx)
-        equalization = equalize_copy(private) if equalize else None
+        equalization, fp32_graph = equalize_copy(private) if equalize else (None, graph)
 
         def quantize(kept_float: list[str]) -> dict:
             """`staged`, quantized with `excluded` and `kept_float` left in float, metadata set."""
@@ -261,17 +262,17 @@ def to_int8(artifact: Path | Artifact, out_dir: Path | None = None, *, target: s
             _set_meta(model, source_props | meta.replace(precision=tag, calibration=info, fp32_nodes=tuple(in_float),
                                                          int8_layout=layout, int8_exact_on=LAYOUTS[layout].exact_on).to_props())
             onnx.save(model, str(staged))  # graph only: the side file is already beside it
-            latest["calibration"], latest["in_float"] = info, in_float
+            latest["calibration"], latest["in_float"], latest["graph"] = info, in_float, model
             return info
 
         latest: dict = {}
         quantize([])
-        errors = _layer_errors(private, staged, data.batches)
+        errors = _layer_errors(private, staged, data.batches, (fp32_graph, latest["graph"]))
         kept, budget_info = [], None
         if options.budget:
             kept, budget_info = _fit_budget(options.budget, budget_set, private, staged, errors, excluded, quantize, backend)
             if kept:  # the manifest describes the artifact written: its kept layers add nothing now
-                errors = _layer_errors(private, staged, data.batches)
+                errors = _layer_errors(private, staged, data.batches, (fp32_graph, latest["graph"]))
         extra_entry = {"target": target, "quantizer": quantizer, "calibration": latest["calibration"],
                        "fp32_nodes": latest["in_float"], "int8_layout": layout, "exact_on": LAYOUTS[layout].exact_on,
                        "layer_errors": errors, "accuracy_budget": budget_info}
@@ -327,15 +328,16 @@ def _fit_budget(budget, data, fp32: Path, staged: Path, errors: list[dict], excl
     return result.kept, record
 
 
-def equalize_copy(private: Path) -> Equalization:
+def equalize_copy(private: Path) -> tuple[Equalization, onnx.ModelProto]:
     """Cross-layer equalization of the private FP32 copy, in place (its side file rescaled through a
-    memory map: the weights are never held twice)."""
+    memory map: the weights are never held twice). Returns what was done and the copy's graph (BatchNorms
+    folded away, where it had any)."""
     model = onnx.load(str(private), load_external_data=False)
     done = equalize(model, base_dir=private.parent)
     onnx.save(model, str(private))  # the graph: inline tensors, and BatchNorms folded away if there were any
     log.info("equalized %d layer pair(s) of %s in %d pass(es) (largest channel scale %.3g)", len(done.pairs),
              private.name, done.passes, done.max_scale)
-    return done
+    return done, model
 
 
 def _quantize_ort(src: Path, private: Path, staged: Path, graph: onnx.ModelProto, data, target: str, method: str,
@@ -486,12 +488,12 @@ def _topological_sort(graph: onnx.GraphProto) -> None:
     graph.node.extend(ordered)
 
 
-def _layer_errors(fp32: Path, derived: Path, batches) -> list[dict]:
+def _layer_errors(fp32: Path, derived: Path, batches, graphs: tuple[onnx.ModelProto, onnx.ModelProto]) -> list[dict]:
     """The manifest's per-layer error list (layer_error.py), and a log line naming the worst layer."""
     from .layer_error import layer_errors
 
     with step(f"measuring each layer of {derived.name} against FP32"):
-        errors = layer_errors(fp32, derived, batches)
+        errors = layer_errors(fp32, derived, batches, graphs)
     if errors:
         worst = errors[0]
         log.info("largest per-layer error: %s (%s) adds %.4f relative L2 (output %.4f, cosine %.5f)",
