@@ -8,6 +8,7 @@ device (DESIGN.md fact 5: TensorRT's Builder on such a host raises a bare TypeEr
 from __future__ import annotations
 
 import ctypes
+import functools
 import importlib
 import importlib.util
 import os
@@ -87,7 +88,8 @@ def require_tensorrt(hint: str | None = None) -> tuple[object, Gpu]:
     return importlib.import_module("tensorrt"), cuda_info().gpus[0]
 
 
-def pip_cuda_runtime_dirs() -> list[Path]:
+@functools.cache  # polygraphy_calls wraps each TensorRT inference: no sys.path scan per call
+def pip_cuda_runtime_dirs() -> tuple[Path, ...]:
     """Folders where pip's CUDA wheels put libcudart: `nvidia/cu13/lib` (torch's cuda-toolkit 13
     wheels) and `nvidia/cuda_runtime/lib` (nvidia-cuda-runtime-cu12), in sys.path order."""
     found = []
@@ -98,7 +100,7 @@ def pip_cuda_runtime_dirs() -> list[Path]:
         for lib in sorted(root.glob("*/lib/libcudart.so*")):
             if lib.parent not in found:
                 found.append(lib.parent)
-    return found
+    return tuple(found)
 
 
 def expose_pip_cuda_runtime() -> list[Path]:
