@@ -43,7 +43,7 @@ def test_extract_matches_the_runner_image_by_image(run, mini_artifacts, images, 
         ref = r.infer({"input": x})
     for tap in plan.outputs:
         np.testing.assert_allclose(np.array([g[tap] for g in good]), ref[tap].mean(axis=(2, 3)), rtol=1e-5, atol=1e-6)
-    summary = json.loads((out / "extract.json").read_text())
+    summary = json.loads((out / "_extract.json").read_text())
     assert summary["images"] == 41 and summary["written"] == 41 and summary["errors"] == 1
 
 
@@ -101,16 +101,14 @@ def test_cluster_without_ray_is_exit_3_with_the_install_line(run, mini_artifacts
     assert not (tmp_path / "o").exists()
 
 
-def test_ctrl_c_keeps_the_rows_written(mini_artifacts, tmp_path):
-    """A real SIGINT to a running `vggdeploy extract`: the Parquet file it leaves is whole."""
-    import signal
+def _running_extract(mini_artifacts, tmp_path):
+    """A `vggdeploy extract` over 5,000 images, once it has begun writing; (process, out folder)."""
+    import os
     import subprocess
     import sys
     import time
 
     from vggdeploy.mnist import write_image_folder
-
-    import os
 
     data = write_image_folder(tmp_path / "many", count=1000)
     for copy in range(1, 5):  # 5,000 images (hard links): a job that is surely still running at the signal
@@ -122,13 +120,72 @@ def test_ctrl_c_keeps_the_rows_written(mini_artifacts, tmp_path):
                              "--data", str(data), "--out", str(out), "--batch", "1"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
-    while not (out / "part-00000.parquet").exists() and time.monotonic() < deadline:
+    while not list(out.glob(".part-00000.parquet.*")) and time.monotonic() < deadline:  # written under a hidden name
         time.sleep(0.2)
     time.sleep(0.5)
     assert proc.poll() is None, "the job ended before the signal"
+    return proc, out
+
+
+def test_ctrl_c_keeps_the_rows_written(mini_artifacts, tmp_path):
+    """A real SIGINT to a running `vggdeploy extract`: the Parquet file it leaves is whole."""
+    import signal
+
+    proc, out = _running_extract(mini_artifacts, tmp_path)
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 0 and "interrupted" in stdout, stderr
     table = pq.read_table(out / "part-00000.parquet")
-    summary = json.loads((out / "extract.json").read_text())
+    summary = json.loads((out / "_extract.json").read_text())
     assert 0 < table.num_rows == summary["written"] < 5000 and summary["interrupted"]
+
+
+def test_sigterm_leaves_no_part_and_exits_143(mini_artifacts, tmp_path):
+    """SIGTERM mid-run: exit 143, and neither a footerless part under its final name nor the hidden one."""
+    import signal
+
+    proc, out = _running_extract(mini_artifacts, tmp_path)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143 and "terminated" in stderr, stderr
+    assert not list(out.glob("*parquet*")), sorted(p.name for p in out.iterdir())
+
+
+def test_every_parquet_reader_opens_the_output_folder(run, mini_artifacts, images, tmp_path):
+    """The folder itself is the dataset: pandas, pyarrow, duckdb and Ray Data read it as written (the
+    summary is `_extract.json`, a name they skip)."""
+    import pandas as pd
+
+    out = tmp_path / "emb"
+    assert run("extract", mini_artifacts / "features.onnx", "--data", images, "--out", out)[0] == 0
+    assert len(pd.read_parquet(out)) == 41 and pq.read_table(out).num_rows == 41
+    duckdb = pytest.importorskip("duckdb")
+    assert duckdb.connect().execute(f"select count(*) from read_parquet('{out}/*.parquet')").fetchall() == [(41,)]
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    try:
+        assert ray.data.read_parquet(str(out)).count() == 41
+    finally:
+        ray.shutdown()
+
+
+def test_force_replaces_only_what_vggdeploy_wrote(run, mini_artifacts, images, tmp_path):
+    """--force over an earlier run (its part and an old-style extract.json) replaces them; a folder
+    holding another tool's Parquet file is refused, with and without --force, and the file stays."""
+    import shutil
+
+    out = tmp_path / "emb"
+    assert run("extract", mini_artifacts / "features.onnx", "--data", images, "--out", out)[0] == 0
+    shutil.copy(out / "part-00000.parquet", out / "part-00001-earlier.parquet")  # a cluster run's part name
+    (out / "extract.json").write_text("{}")  # what an earlier release wrote
+    assert run("extract", mini_artifacts / "features.onnx", "--data", images, "--out", out, "--force")[0] == 0
+    assert sorted(p.name for p in out.iterdir()) == ["_extract.json", "part-00000.parquet"]
+    assert pq.read_table(out).num_rows == 41  # exactly once
+    other = tmp_path / "spark"
+    other.mkdir()
+    pq.write_table(pq.read_table(out / "part-00000.parquet").replace_schema_metadata({}),
+                   other / "part-00000-c000.snappy.parquet")
+    for extra in ([], ["--force"]):
+        code, _, err = run("extract", mini_artifacts / "features.onnx", "--data", images, "--out", other, *extra)
+        assert code == 2 and ("not empty" in err if not extra else "Parquet files vggdeploy did not write" in err), err
+    assert sorted(p.name for p in other.iterdir()) == ["part-00000-c000.snappy.parquet"]

@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .errors import BadInput, first_line, printable
+from .errors import BadInput, first_line, printable, spelled
 
 log = logging.getLogger("vggdeploy")
 MANIFEST = "manifest.json"
@@ -85,11 +85,11 @@ def prepare_out_dir(out_dir: Path, names: list[str], force: bool) -> None:
     """Fail early (before any long work) if the folder can't be written or would be overwritten."""
     existing = [n for n in names if (out_dir / n).exists()]
     if existing and not force:
-        raise BadInput(f"{out_dir / existing[0]} already exists", hint="pass --force to overwrite it")
+        raise BadInput(f"{out_dir / existing[0]} already exists", hint=f"pass {spelled('--force', 'force=True')} to overwrite it")
     require_writable(out_dir)
 
 
-def require_writable(folder: Path, hint: str = "choose another --out") -> None:
+def require_writable(folder: Path, hint: str = "choose a folder you can write to") -> None:
     """BadInput (one line) unless folder can be created and written."""
     error = write_error(folder)
     if error:

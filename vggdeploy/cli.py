@@ -5,7 +5,9 @@ from __future__ import annotations
 import errno
 import json
 import logging
+import signal
 import sys
+import threading
 import traceback
 from pathlib import Path
 
@@ -14,7 +16,7 @@ import click
 from .adoption import CHANNELS, LAYOUTS as INPUT_LAYOUTS, PIXELS
 from .backends import BACKENDS
 from .engine import HARDWARE_COMPAT
-from .errors import BadInput, VggDeployError, printable
+from .errors import CLI_SPELLING, BadInput, VggDeployError, printable
 from .evaluate import PROTOCOLS
 from .extraction import POOLS
 from .forms import FORMS
@@ -498,7 +500,7 @@ def eval_cmd(artifacts, data, labels, protocol, scales, flip, crops, backend, fu
 @cli.command("extract")
 @click.argument("artifact", type=click.Path(path_type=Path))
 @click.option("--data", required=True, type=click.Path(path_type=Path), help="Image folder (searched recursively).")
-@click.option("--out", "out_dir", required=True, type=OutPath(), help="Folder for the Parquet file(s) and extract.json.")
+@click.option("--out", "out_dir", required=True, type=OutPath(), help="Folder for the Parquet file(s) and _extract.json (a name Parquet readers skip).")
 @click.option("--taps", help="Outputs to keep, comma-separated (default: every tap of the features form; logits "
                              "of the dense form, or score_map).")
 @click.option("--pool", default="gap", show_default=True, type=click.Choice(POOLS),
@@ -636,9 +638,21 @@ def hoist_global_flags(argv: list[str]) -> list[str]:
     return flags + [a for a in argv[:end] if a not in GLOBAL_FLAGS] + argv[end:]
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised where the process is, so that what cleans up after an interrupt (staging
+    folders, a Parquet part being written) runs for it too."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = hoist_global_flags(list(argv if argv is not None else sys.argv[1:]))
     debug = "--debug" in argv
+    spelling = CLI_SPELLING.set(True)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         cli.main(args=argv, prog_name="vggdeploy", standalone_mode=False)
         return 0
@@ -659,6 +673,9 @@ def main(argv: list[str] | None = None) -> int:
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         return 130
+    except Terminated:
+        click.echo("terminated", err=True)
+        return 143
     except OSError as e:  # disk full, permissions, a folder where a file was expected: the write was staged
         if debug:
             traceback.print_exc()
@@ -666,3 +683,5 @@ def main(argv: list[str] | None = None) -> int:
         click.echo("hint: nothing was published; free space or fix the path and re-run" if e.errno == errno.ENOSPC
                    else "hint: check the path and its permissions", err=True)
         return 3 if e.errno == errno.ENOSPC else 2
+    finally:
+        CLI_SPELLING.reset(spelling)

@@ -2,6 +2,16 @@
 
 from __future__ import annotations
 
+from contextvars import ContextVar
+
+# set while the CLI runs: hints then name options as flags (--force), else as Python arguments (force=True)
+CLI_SPELLING: ContextVar[bool] = ContextVar("vggdeploy_cli_spelling", default=False)
+
+
+def spelled(flag: str, argument: str) -> str:
+    """An option named in a hint, as the caller gives it: the CLI's `flag` or the API's `argument`."""
+    return flag if CLI_SPELLING.get() else argument
+
 
 class VggDeployError(Exception):
     """Base: one clear line (the message) and an optional hint."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,13 +19,16 @@ from pathlib import Path
 import numpy as np
 
 from .artifact import Artifact
-from .errors import BadInput, MissingEnvironment
+from .errors import BadInput, MissingEnvironment, printable, spelled
 
 log = logging.getLogger("vggdeploy")
 
 POOLS = ("gap", "max", "none")
 PART = "part-00000.parquet"  # single-process output; a cluster writes several parts
-SUMMARY = "extract.json"
+# Parquet readers (pyarrow, pandas, duckdb, Spark, Ray) skip names that begin with "_" or ".": the
+# summary and a part still being written stay out of what they read
+SUMMARY = "_extract.json"
+LEGACY_SUMMARY = "extract.json"  # what earlier releases wrote (readers tripped on it): --force removes it
 
 
 @dataclass(frozen=True)
@@ -134,24 +138,51 @@ def arrow_table(rows: dict[str, list], plan: ExtractPlan):
     return pa.table(columns).replace_schema_metadata(plan.file_metadata())
 
 
+def owned_parts(out_dir: Path) -> list[Path]:
+    """The Parquet files in out_dir that vggdeploy wrote (their footer names the artifact), whatever
+    their names (a cluster's writers choose theirs)."""
+    import pyarrow.parquet as pq
+
+    owned = []
+    for f in sorted(Path(out_dir).glob("*.parquet")):
+        try:
+            if b"vggdeploy.artifact_sha256" in (pq.read_schema(f).metadata or {}):
+                owned.append(f)
+        except (OSError, ValueError):  # pyarrow's ArrowInvalid is a ValueError: a damaged or foreign file
+            continue
+    return owned
+
+
 def prepare_out(out_dir: Path, force: bool) -> None:
-    """An output folder that doesn't exist yet (or --force: the parts of an earlier run go)."""
+    """An output folder that doesn't exist yet or is empty; with `force`, one whose earlier results
+    (only those: files vggdeploy wrote) go. Another tool's Parquet files are never deleted, and a
+    folder holding them is refused: a reader of the folder would mix them with ours."""
     from .artifacts import require_writable
 
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise BadInput(f"{out_dir} is a file, not a folder", hint="give a folder for the Parquet output")
     if out_dir.exists() and any(out_dir.iterdir()):
         if not force:
-            raise BadInput(f"{out_dir} already exists and is not empty", hint="pass --force to replace its results")
-        for f in list(out_dir.glob("part-*.parquet")) + [out_dir / SUMMARY]:
+            raise BadInput(f"{out_dir} already exists and is not empty",
+                           hint=f"pass {spelled('--force', 'force=True')} to replace its results")
+        ours = owned_parts(out_dir)
+        foreign = sorted(set(out_dir.glob("*.parquet")) - set(ours))
+        if foreign:
+            raise BadInput(f"{out_dir} holds Parquet files vggdeploy did not write ({printable(foreign[0].name)}"
+                           + (f" and {len(foreign) - 1} more" if len(foreign) > 1 else "") + ")",
+                           hint="choose an empty output folder: readers of the folder would mix their rows with ours")
+        require_writable(out_dir, hint="choose a folder you can write to")
+        for f in ours + [out_dir / SUMMARY, out_dir / LEGACY_SUMMARY, *out_dir.glob(f".{PART}.*")]:
             f.unlink(missing_ok=True)
-    require_writable(out_dir, hint="choose another --out")
+    require_writable(out_dir, hint="choose a folder you can write to")
 
 
 def extract(artifact: Path, data: Path, out_dir: Path, *, taps: list[str] | None = None, pool: str = "gap",
             batch: int = 16, backend: str = "cpu", force: bool = False, cluster=None,
             progress_every: int = 200) -> dict:
     """Embeddings of every image below `data` into Parquet in `out_dir`; returns the summary (also
-    written as extract.json). Single-process by default: batches stream into one file (row groups
+    written as _extract.json, a name Parquet readers skip). Single-process by default: batches stream into one file (row groups
     of `batch` rows, memory bounded) and Ctrl-C keeps the rows written. `cluster` (a
     cluster.ClusterOptions) runs the same per-image code on a Ray cluster's actors."""
     from .backends import make_runner
@@ -177,13 +208,13 @@ def extract(artifact: Path, data: Path, out_dir: Path, *, taps: list[str] | None
         summary["seconds"] = round(time.perf_counter() - t0, 2)
         write_summary(out_dir, summary)
         return summary
-    writer = None
+    writer, part, partial = None, Path(out_dir) / PART, Path(out_dir) / f".{PART}.{os.getpid()}"
     try:
         with make_runner(backend, plan.opened or plan.artifact) as runner:
             summary["runtime"] = runner.name
             for start in range(0, len(paths), batch):
                 table = arrow_table(embed_paths(runner, [str(p) for p in paths[start:start + batch]], plan), plan)
-                writer = writer or pq.ParquetWriter(str(Path(out_dir) / PART), table.schema)
+                writer = writer or pq.ParquetWriter(str(partial), table.schema)
                 writer.write_table(table)
                 summary["written"] += table.num_rows
                 summary["errors"] += table.num_rows - table.column("error").null_count
@@ -192,11 +223,16 @@ def extract(artifact: Path, data: Path, out_dir: Path, *, taps: list[str] | None
                              summary["written"] / (time.perf_counter() - t0))
     except KeyboardInterrupt:
         summary["interrupted"] = True
-    finally:
+    except BaseException:  # a failure (full disk, SIGTERM) leaves no part: a footerless file would not read
         if writer:
             writer.close()
+            partial.unlink(missing_ok=True)
+        raise
+    if writer:  # whole (footer written): under its final name
+        writer.close()
+        os.replace(partial, part)
     if writer and summary["interrupted"]:  # the signal may land between a write and its count: count the file
-        kept = pq.read_table(str(Path(out_dir) / PART), columns=["error"])
+        kept = pq.read_table(str(part), columns=["error"])
         summary["written"], summary["errors"] = kept.num_rows, kept.num_rows - kept.column("error").null_count
     if summary["interrupted"]:
         log.warning("interrupted: keeping the %d row(s) written", summary["written"])
@@ -217,7 +253,7 @@ def read_embeddings(out_dir: Path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    tables = [pq.read_table(p) for p in sorted(Path(out_dir).glob("*.parquet"))]
+    tables = [pq.read_table(p) for p in owned_parts(out_dir)]
     return pa.concat_tables(tables).sort_by("path") if tables else None
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .artifact import Artifact, described
 from .artifacts import check_name, require_writable, side_files, staging_prefix
-from .errors import BadInput, MissingEnvironment
+from .errors import BadInput, MissingEnvironment, spelled
 from .metadata import ArtifactMeta
 
 PLATFORMS = ("onnxruntime_onnx", "tensorrt_plan", "openvino", "python")
@@ -157,10 +157,10 @@ def write_repository(artifact: Path | Artifact, repo: Path, opts: TritonOptions,
     target = repo / opts.name
     if target.is_symlink() or target.exists() and not target.is_dir():
         raise BadInput(f"{target} is not a model folder (a {'symlink' if target.is_symlink() else 'file'}): "
-                       "vggdeploy replaces only model folders", hint="remove it yourself, or choose another --name")
+                       "vggdeploy replaces only model folders", hint=f"remove it yourself, or choose another {spelled('--name', 'name')}")
     if target.exists() and not force:
-        raise BadInput(f"{target} already exists", hint="pass --force to replace it")
-    require_writable(repo, hint="choose another --repo")
+        raise BadInput(f"{target} already exists", hint=f"pass {spelled('--force', 'force=True')} to replace it")
+    require_writable(repo, hint=f"choose another {spelled('--repo', 'repo')}")
     tmp = Path(tempfile.mkdtemp(dir=repo, prefix=staging_prefix()))  # fresh: never an existing name
     try:
         (tmp / "1").mkdir()
