@@ -74,5 +74,5 @@ def test_images_read_by_one_rule_for_calibration_eval_and_extract(tmp_path):
     assert np.array_equal(read_image(tmp_path / "8.png"), read_image(tmp_path / "16.png"))
     assert _read(tmp_path / "16.png").shape == (32, 40, 3)
     skimage.io.imsave(tmp_path / "pages.tif", np.zeros((3, 8, 8, 3), np.uint8), check_contrast=False)
-    with pytest.raises(BadInput, match="not a single 2-D image"):
+    with pytest.raises(BadInput, match="not a single 2-D image|cannot decode pages.tif"):
         _read(tmp_path / "pages.tif")

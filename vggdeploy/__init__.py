@@ -13,6 +13,8 @@ Public API (the CLI is a thin layer over these):
     inspect_onnx(path) -> dict;  qdq_violations(model) -> [violations]
     make_runner(backend, path) -> Runner       (context manager; .infer({name: array}))
     check_parity(reference, candidate, cases, thresholds) -> ParityReport
+    preprocess(image_path_or_array, artifact) -> (C, H, W) float32   (the artifact's own preprocessing)
+    predict(artifact, [images or folders], top=5) -> [{path, error, top: [{class, name, score}]}]
     extract(artifact, data_dir, out_dir, taps=..., pool=..., cluster=ClusterOptions(...)) -> summary
 
 Names load on first use, so running an artifact (`make_runner`) does not import torch.
@@ -34,7 +36,7 @@ _API = {
     "VGG": "models", "build_form": "models",
     "THRESHOLDS": "parity", "check_parity": "parity", "default_cases": "parity",
     "to_fp16": "precision", "to_int8": "precision",
-    "qdq_violations": "qdq",
+    "qdq_violations": "qdq", "predict": "prediction", "preprocess": "preprocessing",
     "VARIANTS": "variants", "Variant": "variants", "get_variant": "variants",
     "LoadedModel": "weights", "load_model": "weights",
 }

@@ -60,7 +60,11 @@ class Artifact:
         from .artifacts import read_manifest
         from .inspect import load_graph
 
+        from .filetypes import require_model_file
+
         path = Path(path)
+        if path.is_file():
+            require_model_file(path, "a model artifact")  # a photo given where a model goes: said at once
         if path.suffix == ".onnx":
             return cls.from_graph(path, load_graph(path), manifest)
         if path.suffix not in DERIVED_HINTS:
@@ -132,6 +136,14 @@ def described(artifact: "str | Path | Artifact") -> Artifact:
     opened = Artifact.of(artifact)
     if opened.kind == "onnx":
         return opened
+    if opened.kind == "other":
+        from .filetypes import sniff
+
+        what = sniff(opened.path) if opened.path.is_file() else None
+        raise BadInput(f"{opened.path.name} is {what or 'not a model artifact'}"
+                       + (", not a model artifact" if what else " (an ONNX .onnx, TensorRT .plan or OpenVINO .xml)"),
+                       hint="a checkpoint goes to `vggdeploy export CHECKPOINT` first" if what and "torch" in what
+                       else "give an ONNX artifact (.onnx), an engine (.plan) or an OpenVINO IR (.xml)")
     if opened.source is None:
         raise BadInput(f"{opened.path} is not in its folder's manifest.json",
                        hint=DERIVED_HINTS.get(opened.path.suffix, "give an ONNX artifact"))

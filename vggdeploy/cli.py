@@ -225,23 +225,26 @@ def precision_plan(fp16: bool, io: str, int8: bool, target: str | None, calib: s
 def export(model, forms, weights, seed, prefix, size, taps, opset, out_dir, force, no_verify, engine, as_json,
            **precision) -> None:
     """Export MODEL (a variant name or a checkpoint) to ONNX, checked against eager PyTorch."""
+    from .filetypes import check_model_arg
     from .pipeline import check_export_options
 
+    check_model_arg(model, weights)
     plan = precision_plan(**precision)
     form_list = list(FORMS) if forms == "all" else split_list(forms) or []
     parsed_size = parse_size(size)
     check_export_options(form_list, plan, parsed_size, split_list(taps), engine)
     if not 0 <= seed < 2**63:
         raise BadInput(f"--seed {seed}: give a whole number from 0 to 2**63 - 1")
+    from .forms import check_opset
+
+    check_opset(opset)
     from .progress import step
 
     with step(f"loading {model}"):
-        from .pipeline import deploy  # torch: only once every option above is judged
-        from .export import check_opset
-        from .weights import load_model
+        from .weights import load_model  # torch: only once every option above is judged
 
-        check_opset(opset)
-        loaded = load_model(model, weights, seed, prefix)
+        loaded = load_model(model, weights, seed, prefix)  # before the exporter's imports: a wrong checkpoint goes fast
+        from .pipeline import deploy
     if loaded.inferred:
         log.info(loaded.inferred)
     out_dir = out_dir or Path("engines") / default_folder(loaded)
@@ -278,10 +281,11 @@ def adopt(onnx_path, out_dir, name, layout, channels, pixels, mean, std, size, r
     """Make a VGG ONNX exported elsewhere (Keras/tf2onnx, torch.onnx, a model zoo) a vggdeploy artifact:
     a copy with vggdeploy's input (NCHW, RGB, normalised as stated), output `logits`, metadata and a
     manifest entry, checked against the original. Every verb then takes it."""
+    from .filetypes import require_onnx
+
+    require_onnx(onnx_path)
     from .adoption import AdoptOptions, adopt as adopt_onnx
 
-    if not onnx_path.is_file():
-        raise BadInput(f"{onnx_path} not found")
     names = None
     if classes_file is not None:
         try:
@@ -321,6 +325,9 @@ def build(onnx_path: Path, profiles, timing_cache, workspace, opt_level, hardwar
 @json_option
 def quantize(onnx_path: Path, force, no_verify, as_json, **precision) -> None:
     """FP16 and/or INT8 artifacts from an existing FP32 ONNX (written beside it, compared with it)."""
+    from .filetypes import require_onnx
+
+    require_onnx(onnx_path)
     from .pipeline import derive
 
     plan = precision_plan(**precision)
@@ -477,24 +484,63 @@ def cluster_of(cluster: str | None, workers: int | None, cpus_per_worker: int | 
 @click.option("--fuse", is_flag=True, help="Also the fusion of the artifacts (their averaged posteriors).")
 @click.option("--batch", default=16, show_default=True, help="Images per batch for the center protocol.")
 @click.option("--out", "out_dir", type=OutPath(), help="Write eval.json and eval.md here.")
+@click.option("--per-image", type=OutPath(), metavar="FILE",
+              help="Also each image's row, as `predict` writes it (top-5, label, correct): FILE.json, .csv or .parquet.")
 @cluster_options
 @json_option
-def eval_cmd(artifacts, data, labels, protocol, scales, flip, crops, backend, fuse, batch, out_dir, cluster, workers,
-             cpus_per_worker, as_json) -> None:
+def eval_cmd(artifacts, data, labels, protocol, scales, flip, crops, backend, fuse, batch, out_dir, per_image, cluster,
+             workers, cpus_per_worker, as_json) -> None:
     """Top-1/top-5 error of deployed ARTIFACTS (files, folders or a variant's engines/NAME) under the
     VGG paper's protocols, on labelled images; on a Ray cluster with --cluster."""
     from .dataset import load_dataset
     from .evaluate import evaluate, protocol_for, select_artifacts
+    from .prediction import check_rows_path, write_rows
     from .report import EVAL_COLUMNS, eval_rows, table, write_eval
 
+    if per_image:
+        check_rows_path(per_image)
+    if out_dir:
+        from .artifacts import require_writable
+
+        require_writable(out_dir)  # before the evaluation, not after it
     ray_opts = cluster_of(cluster, workers, cpus_per_worker)
     files = select_artifacts(list(artifacts), protocol)
     samples, _ = load_dataset(data, labels)
     qs = tuple(parse_ints(scales, "--scales")) if scales and protocol != "center" else None
-    rows = evaluate(files, samples, protocol_for(files, protocol, qs, flip, crops), backend, fuse, batch, cluster=ray_opts)
+    images = [] if per_image else None
+    rows = evaluate(files, samples, protocol_for(files, protocol, qs, flip, crops), backend, fuse, batch, cluster=ray_opts,
+                    per_image=images)
+    if per_image:
+        log.info("wrote %s", write_rows(images, per_image))
     click.echo(json.dumps({"results": rows}, indent=2) if as_json else table([h for _, h in EVAL_COLUMNS], eval_rows(rows)))
     if out_dir:
         write_eval(rows, out_dir)
+
+
+@cli.command()
+@click.argument("artifact", type=click.Path(path_type=Path))
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--top", default=5, show_default=True, help="Classes per image.")
+@click.option("--backend", default="cpu", show_default=True, type=click.Choice(BACKENDS), help="Runtime (cpu: fastest per precision).")
+@click.option("--batch", default=16, show_default=True, help="Images per batch.")
+@click.option("--out", type=OutPath(), metavar="FILE", help="Write the rows to FILE.json, .csv or .parquet (top-k as columns).")
+@json_option
+def predict(artifact, images, top, backend, batch, out, as_json) -> None:
+    """Top classes of each image (files, or folders searched recursively) from a classifier or dense
+    ARTIFACT, preprocessed as its metadata declares. An unreadable image is an error row (exit 0)."""
+    from .prediction import check_rows_path, predict as predict_images, write_rows
+    from .report import table
+
+    if out:
+        check_rows_path(out)
+    rows = predict_images(artifact, list(images), top=top, backend=backend, batch=batch)
+    if out:
+        log.info("wrote %s", write_rows(rows, out))
+    if as_json:
+        click.echo(json.dumps({"rows": rows}, indent=2))
+        return
+    shown = [[r["path"], r["error"] or ", ".join(f"{t['name']} {t['score']:.3f}" for t in r["top"])] for r in rows]
+    click.echo(table(["image", f"top-{top} (name score)"], [[printable(a), printable(b)] for a, b in shown]))
 
 
 @cli.command("extract")
@@ -576,10 +622,11 @@ def report(runs, out_dir) -> None:
 @json_option
 def convert(onnx_path: Path, fmt: str, force: bool, as_json: bool) -> None:
     """Convert an ONNX artifact for a runtime's own format (OpenVINO IR: NAME.xml + NAME.bin)."""
+    from .filetypes import require_onnx
+
+    require_onnx(onnx_path)
     from .backends.openvino import save_ir
 
-    if not onnx_path.is_file():
-        raise BadInput(f"{onnx_path} not found")
     echo_artifacts([save_ir(onnx_path, force=force)], as_json)
 
 

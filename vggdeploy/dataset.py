@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import BadInput
+from .errors import BadInput, printable
 
 LABELS_FILE = "labels.txt"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
@@ -52,47 +52,79 @@ def load_dataset(folder: Path, labels: Path | None = None) -> tuple[list[Sample]
 
 
 def _with_labels_file(folder: Path, labels: Path) -> list[Sample]:
+    """Samples of every image below folder (recursively, as `extract` finds them, sorted by their
+    path inside it), labelled by `labels`: `LABEL` lines in that order, or `NAME LABEL` lines where
+    NAME is the path inside folder or, where it is unique, the file name."""
+    where = printable(str(labels))
     if not labels.is_file():
-        raise BadInput(f"labels file {labels} not found")
-    images = _images(folder)
+        raise BadInput(f"labels file {where} not found")
+    images = list_images(folder)
     if not images:
         raise BadInput(f"{folder} has no images")
+    root = Path(folder).resolve()
+    inside = [p.relative_to(root).as_posix() for p in images]
     try:
         lines = [line.split() for line in labels.read_text().splitlines() if line.strip()]
-        if all(len(parts) == 2 for parts in lines):
+        if lines and all(len(parts) == 2 for parts in lines):
             by_name = {name: int(label) for name, label in lines}
-            missing = [p.name for p in images if p.name not in by_name]
+            names = [p.name for p in images]
+            keys = [rel if rel in by_name or names.count(p.name) > 1 else p.name for rel, p in zip(inside, images)]
+            missing = [k for k in keys if k not in by_name]
             if missing or len(by_name) != len(images):
-                raise BadInput(f"{labels.name} does not match the images in {folder}: "
+                raise BadInput(f"{where} does not match the images below {folder}: "
                                f"{len(by_name)} labels, {len(images)} images"
-                               + (f", no label for {missing[0]}" if missing else ""))
-            values = [by_name[p.name] for p in images]
+                               + (f", no label for {printable(missing[0])}" if missing else ""),
+                               hint="one NAME LABEL line per image; NAME: its path inside the folder (or its file name)")
+            values = [by_name[k] for k in keys]
         else:
             values = [int(parts[0]) for parts in lines]
     except (ValueError, UnicodeDecodeError):
-        raise BadInput(f"{labels.name}: labels must be whole numbers (torchvision class indices)") from None
+        raise BadInput(f"{where}: labels must be whole numbers (torchvision class indices)") from None
     if values and min(values) < 0:
-        raise BadInput(f"{labels.name}: label {min(values)} is negative", hint="labels are 0-based class indices")
+        raise BadInput(f"{where}: label {min(values)} is negative", hint="labels are 0-based class indices")
     if len(values) != len(images):
-        raise BadInput(f"{labels.name} has {len(values)} labels for {len(images)} images in {folder}",
-                       hint="one label per image, in sorted file-name order (or NAME LABEL lines)")
+        raise BadInput(f"{where} has {len(values)} labels for {len(images)} images below {folder}",
+                       hint="one label per image, in the sorted order of their paths (or NAME LABEL lines)")
     return [Sample(p, v) for p, v in zip(images, values)]
 
 
-def read_image(path: Path) -> np.ndarray:
-    """HxWxC uint8 (C: 1 gray, 2 gray+alpha, or 3 RGB): an unreadable file raises ValueError for the
-    caller to count (eval, extract) or refuse (calibration)."""
-    import skimage.io
+# Decoded-size bounds, judged from the header before any pixel is decoded: a 140-byte PNG can
+# declare 20000x1 and a 1.6 MB TIFF 40960x40960 (README, Images)
+MAX_PIXELS = 50_000_000
+MAX_ASPECT = 50
 
+
+def read_image(path: Path) -> np.ndarray:
+    """HxWxC uint8 (C: 1 gray or 3 RGB) from any mode Pillow opens: palette (transparency dropped),
+    gray+alpha, CMYK (Pillow's conversion), 16-bit (by the type's full range), 1-bit. An unreadable
+    file, or one whose header declares more than MAX_PIXELS pixels or an aspect ratio beyond
+    MAX_ASPECT, raises ValueError for the caller to count (eval, extract) or refuse (calibration)."""
+    from PIL import Image
+
+    name = printable(Path(path).name)
     try:
-        img = skimage.io.imread(path)
+        with Image.open(path) as im:
+            w, h = im.size
+            if w * h > MAX_PIXELS or max(w, h) > MAX_ASPECT * max(1, min(w, h)) or not w * h:
+                raise ValueError(f"{name} is {w}x{h}: beyond {MAX_PIXELS:,} pixels or a {MAX_ASPECT}:1 aspect ratio")
+            if getattr(im, "n_frames", 1) > 1:
+                raise ValueError(f"{name} is not a single 2-D image ({im.n_frames} pages or frames)")
+            if im.mode.startswith("I") or im.mode == "F":  # 16/32-bit gray: scaled by the type, not the image
+                x = np.asarray(im, dtype=np.float64)
+                x = x if im.mode == "F" else x / 65535.0
+                return (np.clip(x, 0, 1) * 255).round().astype(np.uint8)[..., None]
+            gray = im.mode in ("1", "L", "LA", "La", "P") and _palette_is_gray(im)
+            return np.array(im.convert("L"))[..., None] if gray else np.array(im.convert("RGB"))
+    except ValueError as e:
+        if str(e).startswith(name):
+            raise
+        raise ValueError(f"cannot decode {name} (ValueError)") from None
     except Exception as e:  # decoders raise anything on a damaged file (PIL: SyntaxError on a cut JPEG)
-        raise ValueError(f"cannot decode {Path(path).name} ({type(e).__name__})") from None
-    if img.ndim == 2:
-        img = img[..., None]
-    if img.ndim != 3 or not img.size:
-        raise ValueError(f"{Path(path).name} is not a single 2-D image (shape {img.shape})")
-    if img.dtype != np.uint8:  # 16-bit or float: by the type's full range, not the image's own maximum
-        top = np.iinfo(img.dtype).max if img.dtype.kind in "ui" else 1.0
-        img = (np.clip(img / top, 0, 1) * 255).round().astype(np.uint8)
-    return img[..., :3]
+        raise ValueError(f"cannot decode {name} ({type(e).__name__})") from None
+
+
+def _palette_is_gray(im) -> bool:
+    if im.mode != "P":
+        return True
+    rgb = np.asarray(im.getpalette("RGB") or [], dtype=np.int64).reshape(-1, 3)
+    return bool(len(rgb)) and bool((rgb == rgb[:, :1]).all())

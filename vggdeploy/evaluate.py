@@ -27,6 +27,7 @@ from .backends.base import as_input
 from .dataset import Sample, read_image
 from .errors import BadInput
 from .forms import FormSpec, check_memory
+from .preprocessing import center_view, normalise, to_tensor
 
 log = logging.getLogger("vggdeploy")
 PROTOCOLS = ("center", "dense", "multicrop", "dense+multicrop")
@@ -83,39 +84,20 @@ def check_protocol(p: Protocol, spec: FormSpec, pre: dict, name: str) -> None:
         raise BadInput(f"the {p.name} protocol needs --scales")
 
 
-def _tensor(img: np.ndarray, pre: dict):
-    import torch
-    from torchvision.transforms.v2 import functional as F
-
-    t = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)
-    if pre["color"] == "gray" and t.shape[0] == 3:
-        t = F.rgb_to_grayscale(t)
-    elif pre["color"] == "RGB" and t.shape[0] == 1:
-        t = t.expand(3, -1, -1)
-    return t
-
-
-def _normalise(t, pre: dict) -> np.ndarray:
-    import torch
-    from torchvision.transforms.v2 import functional as F
-
-    return F.normalize(F.to_dtype(t, torch.float32, scale=True), list(pre["mean"]), list(pre["std"])).numpy()
-
-
 def prepare(sample: Sample, p: Protocol, pre: dict) -> Prepared:
     """Decode and build every input the protocol needs (runs in a worker thread)."""
     import torch
     from torchvision.transforms.v2 import functional as F
 
-    t = _tensor(read_image(sample.path), pre)
+    t = to_tensor(read_image(sample.path), pre)
     out, crop = Prepared(sample.label, str(sample.path)), pre["crop"]
     if "center" in p.parts:
-        out.center = _normalise(F.center_crop(F.resize(t, pre["resize"], antialias=True), [crop, crop]), pre)
+        out.center = center_view(t, pre)
     for q in p.scales if ("dense" in p.parts or "multicrop" in p.parts) else ():
         x = F.resize(t, q, antialias=True)
         if "dense" in p.parts:
             views = [x, F.horizontal_flip(x)] if p.flip else [x]
-            out.dense.append(np.stack([_normalise(v, pre) for v in views]))
+            out.dense.append(np.stack([normalise(v, pre) for v in views]))
         if "multicrop" in p.parts:
             h, w = x.shape[1:]
             tops = np.linspace(0, h - crop, p.crops).round().astype(int)
@@ -123,7 +105,7 @@ def prepare(sample: Sample, p: Protocol, pre: dict) -> Prepared:
             crops = torch.stack([x[:, i:i + crop, j:j + crop] for i in tops for j in lefts])
             if p.flip:
                 crops = torch.cat([crops, F.horizontal_flip(crops)])
-            out.multicrop.append(_normalise(crops, pre))
+            out.multicrop.append(normalise(crops, pre))
     return out
 
 
@@ -217,7 +199,8 @@ def errors(posteriors: np.ndarray, labels: np.ndarray) -> dict:
     """Top-1 and top-5 error (%)."""
     order = np.argsort(-posteriors, axis=1)
     top1 = float((order[:, 0] != labels).mean() * 100)
-    top5 = float((~(order[:, :5] == labels[:, None]).any(axis=1)).mean() * 100) if posteriors.shape[1] >= 5 else None
+    # with 5 classes or fewer the true class is always among the top 5: no top-5 error to show
+    top5 = float((~(order[:, :5] == labels[:, None]).any(axis=1)).mean() * 100) if posteriors.shape[1] > 5 else None
     return {"top1_err": round(top1, 2), "top5_err": None if top5 is None else round(top5, 2)}
 
 
@@ -269,9 +252,11 @@ def select_artifacts(paths: list[Path], protocol: str) -> list[Artifact]:
 
 
 def evaluate(artifacts: list[Path | Artifact], samples: list[Sample], p: Protocol, backend: str = "cpu", fuse: bool = False,
-             batch: int = 16, workers: int = 2, cluster=None) -> list[dict]:
+             batch: int = 16, workers: int = 2, cluster=None, per_image: list | None = None, top: int = 5) -> list[dict]:
     """One row per artifact (and one for their fusion with `fuse`, image by image): top-1/top-5
-    error, images/s. `cluster` (a cluster.ClusterOptions) runs each artifact on a Ray cluster."""
+    error, images/s. `cluster` (a cluster.ClusterOptions) runs each artifact on a Ray cluster.
+    `per_image`, a list, receives each image's row as `predict` writes it (top-`top` classes,
+    label, correct) with the artifact's path."""
     from .backends import make_runner
 
     if batch < 1:
@@ -311,6 +296,11 @@ def evaluate(artifacts: list[Path | Artifact], samples: list[Sample], p: Protoco
                            + (f" (first: {run.skipped[0]})" if run.skipped else ""), hint="check the --data folder")
         post, labels = np.array(run.posteriors), np.array(run.labels)
         kept.append(run)
+        if per_image is not None:
+            from .prediction import prediction_rows
+
+            per_image += [{"artifact": str(path), **r} for r in prediction_rows(
+                run.paths, run.posteriors, min(top, v.num_classes), meta.class_names, run.failed, run.labels)]
         rows.append({"artifact": str(path), "model": v.name, "precision": meta.precision,
                      "runtime": runtime, "protocol": p.name, "scales": list(p.scales), "flip": p.flip,
                      "crops": p.crops if "multicrop" in p.parts else None, "images": len(labels),

@@ -16,8 +16,8 @@ from .artifact import Artifact
 from .artifacts import file_entry, prepare_out_dir, publish, record, side_files, staging
 from .backends.base import Runner
 from .backends.eager import TorchRunner
-from .errors import BadInput, CheckFailed, first_line
-from .forms import FormSpec, check_memory, form_spec
+from .errors import CheckFailed, first_line
+from .forms import DEFAULT_OPSET, FormSpec, check_memory, check_opset, form_spec
 from .metadata import ArtifactMeta
 from .naming import artifact_name
 from .parity import Expected
@@ -28,12 +28,6 @@ from .weights import LoadedModel
 
 log = logging.getLogger("vggdeploy")
 
-MIN_OPSET, MAX_OPSET, DEFAULT_OPSET = 18, 23, 18  # the dynamo exporter starts at 18; ORT 1.32 runs <= 23
-
-
-def check_opset(opset: int) -> None:
-    if not MIN_OPSET <= opset <= MAX_OPSET:
-        raise BadInput(f"opset {opset} is not supported", hint=f"choose {MIN_OPSET}..{MAX_OPSET} (default {DEFAULT_OPSET})")
 
 
 def metadata(loaded: LoadedModel, spec: FormSpec, precision: str = "fp32") -> ArtifactMeta:

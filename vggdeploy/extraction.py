@@ -86,14 +86,6 @@ def plan_extract(artifact: Path, taps: list[str] | None = None, pool: str = "gap
                        meta.precision, opened)
 
 
-def prepare_center(path: Path, pre: dict) -> np.ndarray:
-    """One image as the center protocol feeds it: (C, crop, crop) float32."""
-    from .evaluate import Protocol, prepare
-    from .dataset import Sample
-
-    return prepare(Sample(Path(path), -1), Protocol("center"), pre).center
-
-
 def pooled(x: np.ndarray, pool: str) -> np.ndarray:
     """(N, C, H, W) -> (N, C) by global average or max; `none` keeps the map (N, C*H*W)."""
     if x.ndim == 2 or pool == "none":
@@ -105,6 +97,7 @@ def embed_paths(runner, paths: list[str], plan: ExtractPlan) -> dict[str, list]:
     """Rows for a batch of image paths: {"path", "error", OUTPUT...}. An unreadable image is an
     error row (its outputs None), never a failed batch."""
     from .backends.base import as_input
+    from .preprocessing import center_input
 
     rows = {"path": list(paths), "error": [None] * len(paths), **{o: [None] * len(paths) for o in plan.outputs}}
     if plan.pool == "none":
@@ -112,7 +105,7 @@ def embed_paths(runner, paths: list[str], plan: ExtractPlan) -> dict[str, list]:
     ready, inputs = [], []
     for i, p in enumerate(paths):
         try:
-            inputs.append(prepare_center(Path(p), plan.pre))
+            inputs.append(center_input(Path(p), plan.pre))
             ready.append(i)
         except (OSError, ValueError, RuntimeError) as e:
             rows["error"][i] = f"{type(e).__name__}: {str(e)[:200]}"

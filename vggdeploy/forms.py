@@ -72,3 +72,11 @@ def check_memory(v: Variant, size: tuple[int, int], batch: int = 1, share: float
     if need > share * have:
         raise BadInput(f"{v.name} at {size[0]}x{size[1]}, batch {batch} needs about {need / 2**30:.1f} GiB; "
                        f"{have / 2**30:.1f} GiB of memory is available", hint="use a smaller size or batch")
+
+
+MIN_OPSET, MAX_OPSET, DEFAULT_OPSET = 18, 23, 18  # the dynamo exporter starts at 18; ORT 1.32 runs <= 23
+
+
+def check_opset(opset: int) -> None:
+    if not MIN_OPSET <= opset <= MAX_OPSET:
+        raise BadInput(f"opset {opset} is not supported", hint=f"choose {MIN_OPSET}..{MAX_OPSET} (default {DEFAULT_OPSET})")

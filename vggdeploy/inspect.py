@@ -21,12 +21,14 @@ FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProt
 
 def load_graph(path: Path) -> onnx.ModelProto:
     """The graph without its external weights (cheap: kB, not the 500 MB side file)."""
-    if not path.is_file():
-        raise BadInput(f"{path} not found")
+    from .filetypes import require_onnx
+
+    require_onnx(path)
     try:
         return onnx.load(str(path), load_external_data=False)
     except Exception as e:
-        raise BadInput(f"{path} is not an ONNX model ({type(e).__name__})") from None
+        raise BadInput(f"{path} is not an ONNX model ({type(e).__name__})",
+                       hint="a checkpoint (.pth, .safetensors, a timm or Lightning folder) goes to `vggdeploy export CHECKPOINT`") from None
 
 
 def _value_info(v: onnx.ValueInfoProto) -> dict:
