@@ -77,7 +77,7 @@ def test_predict_rows_files_and_refusals(timm_model, photos, run, tmp_path):
     assert pq.read_table(tmp_path / "p.parquet").num_rows == 9
     code, _, err = run("predict", arts["features"].path, photos)
     assert code == 2 and "features form" in err and "vggdeploy extract" in err
-    for bad, message in ((photos / "chelsea.jpg", "not an ONNX"), (tmp_path / "nope.onnx", "not found")):
+    for bad, message in ((photos / "chelsea.jpg", "JPEG image, not a model artifact"), (tmp_path / "nope.onnx", "not found")):
         code, _, err = run("predict", bad, photos)
         assert code == 2 and message in err, err
     code, _, err = run("predict", arts["classifier"].path, photos, "--out", tmp_path / "p.txt")
@@ -141,3 +141,36 @@ def test_declared_size_beyond_the_bound_is_an_error_row_before_decoding(mini_art
     assert code == 0, err
     bad = [r for r in json.loads(out)["rows"] if r["error"]]
     assert len(bad) == 1 and "20000x1" in bad[0]["error"] and "aspect" in bad[0]["error"]
+
+
+VERBS_TAKING_A_MODEL = [
+    ("export", "{img}"), ("export", "vgg61"), ("export", "vgg16", "--weights", "{img}"), ("export", "{onnx_as_model}"),
+    ("adopt", "{img}"), ("adopt", "{ckpt}"), ("quantize", "{img}", "--fp16"), ("inspect", "{img}"), ("bench", "{img}"),
+    ("bench", "{ckpt}"), ("eval", "{img}", "--data", "{dir}"), ("predict", "{img}", "{img}"),
+    ("extract", "{img}", "--data", "{dir}", "--out", "{dir}/o"), ("triton", "{img}", "--repo", "{dir}/r"),
+    ("build", "{img}"), ("convert", "{img}"), ("convert", "{empty}"),
+]
+
+
+@pytest.mark.parametrize("argv", VERBS_TAKING_A_MODEL, ids=lambda a: "-".join(a[:2]).replace("{", "").replace("}", ""))
+def test_a_photo_or_a_wrong_file_as_the_model_is_refused_before_torch(argv, tmp_path):
+    """Every verb that takes a model, given a photo, a checkpoint where an ONNX goes (or the reverse),
+    an empty file or a name that is no variant: exit 2 in one line, before torch is imported."""
+    import subprocess
+    import sys
+
+    from vggdeploy.data import sample_photos
+
+    Image.fromarray(sample_photos()[1][1]).save(tmp_path / "cat.jpg")
+    torch.save({"conv1.weight": torch.zeros(1)}, tmp_path / "model.pth")
+    (tmp_path / "empty.onnx").write_bytes(b"")
+    (tmp_path / "model.onnx").write_bytes(b"\x08\x07")  # an ONNX header's first bytes
+    names = {"img": tmp_path / "cat.jpg", "ckpt": tmp_path / "model.pth", "dir": tmp_path, "empty": tmp_path / "empty.onnx",
+             "onnx_as_model": tmp_path / "model.onnx"}
+    args = [a.format(**names) for a in argv]
+    code = (f"import sys; from vggdeploy.cli import main; rc = main({args!r}); "
+            "print(rc, 'torch' in sys.modules, file=sys.stderr)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    lines = done.stderr.strip().splitlines()
+    assert lines[-1] == "2 False", done.stderr
+    assert lines[0].startswith("error: ") and len(lines) <= 3, done.stderr

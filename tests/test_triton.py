@@ -177,3 +177,48 @@ def test_concurrent_requests_are_batched(server):
     inferences = after.inference_count - before.inference_count
     executions = after.execution_count - before.execution_count
     assert inferences == 32 and executions < inferences  # the dynamic batcher merged requests
+
+
+def test_the_generated_readme_serves_as_printed(tmp_path, mini_artifacts):
+    """The model folder's README, followed literally: its first bash block run from the model folder
+    with only ENV set (as the README says), then queried with tritonclient."""
+    import re
+    import signal
+    import subprocess
+
+    if not (SERVER_ENV / ".installed").exists():
+        if os.environ.get("VGGDEPLOY_REQUIRE_TRITON"):
+            pytest.fail("scripts/triton_env.sh did not make .venv-triton")
+        pytest.skip("no tritonserver environment here (bash scripts/triton_env.sh makes one; CI does)")
+    import tritonclient.http as httpclient
+
+    repo = tmp_path / "repo"
+    model = write_repository(mini_artifacts / "classifier.onnx", repo, TritonOptions("classifier", platform="python"))
+    block = re.search(r"```bash\n(.*?)```", (model / "README.md").read_text(), re.S).group(1)
+    assert "--backend-directory" in block and "VGGDEPLOY_PYTHONPATH" in block
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VGGDEPLOY_PYTHONPATH", "LD_LIBRARY_PATH")}
+    proc = subprocess.Popen(["bash", "-c", block], cwd=model, env={**env, "ENV": str(SERVER_ENV)},
+                            stdout=open(tmp_path / "server.log", "w"), stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        client = httpclient.InferenceServerClient("127.0.0.1:8000")
+        deadline = time.time() + 120
+        while time.time() < deadline and proc.poll() is None:
+            try:
+                if client.is_model_ready("classifier"):
+                    break
+            except Exception:  # not listening yet
+                pass
+            time.sleep(0.5)
+        assert proc.poll() is None, (tmp_path / "server.log").read_text()[-3000:]
+        x = np.random.default_rng(0).standard_normal((2, 1, 32, 32)).astype(np.float32)
+        inp = httpclient.InferInput("input", list(x.shape), "FP32")
+        inp.set_data_from_numpy(x)
+        with make_runner("cpu", mini_artifacts / "classifier.onnx") as r:
+            want = r.infer({"input": x})["logits"]
+        np.testing.assert_allclose(client.infer("classifier", [inp]).as_numpy("logits"), want, rtol=1e-5, atol=1e-5)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)

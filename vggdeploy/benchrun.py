@@ -147,6 +147,13 @@ def run_bench(paths: list[Path], backends: list[str], batches: list[int], sizes:
                 key = (meta.weights_sha256, spec.form, size, eager_backend)
                 if key not in eager_keys and path.suffix == ".onnx":
                     eager_keys[key] = (path, eager_backend, size, meta, v, spec)
+    if sizes and not any(spec.dynamic_hw for *_, spec in blocks):
+        fixed = blocks[0][5].size if blocks else None
+        raise BadInput(f"--size applies to the dense and features forms; {blocks[0][0].name if blocks else 'this artifact'} "
+                       f"takes a fixed {fixed[0]}x{fixed[1]}" if fixed else "--size applies to the dense and features forms",
+                       hint="drop --size, or bench the dense form (vggdeploy export MODEL --form dense)")
+    for path in {b[0] for b in blocks if sizes and not b[5].dynamic_hw}:
+        log.warning("%s takes a fixed input size: timed at it, not at --size", path.name)
     blocks += list(eager_keys.values())
     with step("measuring the compute floor (GEMM rates)"):
         rates = gemm_rates()

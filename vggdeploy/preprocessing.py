@@ -33,7 +33,7 @@ def to_tensor(img: np.ndarray, pre: dict):
     import torch
     from torchvision.transforms.v2 import functional as F
 
-    t = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)
+    t = torch.from_numpy(np.require(img, requirements=["C", "W"])).permute(2, 0, 1)
     if pre["color"] == "gray" and t.shape[0] == 3:
         t = F.rgb_to_grayscale(t)
     elif pre["color"] == "RGB" and t.shape[0] == 1:

@@ -207,21 +207,38 @@ def repo_readme(opts: TritonOptions, artifact: Path, meta: ArtifactMeta) -> str:
                "tensorrt_plan": "Triton's TensorRT backend, on a GPU like the one the engine was built on"}[opts.platform]
     v, spec = meta.to_variant(), meta.spec
     shape = f" --shape input:{v.in_channels},{spec.size[0]},{spec.size[1]}" if spec.dynamic_hw else ""
+    serve = PYTHON_SERVE if opts.platform == "python" else (
+        "# in NVIDIA's Triton container (nvcr.io/nvidia/tritonserver), from this folder\n"
+        "tritonserver --model-repository=\"$(pwd)/..\" --http-address=127.0.0.1 --grpc-address=127.0.0.1\n")
     return f"""# {opts.name}: Triton model repository entry made by vggdeploy
 
 From `{artifact.name}` ({v.name}, {spec.form} form), platform `{opts.platform}`: served by {backend}.
 `config.pbtxt` was checked against Triton's own schema when this folder was written.
 
+Serve it (run from this folder; the block is tested as printed):
+
 ```bash
-tritonserver --model-repository=$(pwd)/.. --http-address=127.0.0.1 --grpc-address=127.0.0.1
+{serve}```
+
+Load it (perf_analyzer comes with Triton's SDK container or `pip install tritonclient[all]`'s perf tools):
+
+```bash
 perf_analyzer -m {opts.name} -u 127.0.0.1:8001 -i grpc --concurrency-range 1:16:3{shape}
 ```
+"""
 
-The python platform needs `vggdeploy` and its CPU runtimes (`pip install 'vggdeploy[cpu]'`)
-importable by the Python backend's stub, whose embedded interpreter ignores PYTHONPATH: install them
-into an environment of the stub's Python version and start tritonserver with
-`VGGDEPLOY_PYTHONPATH=ENV/lib/python3.X/site-packages` and `LD_LIBRARY_PATH` holding that
-interpreter's libpython folder.
+
+# The python platform on the tritonserver in nvidia-pytriton's wheel (DESIGN.md fact 9): its backends
+# sit beside the binary, not in /opt/tritonserver, and the backend's stub embeds an interpreter that
+# ignores PYTHONPATH and needs its libpython: model.py adds VGGDEPLOY_PYTHONPATH as a site folder
+# (so an editable install's .pth works too)
+PYTHON_SERVE = """# ENV: a Python environment with nvidia-pytriton, 'numpy<2' and vggdeploy[cpu]
+# (vggdeploy's scripts/triton_env.sh makes one); set ENV=/path/to/it, then run the rest as printed
+TRITON=$("${ENV:?set ENV to the serving environment}/bin/python" -c 'import os, pytriton; print(os.path.dirname(pytriton.__file__) + "/tritonserver")')
+export VGGDEPLOY_PYTHONPATH=$("$ENV/bin/python" -c 'import site; print(site.getsitepackages()[0])')
+export LD_LIBRARY_PATH=$("$ENV/bin/python" -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR"))')${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+"$TRITON/bin/tritonserver" --model-repository="$(pwd)/.." --backend-directory="$TRITON/backends" \\
+  --http-address=127.0.0.1 --grpc-address=127.0.0.1
 """
 
 
@@ -229,13 +246,17 @@ MODEL_PY = '''"""Triton python-backend model: runs a vggdeploy artifact with its
 
 import json
 import os
+import site
 import sys
 from pathlib import Path
 
 # Triton's python-backend stub embeds an interpreter that ignores PYTHONPATH: the serving
-# environment's packages (and vggdeploy) come from VGGDEPLOY_PYTHONPATH, or PYTHONPATH, here
+# environment's packages (and vggdeploy) come from VGGDEPLOY_PYTHONPATH, or PYTHONPATH, here, as
+# site folders: their .pth files (an editable install's among them) count
 for entry in reversed((os.environ.get("VGGDEPLOY_PYTHONPATH") or os.environ.get("PYTHONPATH", "")).split(os.pathsep)):
     if entry and entry not in sys.path:
+        site.addsitedir(entry)
+        sys.path.remove(entry)
         sys.path.insert(0, entry)
 
 import numpy as np  # noqa: E402

@@ -36,11 +36,11 @@ def start_server(repo: Path, venv: Path, timeout: float = 120.0):
     """tritonserver serving `repo` on 127.0.0.1 (free ports); yields {"http": url, "grpc": url}."""
     info = _env_info(Path(venv).resolve())
     http, grpc, metrics = _free_port(), _free_port(), _free_port()
-    project = Path(__file__).resolve().parents[1]
     env = {**os.environ,
-           # the python backend stub embeds this interpreter: it needs libpython, the venv's packages and vggdeploy
+           # what the generated README sets: the stub embeds this interpreter, which needs its libpython
+           # and the venv's packages (vggdeploy among them, an editable install's .pth included)
            "LD_LIBRARY_PATH": os.pathsep.join(filter(None, [info["libdir"], os.environ.get("LD_LIBRARY_PATH")])),
-           "VGGDEPLOY_PYTHONPATH": os.pathsep.join([info["site"], str(project)])}
+           "VGGDEPLOY_PYTHONPATH": info["site"]}
     log = Path(repo).resolve().parent / f"tritonserver-{http}.log"
     cmd = [str(info["root"] / "bin" / "tritonserver"), f"--model-repository={Path(repo).resolve()}",
            f"--backend-directory={info['root'] / 'backends'}", "--http-address=127.0.0.1", f"--http-port={http}",
