@@ -120,6 +120,36 @@ def test_report_renders_in_a_real_browser(bench_run, tmp_path):
                    capture_output=True, timeout=120, check=True)
     pixels = np.asarray(Image.open(shot).convert("L"), dtype=float)
     assert pixels.shape == (2200, 1280) and pixels.std() > 20  # plots and tables drawn, not a blank page
+    # the wide results table scrolls inside its own box: the page itself is no wider than the window
+    probe = tmp_path / "probe.html"
+    probe.write_text(page.read_text().replace("</body>", "<script>document.body.setAttribute('data-fits', "
+                                              "document.documentElement.scrollWidth <= window.innerWidth)</script></body>"))
+    dom = subprocess.run(["chromium", *flags, "--window-size=1280,900", "--dump-dom", probe.as_uri()],
+                         capture_output=True, text=True, timeout=120)
+    assert 'data-fits="true"' in dom.stdout and "class=\"scroll\"" in dom.stdout
+
+
+def test_every_latency_series_is_drawn_distinctly_and_noisy_ratios_are_marked():
+    """Series that share points stay visible (colour, marker, line style and fill differ from the
+    next), and a speed-up resting on a NOISY row, its own or eager's, is marked as such."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from vggdeploy.report import _distinct_styles, _noisy_ratio
+
+    fig, ax = plt.subplots()
+    _distinct_styles(ax, 6)
+    lines = [ax.plot([1, 2], [1, 2])[0] for _ in range(6)]  # six series on the very same points
+    styles = [(ln.get_color(), ln.get_marker(), ln.get_linestyle(), str(ln.get_markerfacecolor())) for ln in lines]
+    assert len(set(styles)) == 6 and all(a[1:] != b[1:] for a, b in zip(styles, styles[1:]))
+    plt.close(fig)
+    row = {"model": "m", "form": "classifier", "size": "32x32", "batch": 1, "timing": "wall-clock", "backend": "onnxruntime",
+           "median_ms": 1.0, "std_ms": 0.01}
+    quiet_eager, noisy_eager = {**row, "backend": "eager", "std_ms": 0.1}, {**row, "backend": "eager", "std_ms": 0.9}
+    assert not _noisy_ratio(row, [row, quiet_eager]) and _noisy_ratio(row, [row, noisy_eager])
+    assert _noisy_ratio({**row, "std_ms": 0.5}, [quiet_eager])
 
 
 def test_serving_load_reports_throughput_per_requests_in_flight(mini_artifacts, run, tmp_path):

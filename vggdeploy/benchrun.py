@@ -185,7 +185,7 @@ def run_bench(paths: list[Path], backends: list[str], batches: list[int], sizes:
                 peer = backend in (peers or [])
                 eager = backend.startswith("torch") or peer  # eager and peer rows: the weights behind the artifact, not its file
                 results.append({"artifact": f"{'peer' if peer else 'eager'}:{meta.weights}" if eager else str(path),
-                                "model": v.name, "form": spec.form, "precision": precision,
+                                "model": v.name, "folder": Path(path).parent.name, "form": spec.form, "precision": precision,
                                 "backend": {"torch": "eager", "torch-cuda": "eager-cuda"}.get(backend, backend),
                                 "peer": peer, **({"compile_s": round(r["first_ms"] / 1e3, 1)} if peer and "first_ms" in r else {}),
                                 "cpu_isa": system["int8_isa"], **r,

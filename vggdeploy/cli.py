@@ -441,7 +441,13 @@ def bench(paths, backends, batch, size, runs, duration, hint, concurrency, no_ea
     if as_json:
         click.echo(json.dumps(run["results"], indent=2))
         return
+    from .report import folder_of, several_folders
+
     keep = [(k, h) for k, h in RESULT_COLUMNS if k not in ("model", "p90_ms", "std_ms", "artifact_mb")]
+    if several_folders(run["results"]):  # two `classifier fp32` rows must say whose they are
+        keep.insert(0, ("folder", "model"))
+        for r in run["results"]:
+            r["folder"] = folder_of(r)
     click.echo(table([h for _, h in keep], [result_row(r, keep) for r in run["results"]]))
 
 
@@ -495,7 +501,7 @@ def eval_cmd(artifacts, data, labels, protocol, scales, flip, crops, backend, fu
     from .dataset import load_dataset
     from .evaluate import evaluate, protocol_for, select_artifacts
     from .prediction import check_rows_path, write_rows
-    from .report import EVAL_COLUMNS, eval_rows, table, write_eval
+    from .report import eval_columns, eval_rows, table, write_eval
 
     if per_image:
         check_rows_path(per_image)
@@ -512,7 +518,8 @@ def eval_cmd(artifacts, data, labels, protocol, scales, flip, crops, backend, fu
                     per_image=images)
     if per_image:
         log.info("wrote %s", write_rows(images, per_image))
-    click.echo(json.dumps({"results": rows}, indent=2) if as_json else table([h for _, h in EVAL_COLUMNS], eval_rows(rows)))
+    columns = eval_columns(rows)
+    click.echo(json.dumps({"results": rows}, indent=2) if as_json else table([h for _, h in columns], eval_rows(rows, columns)))
     if out_dir:
         write_eval(rows, out_dir)
 

@@ -157,11 +157,19 @@ def _plots(results: list[dict]) -> list[tuple[str, str]]:
     speed = [r for r in results if r.get("speedup_vs_eager") and not r["backend"].startswith("eager")]
     if speed:
         fig, ax = plt.subplots(figsize=(8, 0.3 * len(speed) + 1.2))
+        noisy = [_noisy_ratio(r, results) for r in speed]
         labels = [f"{r['model']} {r['form']} {r['precision']} · {_runtime(r)} · {r['size']} · b{r['batch']}"
-                  + (f" · {r['concurrency']} in flight" if r["timing"].startswith("serving") else "") for r in speed]
-        ax.barh(labels, [r["speedup_vs_eager"] for r in speed], color="tab:green")
+                  + (f" · {r['concurrency']} in flight" if r["timing"].startswith("serving") else "")
+                  + (" · NOISY" if n else "") for r, n in zip(speed, noisy)]
+        bars = ax.barh(labels, [r["speedup_vs_eager"] for r in speed], color="tab:green")
+        for bar, n in zip(bars, noisy):  # a ratio on a noisy row (its own or eager's): hatched and grey
+            if n:
+                bar.set(color="#bbbbbb", hatch="//", edgecolor="#666666")
         ax.axvline(1.0, color="k", lw=1)
-        ax.set(xlabel="speed-up over eager PyTorch (x)", title="Speed-up over eager PyTorch, same weights, same run")
+        title = "Speed-up over eager PyTorch, same weights, same run"
+        ax.set(xlabel="speed-up over eager PyTorch (x)" + ("; grey, hatched: NOISY (std/p50 above "
+                                                            f"{NOISY}, its own or eager's): rerun on a quiet machine" if any(noisy) else ""),
+               title=title)
         ax.tick_params(axis="y", labelsize=7)
         plots.append(("Speed-up over eager PyTorch", _png(fig)))
         plt.close(fig)
@@ -214,6 +222,16 @@ def _plots(results: list[dict]) -> list[tuple[str, str]]:
     return plots
 
 
+def _noisy_ratio(r: dict, results: list[dict]) -> bool:
+    """Whether a speed-up rests on a NOISY row: the row itself, or the eager row it is divided by."""
+    def noisy(x):
+        return bool(x.get("median_ms")) and x.get("std_ms") is not None and x["std_ms"] / x["median_ms"] > NOISY
+
+    same = (r["model"], r["form"], r["size"], r["batch"], r["timing"])
+    return noisy(r) or any(noisy(e) for e in results if e["backend"].startswith("eager")
+                           and (e["model"], e["form"], e["size"], e["batch"], e["timing"]) == same)
+
+
 def _runtime(row: dict) -> str:
     """The runtime that ran a row (e.g. openvino[CPU,latency,f32]), not the backend asked for (cpu)."""
     return row.get("runtime") or row["backend"]
@@ -232,16 +250,22 @@ def _series_runtime(rows: list[dict]) -> str:
 
 
 def _distinct_styles(ax, n: int) -> None:
-    """Colours from tab20 and markers that cycle at different lengths: 20 x 7 distinct series."""
+    """Colours, markers, line styles and hollow or filled markers that cycle at different lengths,
+    so that two series on the same points (ONNX Runtime and OpenVINO FP32 often are) both show."""
     from itertools import cycle, islice
 
     import matplotlib
-
-    colors = matplotlib.colormaps["tab20"].colors if n > 10 else matplotlib.colormaps["tab10"].colors
-    markers = list(islice(cycle("osD^v<>"), n or 1))
     from cycler import cycler
 
-    ax.set_prop_cycle(cycler(color=list(islice(cycle(colors), n or 1)), marker=markers))
+    colors = matplotlib.colormaps["tab20"].colors if n > 10 else matplotlib.colormaps["tab10"].colors
+    count = n or 1
+
+    def take(values):
+        return list(islice(cycle(values), count))
+
+    ax.set_prop_cycle(cycler(color=take(colors), marker=take("osD^v<>"), linestyle=take(["-", "--", "-."]),
+                             markersize=take([7, 5]), markerfacecolor=[c if i % 2 else "none" for i, c in
+                                                                        enumerate(take(colors))]))
 
 
 def _pixels(size: str) -> int:
@@ -254,7 +278,8 @@ def _html_table(headers: list[str], rows: list[list]) -> str:
 
     head = "".join(f"<th>{escape(h)}</th>" for h in headers)
     body = "".join("<tr>" + "".join(f"<td>{escape(_fmt(c))}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    # wide tables scroll inside their own box instead of running off the page
+    return f"<div class='scroll'><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
 
 
 def manifest_entries(results: list[dict]) -> list[tuple[str, dict]]:
@@ -318,18 +343,40 @@ EVAL_COLUMNS = [("artifact", "artifact"), ("precision", "precision"), ("runtime"
                 ("skipped", "skipped")]
 
 
-def eval_rows(evals: list[dict]) -> list[list]:
-    """`vggdeploy eval` rows as table cells (EVAL_COLUMNS)."""
+def folder_of(r: dict) -> str:
+    """The artifact folder a bench or eval row comes from (older runs' eager rows: the model's name)."""
+    from pathlib import Path
+
+    if r.get("folder"):
+        return r["folder"]
+    return Path(r["artifact"]).parent.name if str(r["artifact"]).endswith((".onnx", ".plan", ".xml")) else r.get("model", "")
+
+
+def several_folders(rows: list[dict]) -> bool:
+    """Whether the rows come from more than one artifact folder (then tables say which); a fusion row
+    (artifacts joined by " + ") counts for none."""
+    return len({folder_of(r) for r in rows if " + " not in str(r["artifact"])}) > 1
+
+
+def eval_columns(evals: list[dict]) -> list[tuple[str, str]]:
+    """EVAL_COLUMNS, led by the model's folder where the rows come from several."""
+    return ([("folder", "model")] if several_folders(evals) else []) + EVAL_COLUMNS
+
+
+def eval_rows(evals: list[dict], columns: list[tuple[str, str]] = EVAL_COLUMNS) -> list[list]:
+    """`vggdeploy eval` rows as table cells (`columns`: EVAL_COLUMNS or eval_columns')."""
     from pathlib import Path
 
     def cell(r, k):
         if k == "artifact":
             return Path(r[k]).name
+        if k == "folder":
+            return "fusion" if " + " in r["artifact"] else folder_of(r)
         if k == "scales":
             return ",".join(map(str, r[k])) or "-"
         return len(r[k]) if k == "skipped" else r.get(k)
 
-    return [[cell(r, k) for k, _ in EVAL_COLUMNS] for r in evals]
+    return [[cell(r, k) for k, _ in columns] for r in evals]
 
 
 def write_eval(evals: list[dict], out_dir) -> None:
@@ -342,7 +389,8 @@ def write_eval(evals: list[dict], out_dir) -> None:
     out_dir = Path(out_dir)
     require_writable(out_dir)
     atomic_write_text(out_dir / "eval.json", json.dumps(evals, indent=2) + "\n")
-    atomic_write_text(out_dir / "eval.md", table([h for _, h in EVAL_COLUMNS], eval_rows(evals), markdown=True) + "\n")
+    columns = eval_columns(evals)
+    atomic_write_text(out_dir / "eval.md", table([h for _, h in columns], eval_rows(evals, columns), markdown=True) + "\n")
     if (out_dir / "bench.json").is_file():
         from .benchrun import load_runs
 
@@ -359,6 +407,7 @@ def render_html(runs: list[dict], evals: list[dict] | None = None) -> str:
              "body{font-family:system-ui,sans-serif;margin:24px;max-width:1250px;color:#222}",
              "table{border-collapse:collapse;font-size:12px;margin:8px 0 20px}",
              "th,td{border:1px solid #ccc;padding:3px 6px;text-align:right}th{background:#f0f0f0}",
+             ".scroll{overflow-x:auto;max-width:100%}",
              "td:nth-child(-n+5){text-align:left}img{max-width:100%;border:1px solid #eee;margin:6px 0}",
              ".note{color:#555;font-size:13px}</style></head><body><h1>vggdeploy benchmark</h1>"]
     for i, run in enumerate(runs, 1):
@@ -381,7 +430,8 @@ def render_html(runs: list[dict], evals: list[dict] | None = None) -> str:
     parts.append(_html_table([h for _, h in RESULT_COLUMNS], [result_row(r) for r in results]))
     if evals:
         parts.append("<h2>Accuracy under the paper's protocols (vggdeploy eval)</h2>")
-        parts.append(_html_table([h for _, h in EVAL_COLUMNS], eval_rows(evals)))
+        columns = eval_columns(evals)
+        parts.append(_html_table([h for _, h in columns], eval_rows(evals, columns)))
     parity = parity_of(entries)
     if parity:
         parts.append("<h2>Accuracy parity (from the artifact manifests)</h2>")
