@@ -159,3 +159,59 @@ def test_metadata_less_onnx_points_at_adopt(tmp_path):
     assert r.returncode == 2 and "vggdeploy adopt" in r.stderr and not (tmp_path / "repo").exists()
     with pytest.raises(BadInput, match="fixed batch"):
         adopt(foreign_onnx(tmp_path / "f.onnx", dynamic=()), tmp_path / "o")
+
+
+def test_resize_only_and_probabilities_are_the_models_own_recipe(tmp_path):
+    """Keras' tumour model resizes the whole image to its input and ends in softmax: adopted with
+    --resize-only --output probabilities, the output is named `probabilities`, predict's scores are the
+    original's (not softmaxed twice), preprocessing squeezes the photo to 56x56, and eval and triton
+    take it. Declaring a logits graph as probabilities is refused."""
+    from PIL import Image
+    from torchvision.transforms.v2 import functional as F
+
+    import vggdeploy as vd
+    from vggdeploy.data import sample_photos
+
+    src = foreign_onnx(tmp_path / "keras.onnx")
+    r = cli("adopt", src, "--out", tmp_path / "art", "--resize-only", "--output", "probabilities", "--pixels", "0-255",
+            "--channels", "BGR", "--mean", ",".join(map(str, CAFFE_MEAN_BGR)))
+    assert r.returncode == 0 and "looks like probabilities" not in r.stderr, r.stderr
+    art = vd.Artifact.open(tmp_path / "art" / "classifier.onnx")
+    assert art.outputs == ("probabilities",) and art.meta.preprocessing["resize_only"]
+    photo = sample_photos()[1][1]  # chelsea, 300x451: a centre crop would cut its sides off
+    Image.fromarray(photo).save(tmp_path / "cat.png")
+    x = vd.preprocess(tmp_path / "cat.png", art)
+    t = F.resize(torch.from_numpy(photo).permute(2, 0, 1), [56, 56], antialias=True)
+    want = F.normalize(F.to_dtype(t, torch.float32, scale=True), list(art.meta.preprocessing["mean"]),
+                       list(art.meta.preprocessing["std"])).numpy()
+    np.testing.assert_allclose(x, want, atol=1e-6)
+    rows = vd.predict(art, [tmp_path / "cat.png"], top=4)
+    with make_runner("onnxruntime", art) as runner:
+        probs = runner.infer({"input": x[None]})["probabilities"][0]
+    assert [t["score"] for t in rows[0]["top"]] == pytest.approx(sorted(probs, reverse=True), abs=1e-6)
+    (tmp_path / "data" / "0").mkdir(parents=True)
+    Image.fromarray(photo).save(tmp_path / "data" / "0" / "cat.png")
+    r = cli("eval", tmp_path / "art" / "classifier.onnx", "--data", tmp_path / "data", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["results"][0]["top5_err"] is None, r.stderr  # 4 classes: no top-5
+    r = cli("triton", tmp_path / "art" / "classifier.onnx", "--repo", tmp_path / "repo", "--json")
+    assert r.returncode == 0, r.stderr
+    assert 'name: "probabilities"' in (tmp_path / "repo" / "art-classifier-fp32" / "config.pbtxt").read_text()
+
+    class Logits(torch.nn.Module):  # the same network without its softmax
+        def __init__(self):
+            super().__init__()
+            from timm.models.vgg import VGG
+
+            self.net = VGG([16, "M", 32, "M", 64, 64, "M"], num_classes=4).eval()
+
+        def forward(self, x):
+            return self.net(x.permute(0, 3, 1, 2))
+
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(Logits().eval(), (torch.rand(2, 56, 56, 3),), str(tmp_path / "logits.onnx"), dynamo=False,
+                          opset_version=17, input_names=["x"], output_names=["y"], dynamic_axes={"x": {0: "n"}, "y": {0: "n"}})
+    r = cli("adopt", tmp_path / "logits.onnx", "--out", tmp_path / "l", "--output", "probabilities")
+    assert r.returncode == 2 and "is not probabilities" in r.stderr and not (tmp_path / "l").exists()
+    r = cli("adopt", tmp_path / "logits.onnx", "--out", tmp_path / "l2", "--resize", "64", "--resize-only")
+    assert r.returncode == 2 and "give one of them" in r.stderr

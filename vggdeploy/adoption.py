@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import BadInput, first_line
+from .errors import BadInput, first_line, spelled
 from .metadata import ArtifactMeta
 from .variants import CONFIGS, Variant
 
@@ -27,6 +27,7 @@ LAYOUTS = ("NCHW", "NHWC")
 ADOPTED_NO_EAGER = "an adopted ONNX has no PyTorch model behind it to run eagerly"
 CHANNELS = ("RGB", "BGR", "gray")
 PIXELS = ("0-1", "0-255")
+OUTPUTS = ("logits", "probabilities")  # what the graph's output is: class scores, or already softmax
 
 
 @dataclass(frozen=True)
@@ -43,10 +44,12 @@ class AdoptOptions:
     resize: int | None = None  # shorter side before the centre crop (default: crop x 256/224)
     class_names: tuple[str, ...] | None = None
     name: str | None = None
+    resize_only: bool = False  # the model's recipe: the whole image resized to the input size, no centre crop
+    output: str = "logits"  # "probabilities" for a graph that ends in softmax: the output is named so
 
     def __post_init__(self):
         for flag, value, allowed in (("--layout", self.layout, LAYOUTS + (None,)), ("--channels", self.channels, CHANNELS),
-                                     ("--pixels", self.pixels, PIXELS)):
+                                     ("--pixels", self.pixels, PIXELS), ("--output", self.output, OUTPUTS)):
             if value not in allowed:
                 raise BadInput(f"{flag} {value}: choose from {', '.join(a for a in allowed if a)}")
         if self.std is not None and not all(np.isfinite(s) and s > 0 for s in self.std):
@@ -57,6 +60,9 @@ class AdoptOptions:
             raise BadInput(f"--size {self.size[0]}x{self.size[1]}: a VGG needs at least 32x32")
         if self.resize is not None and self.resize < 1:
             raise BadInput(f"--resize {self.resize}: give a positive side")
+        if self.resize is not None and self.resize_only:
+            raise BadInput("--resize sets the shorter side before a centre crop; --resize-only resizes to the input size",
+                           hint="give one of them")
 
 
 @dataclass(frozen=True)
@@ -185,8 +191,8 @@ class OriginalRunner:
 
     name = "original ONNX (onnxruntime)"
 
-    def __init__(self, path: Path, graph: ForeignGraph, channels: str):
-        self.path, self.graph, self.channels = path, graph, channels
+    def __init__(self, path: Path, graph: ForeignGraph, channels: str, output: str = "logits"):
+        self.path, self.graph, self.channels, self.output = path, graph, channels, output
 
     def __enter__(self):
         import onnxruntime as ort
@@ -199,7 +205,7 @@ class OriginalRunner:
 
     @property
     def output_names(self) -> list[str]:
-        return ["logits"]
+        return [self.output]
 
     def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         x = feed["input"]
@@ -207,12 +213,12 @@ class OriginalRunner:
             x = x[:, ::-1]
         if self.graph.layout == "NHWC":
             x = x.transpose(0, 2, 3, 1)
-        return {"logits": self.session.run(None, {self.graph.input_name: np.ascontiguousarray(x)})[0]}
+        return {self.output: self.session.run(None, {self.graph.input_name: np.ascontiguousarray(x)})[0]}
 
 
-def wrap(model, graph: ForeignGraph, channels: str, num_classes: int) -> None:
+def wrap(model, graph: ForeignGraph, channels: str, num_classes: int, output: str = "logits") -> None:
     """In place: input `input` (N, C, H, W) in front of the original graph (channel Gather for BGR,
-    Transpose for NHWC), output `logits` (N, classes) after it."""
+    Transpose for NHWC), output `output` (N, classes: `logits`, or `probabilities`) after it."""
     from onnx import TensorProto, helper, numpy_helper
 
     g = model.graph
@@ -227,12 +233,12 @@ def wrap(model, graph: ForeignGraph, channels: str, num_classes: int) -> None:
                  if graph.layout == "NHWC" else helper.make_node("Identity", [x], ["vggdeploy_original_input"], name="vggdeploy_input"))
     for node in reversed(front):
         g.node.insert(0, node)
-    g.node.append(helper.make_node("Identity", ["vggdeploy_original_output"], ["logits"], name="vggdeploy_logits"))
+    g.node.append(helper.make_node("Identity", ["vggdeploy_original_output"], [output], name=f"vggdeploy_{output}"))
     old_input = next(v for v in g.input if v.name == "vggdeploy_original_input")
     g.input.remove(old_input)
     g.input.insert(0, helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", graph.in_channels, *graph.size]))
     del g.output[:]
-    g.output.append(helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", num_classes]))
+    g.output.append(helper.make_tensor_value_info(output, TensorProto.FLOAT, ["batch", num_classes]))
 
 
 def _rename(g, old: str, new: str) -> None:
@@ -270,42 +276,54 @@ def adopt(src: Path, out_dir: Path, options: AdoptOptions = AdoptOptions(), *, f
                 resize=options.resize or round(crop * 256 / 224), mean=mean01, std=std01)
     spec = FormSpec("classifier", tuple(foreign.size), v.stride, v.stride)
     out_name = artifact_name("classifier")
-    reference = OriginalRunner(src, foreign, options.channels)
+    reference = OriginalRunner(src, foreign, options.channels, options.output)
     with reference as ref:  # the class count, from one run of the original
         try:
-            probe = ref.infer({"input": np.zeros((1, foreign.in_channels, *foreign.size), np.float32)})["logits"]
+            probe = ref.infer({"input": np.random.default_rng(0).standard_normal(
+                (2, foreign.in_channels, *foreign.size), dtype=np.float32)})[options.output]
         except Exception as e:
             raise BadInput(f"ONNX Runtime can't run {src.name}: {first_line(e)[:300]}") from None
     if probe.ndim != 2:
         raise BadInput(f"{src.name}'s output is {probe.shape[1:]} per image; adopt takes a classifier's (classes,) scores")
     classes = probe.shape[1]
+    softmaxed = bool(np.all(probe >= 0) and np.allclose(probe.sum(axis=1), 1, atol=1e-3))
+    as_probabilities = spelled("--output probabilities", 'output="probabilities"')
+    if options.output == "probabilities" and not softmaxed:
+        raise BadInput(f"{src.name}'s output is not probabilities (its rows do not sum to 1)",
+                       hint=f"leave out {as_probabilities}: it gives logits")
     if options.class_names is not None and len(options.class_names) != classes:
         raise BadInput(f"{len(options.class_names)} class names for {src.name}'s {classes} outputs")
+    if options.output == "logits" and softmaxed:  # said once every refusal is past
+        log.warning("%s's output sums to 1 per image: it looks like probabilities (a softmax at the end); "
+                    "%s names it so", src.name, as_probabilities)
     prepare_out_dir(out_dir, [out_name], force)
     log.info("adopting %s: %s input %s, VGG config %s%s, %d classes", src.name, foreign.layout,
              "x".join(map(str, foreign.size)), foreign.config, " with BN" if foreign.batch_norm else "", classes)
     model = onnx.load(str(src))
-    wrap(model, foreign, options.channels, classes)
+    wrap(model, foreign, options.channels, classes, options.output)
     stated = {"file": src.name, "sha256": artifact_sha256(src), "layout": foreign.layout, "channels": options.channels,
-              "pixels": options.pixels, "mean": list(options.mean or []), "std": list(options.std or [])}
+              "pixels": options.pixels, "mean": list(options.mean or []), "std": list(options.std or []),
+              **({"output": options.output} if options.output != "logits" else {}),
+              **({"resize_only": True} if options.resize_only else {})}
     meta = ArtifactMeta(
         form="classifier", variant=name, config=foreign.config, batch_norm=foreign.batch_norm, num_classes=classes,
         input_sizes=spec.input_sizes(),
         preprocessing={"layout": "NCHW", "color": "gray" if foreign.in_channels == 1 else "RGB", "scale": 1 / 255,
-                       "resize": v.resize, "crop": crop, "interpolation": "bilinear", "mean": list(mean01), "std": list(std01)},
+                       "resize": v.resize, "crop": crop, "interpolation": "bilinear", "mean": list(mean01), "std": list(std01),
+                       **({"resize_only": True} if options.resize_only else {})},
         head=foreign.head or None, class_names=tuple(options.class_names) if options.class_names else None,
         weights=f"adopted:{src.name}", weights_sha256=stated["sha256"], adopted=stated)
     del model.metadata_props[:]
     model.metadata_props.extend(onnx.StringStringEntryProto(key=k, value=val) for k, val in meta.to_props().items())
     entry = {"kind": "onnx", "form": "classifier", "precision": "fp32", "variant": name, "opset": foreign.opset,
              "input": {"name": "input", "shape": ["batch", foreign.in_channels, *foreign.size]},
-             "input_sizes": spec.input_sizes(), "outputs": ["logits"], "weights": meta.weights,
+             "input_sizes": spec.input_sizes(), "outputs": [options.output], "weights": meta.weights,
              "weights_sha256": stated["sha256"], "adopted": stated}
     with staging(out_dir) as tmp:
         staged = tmp / out_name
         save_onnx(model, staged)
         del model
-        check = lambda path: verify_artifact(path, OriginalRunner(src, foreign, options.channels), v, spec)  # noqa: E731
+        check = lambda path: verify_artifact(path, OriginalRunner(src, foreign, options.channels, options.output), v, spec)  # noqa: E731
         final = publish_checked(staged, out_dir, entry, check)
     log.info("adopted %s as %s", src.name, final)
     return final

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from .adoption import CHANNELS, LAYOUTS as INPUT_LAYOUTS, PIXELS
+from .adoption import CHANNELS, LAYOUTS as INPUT_LAYOUTS, OUTPUTS, PIXELS
 from .backends import BACKENDS
 from .engine import HARDWARE_COMPAT
 from .errors import CLI_SPELLING, BadInput, VggDeployError, printable
@@ -274,10 +274,14 @@ def parse_floats(text: str | None, option: str) -> tuple[float, ...] | None:
 @click.option("--std", help="Per-channel std, likewise (default 1).")
 @click.option("--size", help="Input size HxW, for a graph that leaves height and width free.")
 @click.option("--resize", type=int, help="Shorter side before the centre crop (default: crop x 256/224).")
+@click.option("--resize-only", is_flag=True, help="The model's recipe is a plain resize to the input size, no crop.")
+@click.option("--output", "output_kind", type=click.Choice(OUTPUTS), default="logits", show_default=True,
+              help="What the graph's output is: logits, or probabilities (it ends in softmax; named so, not softmaxed again).")
 @click.option("--classes", "classes_file", type=click.Path(path_type=Path), help="Class names, one per line.")
 @click.option("--force", is_flag=True, help="Overwrite an existing artifact.")
 @json_option
-def adopt(onnx_path, out_dir, name, layout, channels, pixels, mean, std, size, resize, classes_file, force, as_json) -> None:
+def adopt(onnx_path, out_dir, name, layout, channels, pixels, mean, std, size, resize, resize_only, output_kind, classes_file,
+          force, as_json) -> None:
     """Make a VGG ONNX exported elsewhere (Keras/tf2onnx, torch.onnx, a model zoo) a vggdeploy artifact:
     a copy with vggdeploy's input (NCHW, RGB, normalised as stated), output `logits`, metadata and a
     manifest entry, checked against the original. Every verb then takes it."""
@@ -293,7 +297,7 @@ def adopt(onnx_path, out_dir, name, layout, channels, pixels, mean, std, size, r
         except (OSError, UnicodeDecodeError) as e:
             raise BadInput(f"cannot read --classes {classes_file}: {getattr(e, 'strerror', None) or e}") from None
     options = AdoptOptions(layout, channels, pixels, parse_floats(mean, "--mean"), parse_floats(std, "--std"),
-                           parse_size(size), resize, names, name)
+                           parse_size(size), resize, names, name, resize_only, output_kind)
     echo_artifacts([adopt_onnx(onnx_path, out_dir or Path("engines") / (name or onnx_path.stem), options, force=force)],
                    as_json)
 

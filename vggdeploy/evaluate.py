@@ -109,6 +109,15 @@ def prepare(sample: Sample, p: Protocol, pre: dict) -> Prepared:
     return out
 
 
+def class_posteriors(outputs: dict[str, np.ndarray]) -> np.ndarray:
+    """(N, classes) probabilities from a classifier's or dense form's outputs: softmax of `logits`,
+    or `probabilities` as they are (a model adopted with output="probabilities" ends in softmax)."""
+    if "probabilities" in outputs:
+        return outputs["probabilities"].reshape(len(outputs["probabilities"]), -1).astype(np.float64)
+    logits = outputs["logits"]
+    return softmax(logits.reshape(len(logits), -1).astype(np.float64))
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     z = logits - logits.max(axis=-1, keepdims=True)
     e = np.exp(z)
@@ -138,9 +147,9 @@ def run_protocol(runner, samples: list[Sample], p: Protocol, pre: dict, batch: i
 
     def infer(x: np.ndarray) -> np.ndarray:
         t0 = time.perf_counter()
-        logits = runner.infer({"input": as_input(runner, np.ascontiguousarray(x))})["logits"]
+        out = runner.infer({"input": as_input(runner, np.ascontiguousarray(x))})
         run.runtime_s += time.perf_counter() - t0
-        return softmax(logits.reshape(len(x), -1).astype(np.float64))
+        return class_posteriors(out)
 
     def flush_center():
         if pending:

@@ -20,6 +20,7 @@ import numpy as np
 
 from .artifact import Artifact
 from .errors import BadInput, MissingEnvironment, printable, spelled
+from .metadata import PREFIX
 
 log = logging.getLogger("vggdeploy")
 
@@ -46,7 +47,7 @@ class ExtractPlan:
     opened: Artifact | None = None  # the artifact as read when planning: runners take it without reading it again
 
     def file_metadata(self) -> dict[bytes, bytes]:
-        return {f"vggdeploy.{k}".encode(): str(v).encode() for k, v in
+        return {f"{PREFIX}{k}".encode(): str(v).encode() for k, v in
                 (("artifact", Path(self.artifact).name), ("artifact_sha256", self.sha256),
                  ("precision", self.precision), ("outputs", json.dumps(list(self.outputs))), ("pool", self.pool))}
 
@@ -139,7 +140,7 @@ def owned_parts(out_dir: Path) -> list[Path]:
     owned = []
     for f in sorted(Path(out_dir).glob("*.parquet")):
         try:
-            if b"vggdeploy.artifact_sha256" in (pq.read_schema(f).metadata or {}):
+            if f"{PREFIX}artifact_sha256".encode() in (pq.read_schema(f).metadata or {}):
                 owned.append(f)
         except (OSError, ValueError):  # pyarrow's ArrowInvalid is a ValueError: a damaged or foreign file
             continue

@@ -66,5 +66,5 @@ def check_model_arg(model: str, weights: str | None = None) -> None:
     path = Path(model)
     if not (model in VARIANTS and os.sep not in model) and not path.exists():
         if os.sep in model or path.suffix:  # a path, not a name
-            raise BadInput(f"{printable(model)} not found", hint="give a variant name (`vggdeploy list`) or a checkpoint file or folder")
+            raise BadInput(f"checkpoint {printable(model)} not found", hint="give a variant name (`vggdeploy list`) or a checkpoint file or folder")
         get_variant(model)  # an unknown name: BadInput with the closest names

@@ -67,7 +67,7 @@ def inspect_onnx(path: str | Path) -> dict:
     if path.suffix == ".xml":
         from .backends.openvino import describe_ir
 
-        return describe_ir(path)
+        return {**describe_ir(path), **_quality(path)}
     model = load_graph(path)
     init = list(model.graph.initializer)
     dtypes = Counter(onnx.helper.tensor_dtype_to_np_dtype(t.data_type).name for t in init)

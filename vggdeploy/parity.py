@@ -25,6 +25,7 @@ class Thresholds:
     top5: float  # min mean overlap of the top-5 sets
 
 
+SCORE_OUTPUTS = ("logits", "probabilities")  # class scores: also compared by top-1/top-5 agreement
 THRESHOLDS = {
     "fp32": Thresholds(rel_l2=1e-4, cosine=0.99999, top1=1.0, top5=0.98),
     "fp16": Thresholds(rel_l2=1e-2, cosine=0.9995, top1=0.9, top5=0.8),
@@ -141,7 +142,7 @@ def compare_output(case: Case, output: str, ref: np.ndarray, got: np.ndarray, th
 
 
 def check_parity(reference: Runner, candidate: Runner, cases: list[Case], th: Thresholds,
-                 logits_outputs: tuple[str, ...] = ("logits",), input_name: str = "input",
+                 logits_outputs: tuple[str, ...] = SCORE_OUTPUTS, input_name: str = "input",
                  on_case: Callable[[int], None] | None = None) -> ParityReport:
     """Run every case on both (active) runners and compare each output (`logits_outputs` also by
     top-1/top-5 agreement). Returns the report (its `raise_on_failure` raises CheckFailed); raises
@@ -162,7 +163,7 @@ def record_outputs(reference: Runner, cases: list[Case], input_name: str = "inpu
     return Expected(ref.name, tuple(cases), tuple(outputs))
 
 
-def compare(expected: Expected, candidate: Runner, th: Thresholds, logits_outputs: tuple[str, ...] = ("logits",),
+def compare(expected: Expected, candidate: Runner, th: Thresholds, logits_outputs: tuple[str, ...] = SCORE_OUTPUTS,
             input_name: str = "input", on_case: Callable[[int], None] | None = None) -> ParityReport:
     """`candidate` (active) on the recorded cases, each output compared as check_parity does."""
     results = []

@@ -292,7 +292,8 @@ def _fit_budget(budget, data, fp32: Path, staged: Path, errors: list[dict], excl
 
     def logits(path: Path) -> np.ndarray:
         with make_runner(backend, path) as r:
-            return np.concatenate([r.infer({"input": data.x[i:i + 32]})["logits"] for i in range(0, len(data.x), 32)])
+            outs = [r.infer({"input": data.x[i:i + 32]}) for i in range(0, len(data.x), 32)]
+            return np.concatenate([o.get("logits", o.get("probabilities")) for o in outs])  # ranked: either will do
 
     def latency(path: Path) -> float:
         with make_runner(backend, path) as r:

@@ -18,19 +18,6 @@ log = logging.getLogger("vggdeploy")
 ROW_FORMATS = (".json", ".csv", ".parquet")
 
 
-def output_is_probability(meta) -> bool:
-    """True for a model adopted with `output="probabilities"` (its graph ends in softmax)."""
-    return bool(meta.adopted and meta.adopted.get("output") == "probabilities")
-
-
-def posterior(scores: np.ndarray, meta) -> np.ndarray:
-    """Class probabilities from the graph's output: softmax of logits, or the output as it is."""
-    from .evaluate import softmax
-
-    scores = scores.reshape(len(scores), -1).astype(np.float64)
-    return scores if output_is_probability(meta) else softmax(scores)
-
-
 def shown_path(path) -> str:
     """A path as text every writer takes (JSON, CSV, Parquet): bytes that are not UTF-8 as \\xNN."""
     return str(path).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
@@ -68,6 +55,7 @@ def predict(artifact, images: list[Path], *, top: int = 5, backend: str = "cpu",
     from .backends import make_runner
     from .backends.base import as_input
     from .dataset import list_images
+    from .evaluate import class_posteriors
     from .preprocessing import center_input
 
     artifact = Artifact.of(artifact)
@@ -99,9 +87,9 @@ def predict(artifact, images: list[Path], *, top: int = 5, backend: str = "cpu",
                 except (OSError, ValueError, RuntimeError) as e:
                     failed[str(f)] = f"{type(e).__name__}: {str(e)[:200]}"
             if inputs:
-                out = runner.infer({"input": as_input(runner, np.stack(inputs))})["logits"]
+                out = runner.infer({"input": as_input(runner, np.stack(inputs))})
                 paths += ready
-                posts += list(posterior(out, meta))
+                posts += list(class_posteriors(out))
     return prediction_rows(paths, posts, min(top, meta.num_classes), meta.class_names, failed)
 
 
@@ -160,4 +148,4 @@ def write_rows(rows: list[dict], out: Path) -> Path:
     return out
 
 
-__all__ = ["check_rows_path", "posterior", "predict", "prediction_rows", "write_rows"]
+__all__ = ["check_rows_path", "predict", "prediction_rows", "write_rows"]

@@ -76,7 +76,7 @@ def build_config(artifact: Path | Artifact, opts: TritonOptions):
     names = meta.class_names if meta else None
     for name, elem, shape in outs:
         out = cfg.output.add(name=name, data_type=dtype.get(elem, pb.TYPE_FP32), dims=shape[1:] if batched else shape)
-        if name == "logits" and names:
+        if name in ("logits", "probabilities") and names:
             out.label_filename = "labels.txt"
     group = cfg.instance_group.add(count=opts.instances, kind=pb.ModelInstanceGroup.KIND_GPU if opts.kind == "gpu"
                                    else pb.ModelInstanceGroup.KIND_CPU)

@@ -32,24 +32,26 @@ inline Image load_image(const std::string& path, int channels) {
   return img;
 }
 
-// Shorter side to `side` (triangle filter, as a bilinear resize with antialiasing); a no-op when
-// the shorter side already has that length, so images at the model's size go through untouched.
-inline Image resize_shorter(const Image& in, int side) {
-  if (std::min(in.width, in.height) == side) return in;
+// Resize to width x height (triangle filter, as a bilinear resize with antialiasing); a no-op at
+// that size, so images at the model's size go through untouched.
+inline Image resize_to(const Image& in, int width, int height) {
+  if (in.width == width && in.height == height) return in;
   Image out;
   out.channels = in.channels;
-  if (in.width <= in.height) {
-    out.width = side;
-    out.height = static_cast<int>(std::lround(static_cast<double>(in.height) * side / in.width));
-  } else {
-    out.height = side;
-    out.width = static_cast<int>(std::lround(static_cast<double>(in.width) * side / in.height));
-  }
+  out.width = width;
+  out.height = height;
   out.pixels.resize(static_cast<size_t>(out.width) * out.height * out.channels);
   stbir_resize_uint8_generic(in.pixels.data(), in.width, in.height, 0, out.pixels.data(), out.width, out.height, 0,
                              out.channels, STBIR_ALPHA_CHANNEL_NONE, 0, STBIR_EDGE_CLAMP, STBIR_FILTER_TRIANGLE,
                              STBIR_COLORSPACE_LINEAR, nullptr);
   return out;
+}
+
+// Shorter side to `side`, the aspect ratio kept.
+inline Image resize_shorter(const Image& in, int side) {
+  if (in.width <= in.height)
+    return resize_to(in, side, static_cast<int>(std::lround(static_cast<double>(in.height) * side / in.width)));
+  return resize_to(in, static_cast<int>(std::lround(static_cast<double>(in.width) * side / in.height)), side);
 }
 
 // Centre crop and normalise into a 1 x C x crop x crop float tensor (NCHW).
@@ -71,8 +73,14 @@ inline std::vector<float> to_tensor(const Image& img, int crop, const std::vecto
 
 struct Preprocessing {
   int resize = 0, crop = 0, channels = 3;
+  bool resize_only = false;  // adopted with --resize-only: the whole image to crop x crop, no centre crop
   std::vector<float> mean, stdev;
 };
+
+// The image at the size the crop is taken from: shorter side to `resize`, or crop x crop outright.
+inline Image resize_for(const Image& in, const Preprocessing& p) {
+  return p.resize_only ? resize_to(in, p.crop, p.crop) : resize_shorter(in, p.resize);
+}
 
 inline Preprocessing parse_preprocessing(const std::string& json_text) {
   auto j = nlohmann::json::parse(json_text);
@@ -82,6 +90,7 @@ inline Preprocessing parse_preprocessing(const std::string& json_text) {
   p.mean = j.at("mean").get<std::vector<float>>();
   p.stdev = j.at("std").get<std::vector<float>>();
   p.channels = j.at("color").get<std::string>() == "gray" ? 1 : 3;
+  p.resize_only = j.value("resize_only", false);
   return p;
 }
 

@@ -47,7 +47,7 @@ int main(int argc, char** argv) {
       std::cerr << "error: " << e.what() << "\n";
       return 2;
     }
-    std::vector<float> input = to_tensor(resize_shorter(img, pre.resize), pre.crop, pre.mean, pre.stdev);
+    std::vector<float> input = to_tensor(resize_for(img, pre), pre.crop, pre.mean, pre.stdev);
     const std::vector<int64_t> shape{1, pre.channels, pre.crop, pre.crop};
     Ort::MemoryInfo mem = Ort::MemoryInfo::CreateCpu(OrtArenaAllocator, OrtMemTypeDefault);
     const auto element = [](ONNXTensorElementDataType t) {

@@ -61,7 +61,7 @@ int main(int argc, char** argv) {
     if (!engine) throw std::runtime_error(plan_path + " is not an engine this TensorRT can load");
     std::unique_ptr<nvinfer1::IExecutionContext> context(engine->createExecutionContext());
 
-    std::vector<float> input = to_tensor(resize_shorter(load_image(image_path, pre.channels), pre.resize), pre.crop,
+    std::vector<float> input = to_tensor(resize_for(load_image(image_path, pre.channels), pre), pre.crop,
                                          pre.mean, pre.stdev);
     if (!context->setInputShape("input", nvinfer1::Dims4{1, pre.channels, pre.crop, pre.crop}))
       throw std::runtime_error("1x" + std::to_string(pre.channels) + "x" + std::to_string(pre.crop) +
