@@ -215,3 +215,65 @@ def test_resize_only_and_probabilities_are_the_models_own_recipe(tmp_path):
     assert r.returncode == 2 and "is not probabilities" in r.stderr and not (tmp_path / "l").exists()
     r = cli("adopt", tmp_path / "logits.onnx", "--out", tmp_path / "l2", "--resize", "64", "--resize-only")
     assert r.returncode == 2 and "give one of them" in r.stderr
+
+
+def _untrusted(root, case):
+    """The foreign model, damaged or crafted one way (the ways a file from the internet can be)."""
+    import copy
+    import os
+
+    from onnx import helper
+
+    m = onnx.load(str(foreign_onnx(root / "base.onnx")))
+    nodes = m.graph.node
+    if case in ("dotdot", "absolute", "offset", "symlink", "fifo"):
+        onnx.save(m, str(root / "m.onnx"), save_as_external_data=True, location="m.data", size_threshold=0)
+        if case in ("symlink", "fifo"):
+            os.rename(root / "m.data", root / "real.data")
+            os.symlink("real.data", root / "m.data") if case == "symlink" else os.mkfifo(root / "m.data")
+            return
+        m = onnx.load(str(root / "m.onnx"), load_external_data=False)
+        ext = m.graph.initializer[0].external_data
+        where = {"dotdot": "../../../../etc/passwd", "absolute": "/etc/passwd"}
+        for e in ext:
+            e.value = where[case] if e.key == "location" and case in where else "1000000000" if e.key == "offset" and case == "offset" else e.value
+    elif case == "custom":
+        nodes[3].domain = "com.acme"
+        m.opset_import.append(helper.make_opsetid("com.acme", 1))
+    elif case in ("opset 99", "opset 1"):
+        m.opset_import[0].version = int(case.split()[1])
+    elif case == "cycle":
+        nodes[2].input[0] = nodes[5].output[0]
+    elif case == "duplicate name":
+        nodes[4].output[0] = nodes[2].output[0]
+    elif case == "zero dim":
+        m.graph.input[0].type.tensor_type.shape.dim[1].dim_value = 0
+    else:  # an inner tensor carries a name vggdeploy adds ("input", "logits")
+        old, new = nodes[3].output[0], case.split()[-1]
+        for n in nodes:
+            n.input[:] = [new if i == old else i for i in n.input]
+        nodes[3].output[0] = new
+    onnx.save(copy.deepcopy(m), str(root / "m.onnx"))
+
+
+UNTRUSTED = {"dotdot": "external data '../../../../etc/passwd' is not a file beside",
+             "absolute": "external data '/etc/passwd' is not a file beside", "offset": "reaches byte 1000",
+             "symlink": "not a regular file \\(a symbolic link\\)", "fifo": "not a regular file \\(a FIFO",
+             "custom": "custom domain\\(s\\) com.acme", "opset 99": "stamped opset 99", "opset 1": "stamped opset 1;",
+             "cycle": "not a valid ONNX graph: Nodes in a graph must be topologically sorted",
+             "duplicate name": "not a valid ONNX graph: .*single static assignment", "zero dim": "has an empty axis"}
+
+
+@pytest.mark.parametrize("case", [*UNTRUSTED, "inner input", "inner logits"])
+def test_untrusted_graphs_are_judged_before_any_runtime_reads_them(tmp_path, case):
+    """adopt and convert check a foreign graph themselves (the runtimes blocked these reads, then
+    crashed with tracebacks); a graph whose inner tensors carry our names is adopted, not refused."""
+    _untrusted(tmp_path, case)
+    for verb in (["adopt", tmp_path / "m.onnx", "--out", tmp_path / "out"], ["convert", tmp_path / "m.onnx"]):
+        r = cli(*verb)
+        if case.startswith("inner"):
+            assert r.returncode == 0, r.stderr
+            continue
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode == 2 and len(lines) <= 2 and __import__("re").search(UNTRUSTED[case], lines[0]), r.stderr
+        assert not (tmp_path / "out").exists() and not (tmp_path / "m.xml").exists()

@@ -224,6 +224,8 @@ def wrap(model, graph: ForeignGraph, channels: str, num_classes: int, output: st
     g = model.graph
     _rename(g, graph.input_name, "vggdeploy_original_input")
     _rename(g, graph.output_name, "vggdeploy_original_output")
+    for ours in ("input", output):  # a tensor inside the graph may already carry one of the names we add
+        _rename(g, ours, f"vggdeploy_inner_{ours}")
     front, x = [], "input"
     if channels == "BGR":
         g.initializer.append(numpy_helper.from_array(np.array([2, 1, 0], np.int64), "vggdeploy_bgr"))
@@ -249,7 +251,7 @@ def _rename(g, old: str, new: str) -> None:
         for i, name in enumerate(node.output):
             if name == old:
                 node.output[i] = new
-    for v in list(g.input) + list(g.output) + list(g.value_info):
+    for v in list(g.input) + list(g.output) + list(g.value_info) + list(g.initializer):
         if v.name == old:
             v.name = new
 
@@ -265,9 +267,11 @@ def adopt(src: Path, out_dir: Path, options: AdoptOptions = AdoptOptions(), *, f
     from .export import publish_checked, verify_artifact
     from .naming import artifact_name
     from .forms import FormSpec
+    from .filetypes import check_foreign_onnx
     from .inspect import load_graph
 
     header = load_graph(src)
+    check_foreign_onnx(header, src)
     foreign = read_foreign(header, options, src.name)
     name = check_name(options.name or src.stem, "--name")
     mean01, std01 = _normalisation(options, foreign.in_channels)

@@ -169,6 +169,11 @@ def save_ir(onnx_path: Path, out_dir: Path | None = None, force: bool = False) -
         import openvino as ov
     except ImportError:
         raise MissingEnvironment("OpenVINO is not installed", hint="pip install openvino") from None
+    from ..filetypes import check_foreign_onnx
+    from ..inspect import load_graph
+
+    onnx_path = Path(onnx_path)
+    check_foreign_onnx(load_graph(onnx_path), onnx_path)  # before OpenVINO reads a file it may not be able to
     out_dir = out_dir or onnx_path.parent
     stem = onnx_path.name.removesuffix(".onnx")
     prepare_out_dir(out_dir, [f"{stem}.xml"], force)
