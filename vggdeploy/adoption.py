@@ -261,6 +261,7 @@ def adopt(src: Path, out_dir: Path, options: AdoptOptions = AdoptOptions(), *, f
     checked against `src` on ONNX Runtime and recorded in the manifest. Returns it (an Artifact). Raises
     BadInput for a graph adopt can't take or options that contradict it (before anything is written)
     and CheckFailed when the copy does not match the original."""
+    src, out_dir = Path(src), Path(out_dir)
     import onnx
 
     from .artifacts import artifact_sha256, check_name, prepare_out_dir, save_onnx, staging

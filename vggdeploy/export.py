@@ -62,6 +62,7 @@ def export_onnx(loaded: LoadedModel, forms: list[str], out_dir: Path, *, size: t
     """Export each form to out_dir/FORM.onnx (+ .data), check it on `backend` against eager PyTorch
     (or `expected[form]`, its outputs recorded by `eager_outputs`), record it in the manifest.
     Returns the Artifacts. Raises BadInput (opset, memory, existing files), CheckFailed."""
+    out_dir = Path(out_dir)
     specs = plan_export(loaded, forms, out_dir, size=size, taps=taps, opset=opset, force=force)
     return [export_one(loaded, spec, out_dir, opset=opset, verify=verify, backend=backend,
                        expected=(expected or {}).get(spec.form)) for spec in specs]
@@ -70,6 +71,7 @@ def export_onnx(loaded: LoadedModel, forms: list[str], out_dir: Path, *, size: t
 def plan_export(loaded: LoadedModel, forms: list[str], out_dir: Path, *, size: tuple[int, int] | None = None,
                 taps: list[str] | None = None, opset: int = DEFAULT_OPSET, force: bool = False) -> list[FormSpec]:
     """The forms' specs, once the opset, the memory they need and `out_dir` are judged (nothing written)."""
+    out_dir = Path(out_dir)
     check_opset(opset)
     specs = [form_spec(loaded.variant, f, size if f == "classifier" else None, taps) for f in forms]
     for spec in specs:

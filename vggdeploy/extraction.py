@@ -81,6 +81,9 @@ def plan_extract(artifact: Path, taps: list[str] | None = None, pool: str = "gap
     available = list(spec.taps) if spec.form == "features" else ["logits", "score_map"]
     chosen = taps or (available if spec.form == "features" else ["logits"])
     unknown = [t for t in chosen if t not in available]
+    if len(set(chosen)) < len(chosen):
+        raise BadInput(f"--taps names {', '.join(sorted({t for t in chosen if chosen.count(t) > 1}))} more than once",
+                       hint="name each tap once: one column per tap")
     if unknown:
         raise BadInput(f"{artifact.name} has no output {unknown[0]!r}", hint=f"choose from: {', '.join(available)}")
     return ExtractPlan(str(artifact), tuple(chosen), pool, batch, meta.preprocessing, artifact_sha256(artifact),
@@ -179,6 +182,7 @@ def extract(artifact: Path, data: Path, out_dir: Path, *, taps: list[str] | None
     written as _extract.json, a name Parquet readers skip). Single-process by default: batches stream into one file (row groups
     of `batch` rows, memory bounded) and Ctrl-C keeps the rows written. `cluster` (a
     cluster.ClusterOptions) runs the same per-image code on a Ray cluster's actors."""
+    data, out_dir = Path(data), Path(out_dir)
     from .backends import make_runner
     from .dataset import list_images
 

@@ -48,6 +48,9 @@ def form_spec(v: Variant, form: str, size: tuple[int, int] | None = None, taps: 
     if form not in FORMS:
         raise BadInput(f"unknown form {form!r}", hint=f"choose from: {', '.join(FORMS)}")
     taps = tuple(taps or default_taps(v)) if form == "features" else ()
+    repeated = sorted({t for t in taps if taps.count(t) > 1})
+    if repeated:
+        raise BadInput(f"tap(s) {', '.join(repeated)} given more than once", hint="name each tap once: one output per tap")
     if form == "classifier":
         min_size = v.stride  # pool5 must keep at least one cell; the adaptive pool does the rest
     elif form == "dense":

@@ -107,6 +107,7 @@ def deploy(loaded, forms: list[str], out_dir: Path, *, precision: PrecisionPlan 
     reference (the CLI does this: 0.55 GB for VGG16). Returns the Artifacts written, FP32 first. Raises
     BadInput, CheckFailed (a parity or graph check; nothing of that artifact is written),
     MissingEnvironment (engines without a GPU host)."""
+    out_dir = Path(out_dir)
     from .export import eager_outputs, export_onnx, plan_export
     from .forms import form_spec
     from .progress import step

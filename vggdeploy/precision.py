@@ -78,7 +78,7 @@ def to_fp16(artifact: Path | Artifact, out_dir: Path | None = None, *, io: str =
     src = Path(artifact)
     graph, opened = source_model(src)
     meta, v, spec = opened.meta, opened.variant, opened.spec
-    out_dir = out_dir or src.parent
+    out_dir = Path(out_dir or src.parent)
     name = derived_name(src, "fp16")
     prepare_out_dir(out_dir, [name], force)
     with staging(out_dir) as tmp, step(f"converting {src.name} to FP16"):
@@ -213,7 +213,7 @@ def to_int8(artifact: Path | Artifact, out_dir: Path | None = None, *, target: s
     src = Path(artifact)
     graph, opened = source_model(src)
     meta, v, spec = opened.meta, opened.variant, opened.spec
-    out_dir = out_dir or src.parent
+    out_dir = Path(out_dir or src.parent)
     tag = f"int8-{target}"
     name = derived_name(src, tag)
     prepare_out_dir(out_dir, [name], force)

@@ -414,8 +414,10 @@ def render_html(runs: list[dict], evals: list[dict] | None = None) -> str:
         parts.append(f"<p class='note'><b>Run {i}</b> {escape(run['created'])}"
                      f"{' (interrupted)' if run.get('interrupted') else ''}: {escape(_system_line(run))}<br>"
                      f"<code>{escape(run['command'])}</code></p>")
+    if not results:  # an interrupted or all-skipped run: its header and notes, no plots
+        parts.append("<p class='note'>This run holds no results.</p>")
     try:
-        plots = _plots(results)
+        plots = _plots(results) if results else []
     except ImportError:  # `vggdeploy[cpu]` alone: the page, without plots, says how to get them
         plots = []
         parts.append("<p class='note'>No plots: they need matplotlib (<code>pip install 'vggdeploy[report]'</code>)."
@@ -446,6 +448,28 @@ def render_html(runs: list[dict], evals: list[dict] | None = None) -> str:
     return "\n".join(parts)
 
 
+def read_evals(out_dir) -> list[dict] | None:
+    """The rows of the eval.json in out_dir (None: there is none). BadInput for one that is not
+    `vggdeploy eval --out`'s."""
+    import json
+    from pathlib import Path
+
+    from .errors import BadInput
+
+    path = Path(out_dir) / "eval.json"
+    if not path.is_file():
+        return None
+    try:
+        evals = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise BadInput(f"{path} is not JSON ({type(e).__name__})", hint="remove it, or rewrite it with `vggdeploy eval --out`") from None
+    keys = [k for k, _ in EVAL_COLUMNS if k not in ("images_per_s", "runtime_images_per_s")]
+    if not isinstance(evals, list) or not all(isinstance(r, dict) and all(k in r for k in keys) for r in evals):
+        raise BadInput(f"{path} is not `vggdeploy eval --out`'s (a list of rows with {', '.join(keys)})",
+                       hint="remove it, or rewrite it with `vggdeploy eval --out`")
+    return evals
+
+
 def write_reports(runs: list[dict], out_dir, write_json: bool = True) -> list:
     """bench.json (for a single new run), bench.md and report.html in out_dir, each written
     atomically; an eval.json already in out_dir (from `vggdeploy eval --out`) joins the page."""
@@ -460,7 +484,7 @@ def write_reports(runs: list[dict], out_dir, write_json: bool = True) -> list:
     if write_json:
         atomic_write_text(out_dir / "bench.json", json.dumps(runs[0], indent=2) + "\n")
         written.append(out_dir / "bench.json")
+    evals = read_evals(out_dir)  # judged before anything is written
     atomic_write_text(out_dir / "bench.md", render_markdown(runs))
-    evals = json.loads((out_dir / "eval.json").read_text()) if (out_dir / "eval.json").is_file() else None
     atomic_write_text(out_dir / "report.html", render_html(runs, evals))
     return written + [out_dir / "bench.md", out_dir / "report.html"]

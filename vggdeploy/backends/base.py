@@ -14,6 +14,8 @@ class Runner(ABC):
     runs it once active (e.g. openvino[CPU,latency,f32]); `config` its settings."""
 
     name: str = "runner"
+    active: bool = False  # between activate() and deactivate()
+    channels: int | None = None  # the input's channel count, where the model declares it
 
     def __enter__(self) -> "Runner":
         self.activate()
@@ -22,9 +24,14 @@ class Runner(ABC):
     def __exit__(self, *exc) -> None:
         self.deactivate()
 
-    @abstractmethod
     def activate(self) -> None:
         """Load the model; expensive work happens here, not in __init__."""
+        self._activate()
+        self.active = True
+
+    @abstractmethod
+    def _activate(self) -> None:
+        """The backend's load."""
 
     def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run one batch: {input name: (N, C, H, W) array} -> {output name: array}, in output order.
@@ -33,6 +40,11 @@ class Runner(ABC):
         feeds the same way (BadInput: not one 4-D batch, an empty batch, NaN or infinite values, and
         for an artifact a size or dtype it does not take); then the backend's `_infer` runs it.
         """
+        if not self.active:
+            from ..errors import BadInput
+
+            raise BadInput(f"{self.name} is not active: it was never activated, or was closed",
+                           hint="use it as a context manager (`with runner: runner.infer(...)`) or call runner.activate()")
         self.check_feed(feed)
         return self._infer(feed)
 
@@ -55,11 +67,22 @@ class Runner(ABC):
             if len(shape) != 4 or not shape[0]:
                 raise BadInput(f"input {name!r} has shape {shape}: give a non-empty (N, C, H, W) batch",
                                hint="one image is x[None] (a batch of one)")
+            if self.channels and shape[1] != self.channels:
+                raise BadInput(f"input {name!r} has {shape[1]} channel(s); the model takes {self.channels}",
+                               hint="give (N, C, H, W) batches: channels first")
+            if isinstance(x, np.ndarray) and x.dtype.kind != "f":
+                raise BadInput(f"input {name!r} is {x.dtype}: give a float batch (preprocessed pixels)",
+                               hint="x.astype(np.float32)")
             if isinstance(x, np.ndarray) and x.dtype.kind == "f" and not np.isfinite(x).all():
                 raise BadInput(f"input {name!r} holds NaN or infinite values", hint="check the preprocessing")
 
     def deactivate(self) -> None:
         """Release the model."""
+        self.active = False
+        self._deactivate()
+
+    def _deactivate(self) -> None:
+        """The backend's release."""
 
     @property
     def config(self) -> dict:
@@ -115,6 +138,8 @@ class ArtifactRunner(Runner):
         self.spec, self.int8_layout, self.graph_outputs = a.spec, a.int8_layout, list(a.outputs)
         self.input_name = a.input_name
         self.input_dtype = np.dtype(a.input_dtype) if a.input_dtype else None
+        dims = a.io[0][0][2] if a.io[0] else []
+        self.channels = dims[1] if len(dims) == 4 and dims[1] > 0 else None
 
     def check_feed(self, feed: dict[str, np.ndarray]) -> None:
         """The base checks, then the sizes and the input type the artifact declares."""

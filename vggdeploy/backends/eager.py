@@ -24,12 +24,14 @@ class TorchRunner(Runner):
         convolution: 0.4 GB); about 15% slower, so for checks, never for timing."""
         self.module, self._outputs, self.input_name = module, output_names, input_name
         self.device, self.device_io, self.low_memory = torch.device(device), device_io, low_memory
+        first = next((m for m in module.modules() if isinstance(m, torch.nn.Conv2d)), None)
+        self.channels = first.in_channels if first is not None else None
 
     @property
     def output_names(self) -> list[str]:
         return self._outputs
 
-    def activate(self) -> None:
+    def _activate(self) -> None:
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise MissingEnvironment("eager PyTorch on CUDA needs a CUDA device and a CUDA build of torch",
                                      hint=f"this torch is {torch.__version__} (CUDA {torch.version.cuda or 'none'})")

@@ -76,7 +76,7 @@ class OpenVinoRunner(ArtifactRunner):
         self.compiled = self.request = self.queue = None
         self.used_cache = False
 
-    def activate(self) -> None:
+    def _activate(self) -> None:
         try:
             import openvino as ov
         except ImportError:
@@ -156,7 +156,7 @@ class OpenVinoRunner(ArtifactRunner):
         queue.wait_all()
         return latencies, time.perf_counter() - start
 
-    def deactivate(self) -> None:
+    def _deactivate(self) -> None:
         self.compiled = self.request = self.queue = None
 
 
@@ -174,7 +174,7 @@ def save_ir(onnx_path: Path, out_dir: Path | None = None, force: bool = False) -
 
     onnx_path = Path(onnx_path)
     check_foreign_onnx(load_graph(onnx_path), onnx_path)  # before OpenVINO reads a file it may not be able to
-    out_dir = out_dir or onnx_path.parent
+    out_dir = Path(out_dir or onnx_path.parent)
     stem = onnx_path.name.removesuffix(".onnx")
     prepare_out_dir(out_dir, [f"{stem}.xml"], force)
     model = ov.Core().read_model(str(onnx_path))

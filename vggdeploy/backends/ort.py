@@ -45,7 +45,7 @@ class OrtRunner(ArtifactRunner):
         self.low_memory = low_memory
         self.session = None
 
-    def activate(self) -> None:
+    def _activate(self) -> None:
         import onnxruntime as ort
 
         self.load_spec()
@@ -107,5 +107,5 @@ class OrtRunner(ArtifactRunner):
         out = self.session.run(None, feed)
         return dict(zip(self.output_names, out))
 
-    def deactivate(self) -> None:
+    def _deactivate(self) -> None:
         self.session = None

@@ -57,8 +57,8 @@ def compiled(module: torch.nn.Module) -> torch.nn.Module:
 class CompiledRunner(TorchRunner):
     """torch.compile of the eager model: FP32 with inductor's freezing on the CPU, FP16 autocast on CUDA."""
 
-    def activate(self) -> None:
-        super().activate()
+    def _activate(self) -> None:
+        super()._activate()
         cuda = self.device.type == "cuda"
         self.module = compiled(_Fp16Autocast(self.module) if cuda else self.module)
         self.name = f"torch.compile[inductor,{'fp16-autocast,cuda' if cuda else 'freezing'}]"
@@ -72,11 +72,11 @@ class Pt2eRunner(TorchRunner):
         super().__init__(module, output_names, **options)
         self.calibration = calibration
 
-    def activate(self) -> None:
+    def _activate(self) -> None:
         import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as xiq
         from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-        super().activate()
+        super()._activate()
         example = torch.from_numpy(self.calibration[:8])
         with torch.no_grad():
             batch = torch.export.Dim("batch", min=1, max=4096)

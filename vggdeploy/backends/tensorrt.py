@@ -35,7 +35,7 @@ class TensorRTRunner(Runner):
         self.inner = self.profiles = self.input_name = None
         self.active = -1
 
-    def activate(self) -> None:
+    def _activate(self) -> None:
         from ..gpu import require_tensorrt
 
         trt, gpu = require_tensorrt(hint="TensorRT engines run on the GPU host that built them")
@@ -88,7 +88,7 @@ class TensorRTRunner(Runner):
         # device), which the next call overwrites: hand out copies
         return {n: out[n].clone() if self.device_io else np.array(out[n]) for n in self._outputs}
 
-    def deactivate(self) -> None:
+    def _deactivate(self) -> None:
         if self.inner is not None:
             from ..trt_calls import polygraphy_calls
 
