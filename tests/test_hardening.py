@@ -217,3 +217,50 @@ def test_convert_again_from_inside_the_folder(run, mini_copy, monkeypatch):
         code, _, err = run("quantize", "classifier.onnx", "--fp16", "--force", "--no-verify")
         assert code == 0, err
     assert (mini_copy / "classifier.fp16.onnx.data").stat().st_size > 0
+
+
+@pytest.mark.parametrize("damage", ["corrupt", "folder"])
+def test_a_damaged_manifest_is_refused_before_the_work(mini_copy, run, damage):
+    """export --force and convert judge the folder's manifest first: they used to publish, then exit 2."""
+    before = (mini_copy / "classifier.onnx").read_bytes()
+    (mini_copy / "manifest.json").unlink()
+    (mini_copy / "manifest.json").mkdir() if damage == "folder" else (mini_copy / "manifest.json").write_text("{bad")
+    for argv in (["export", "vgg-mini", "--weights", "random", "--force", "--out", mini_copy],
+                 ["convert", mini_copy / "classifier.onnx"]):
+        code, _, err = run(*argv)
+        assert code == 2 and "manifest.json is not" in one_error_line(err)
+    assert (mini_copy / "classifier.onnx").read_bytes() == before and not (mini_copy / "classifier.xml").exists()
+    assert not staging_leftovers(mini_copy)
+
+
+def test_a_disk_that_fills_at_the_manifest_publishes_nothing(tmp_path):
+    """The artifact's files fit, the manifest does not: exit 3 as a full disk, and no artifact without
+    its manifest entry (the manifest is written before anything moves into place)."""
+    sizes = tmp_path / "sizes"
+    assert subprocess.run([*VGGDEPLOY, "export", "vgg-mini", "--no-verify", "--out", str(sizes)], capture_output=True).returncode == 0
+    need = sum(-(-f.stat().st_size // 4096) * 4096 for f in sizes.glob("classifier.onnx*"))
+    small = tmp_path / "small"
+    small.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(small)], capture_output=True).returncode:
+        pytest.skip("can't mount a small tmpfs here to fill")
+    try:
+        st = os.statvfs(small)
+        (small / "filler").write_bytes(b"\0" * (st.f_bavail * st.f_frsize - need))
+        res = subprocess.run([*VGGDEPLOY, "export", "vgg-mini", "--no-verify", "--out", str(small)], capture_output=True, text=True)
+        assert res.returncode == 3 and "No space left on device" in one_error_line(res.stderr)
+        assert "nothing was published" in res.stderr
+        assert sorted(p.name for p in small.iterdir() if not p.name.startswith(".manifest")) == ["filler"]
+    finally:
+        subprocess.run(["umount", str(small)])
+
+
+def test_two_exports_into_one_folder_do_not_overwrite_each_other(tmp_path):
+    out = tmp_path / "one"
+    procs = [subprocess.Popen([*VGGDEPLOY, "export", "vgg-mini", "--weights", "random", "--seed", str(seed), "--no-verify",
+                               "--out", str(out)], stderr=subprocess.PIPE, text=True) for seed in (1, 2)]
+    codes = sorted(p.wait() for p in procs)
+    errors = [p.stderr.read() for p in procs]
+    assert codes == [0, 2], errors
+    assert any("already exists" in e for e in errors)
+    entry = json.loads((out / "manifest.json").read_text())["artifacts"]["classifier.onnx"]
+    assert entry["files"]["classifier.onnx.data"]["sha256"] == __import__("vggdeploy").artifacts.sha256_file(out / "classifier.onnx.data")

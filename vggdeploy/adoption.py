@@ -329,7 +329,7 @@ def adopt(src: Path, out_dir: Path, options: AdoptOptions = AdoptOptions(), *, f
         save_onnx(model, staged)
         del model
         check = lambda path: verify_artifact(path, OriginalRunner(src, foreign, options.channels, options.output), v, spec)  # noqa: E731
-        final = publish_checked(staged, out_dir, entry, check)
+        final = publish_checked(staged, out_dir, entry, check, force)
     log.info("adopted %s as %s", src.name, final)
     return final
 

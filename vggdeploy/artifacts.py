@@ -7,6 +7,7 @@ An ONNX artifact is ``NAME.onnx`` plus, for large models, ``NAME.onnx.data`` bes
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import logging
@@ -87,11 +88,14 @@ def prepare_out_dir(out_dir: Path, names: list[str], force: bool) -> None:
     if existing and not force:
         raise BadInput(f"{out_dir / existing[0]} already exists", hint=f"pass {spelled('--force', 'force=True')} to overwrite it")
     require_writable(out_dir)
+    read_manifest(out_dir)  # a damaged manifest is refused now, not after the work
 
 
 def require_writable(folder: Path, hint: str = "choose a folder you can write to") -> None:
     """BadInput (one line) unless folder can be created and written."""
     error = write_error(folder)
+    if error and error.errno == errno.ENOSPC:  # a full disk is said as one (exit 3), not as a permissions problem
+        raise error
     if error:
         raise BadInput(f"cannot write to {folder}: {error.strerror or error}", hint=hint)
 
@@ -160,12 +164,52 @@ def publish(files: list[Path], out_dir: Path) -> Path:
     return out_dir / files[0].name
 
 
-def atomic_write_text(path: Path, text: str) -> None:
+def publish_recorded(files: list[Path], out_dir: Path, entry: dict, force: bool) -> Path:
+    """Move one artifact's staged files (main file first) into out_dir and record its entry (sizes and
+    sha256 added) in the manifest, as one step under the manifest lock. Everything that can fail is
+    done before anything moves: the manifest is read and the new one written to a temporary file, and
+    without `force` a file another run published meanwhile is refused, so a failure (a damaged
+    manifest, a full disk, a concurrent writer) leaves out_dir as it was."""
+    entry = {**entry, **file_entry(files)}
+    with manifest_lock(out_dir):
+        if not force and (out_dir / files[0].name).exists():
+            raise BadInput(f"{out_dir / files[0].name} already exists (another run published it meanwhile)",
+                           hint=f"pass {spelled('--force', 'force=True')} to overwrite it")
+        manifest = _with_entry(read_manifest(out_dir), files[0].name, entry)
+        staged = _staged_text(out_dir / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+        try:
+            final = publish(files, out_dir)
+            os.replace(staged, out_dir / MANIFEST)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(staged)
+    return final
+
+
+def _with_entry(manifest: dict, name: str, entry: dict) -> dict:
+    manifest.setdefault("artifacts", {})[name] = {
+        **entry, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "command": command_line()}
+    manifest["artifacts"] = dict(sorted(manifest["artifacts"].items()))
+    return manifest
+
+
+def _staged_text(path: Path, text: str) -> str:
+    """`text` written and flushed to a temporary file beside `path` (mode 0644); returns its name."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{staging_prefix()}{path.name}.")
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
         os.chmod(tmp, 0o644)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return tmp
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    tmp = _staged_text(path, text)
+    try:
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -192,13 +236,7 @@ def manifest_lock(out_dir: Path):
 def record(out_dir: Path, name: str, entry: dict) -> dict:
     """Add or replace one artifact's entry in out_dir/manifest.json (atomically, under its lock)."""
     with manifest_lock(out_dir):
-        manifest = read_manifest(out_dir)
-        manifest.setdefault("artifacts", {})[name] = {
-            **entry,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "command": command_line(),
-        }
-        manifest["artifacts"] = dict(sorted(manifest["artifacts"].items()))
+        manifest = _with_entry(read_manifest(out_dir), name, entry)
         atomic_write_text(out_dir / MANIFEST, json.dumps(manifest, indent=2) + "\n")
     return manifest
 
@@ -207,8 +245,12 @@ def read_manifest(out_dir: Path) -> dict:
     path = out_dir / MANIFEST
     if not path.exists():
         return {"format": "vggdeploy-manifest/1", "artifacts": {}}
+    if not path.is_file():
+        raise BadInput(f"{path} is not a file", hint="move it away and re-run")
     try:
         manifest = json.loads(path.read_text())
+    except OSError as e:
+        raise BadInput(f"cannot read {path}: {e.strerror or e}", hint="move it away and re-run") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise BadInput(f"{path} is not valid JSON ({e})", hint="move it away and re-run") from None
     except RecursionError:

@@ -13,7 +13,7 @@ import torch
 
 from . import __version__
 from .artifact import Artifact
-from .artifacts import file_entry, prepare_out_dir, publish, record, side_files, staging
+from .artifacts import prepare_out_dir, publish_recorded, side_files, staging
 from .backends.base import Runner
 from .backends.eager import TorchRunner
 from .errors import CheckFailed, first_line
@@ -64,7 +64,7 @@ def export_onnx(loaded: LoadedModel, forms: list[str], out_dir: Path, *, size: t
     Returns the Artifacts. Raises BadInput (opset, memory, existing files), CheckFailed."""
     out_dir = Path(out_dir)
     specs = plan_export(loaded, forms, out_dir, size=size, taps=taps, opset=opset, force=force)
-    return [export_one(loaded, spec, out_dir, opset=opset, verify=verify, backend=backend,
+    return [export_one(loaded, spec, out_dir, opset=opset, verify=verify, backend=backend, force=force,
                        expected=(expected or {}).get(spec.form)) for spec in specs]
 
 
@@ -90,7 +90,7 @@ def eager_outputs(loaded: LoadedModel, spec: FormSpec) -> Expected:
 
 
 def export_one(loaded: LoadedModel, spec: FormSpec, out_dir: Path, *, opset: int, verify: bool,
-               backend: str = "onnxruntime", expected: Expected | None = None) -> Artifact:
+               backend: str = "onnxruntime", expected: Expected | None = None, force: bool = False) -> Artifact:
     v, name = loaded.variant, artifact_name(spec.form)
     module = build_form(loaded.model, spec.form, list(spec.taps))
     outputs = output_names(spec.form, list(spec.taps))
@@ -110,7 +110,7 @@ def export_one(loaded: LoadedModel, spec: FormSpec, out_dir: Path, *, opset: int
             del program, module
             _forget_matched_graphs()
         check = (lambda path: verify_artifact(path, expected or eager_outputs(loaded, spec), v, spec, backend=backend)) if verify else None
-        return publish_checked(staged, out_dir, entry, check)
+        return publish_checked(staged, out_dir, entry, check, force)
 
 
 def _forget_matched_graphs() -> None:
@@ -129,7 +129,8 @@ def _forget_matched_graphs() -> None:
             obj.__dict__.update(_graph=None, _current_node=None, _tracer=None, _match=MatchResult())
 
 
-def publish_checked(staged: Path, out_dir: Path, entry: dict, verify: Callable[[Artifact], dict] | None) -> Artifact:
+def publish_checked(staged: Path, out_dir: Path, entry: dict, verify: Callable[[Artifact], dict] | None,
+                    force: bool = False) -> Artifact:
     """onnx.checker's full check, then the parity check, then move into out_dir and record in the
     manifest. Any failure leaves out_dir as it was. Returns the published artifact (read once)."""
     try:
@@ -139,8 +140,7 @@ def publish_checked(staged: Path, out_dir: Path, entry: dict, verify: Callable[[
     opened = Artifact.open(staged)
     if verify:
         entry = {**entry, "parity": verify(opened)}
-    final = publish(side_files(staged), out_dir)
-    record(out_dir, final.name, {**entry, "versions": tool_versions(), **file_entry(side_files(final))})
+    final = publish_recorded(side_files(staged), out_dir, {**entry, "versions": tool_versions()}, force)
     return dataclasses.replace(opened, path=final)
 
 

@@ -103,7 +103,7 @@ def to_fp16(artifact: Path | Artifact, out_dir: Path | None = None, *, io: str =
         errors = _layer_errors(private, staged, samples.batches, (graph, model))  # the graphs as written, not read again
         del model
         return _finish(staged, out_dir, opened, "fp16", v, spec, reference, verify, backend,
-                       {"io": io, "fp32_nodes": keep, "layer_errors": errors})
+                       {"io": io, "fp32_nodes": keep, "layer_errors": errors}, force)
 
 
 @contextlib.contextmanager
@@ -278,7 +278,7 @@ def to_int8(artifact: Path | Artifact, out_dir: Path | None = None, *, target: s
                        "layer_errors": errors, "accuracy_budget": budget_info}
         if target == "cpu" and quantizer == "ort":
             extra_entry["cpu_layout"] = layout
-        return _finish(staged, out_dir, opened, tag, v, spec, reference, verify, backend, extra_entry)
+        return _finish(staged, out_dir, opened, tag, v, spec, reference, verify, backend, extra_entry, force)
 
 
 def _fit_budget(budget, data, fp32: Path, staged: Path, errors: list[dict], excluded: list[str], quantize,
@@ -507,11 +507,11 @@ def _set_meta(model: onnx.ModelProto, values: dict[str, str]) -> None:
 
 
 def _finish(staged: Path, out_dir: Path, src: Artifact, precision: str, v: Variant, spec: FormSpec, reference: Runner | Expected | None,
-            verify: bool, backend: str, extra: dict) -> Artifact:
+            verify: bool, backend: str, extra: dict, force: bool) -> Artifact:
     """Check, compare with the reference (default: the FP32 ONNX), publish, record."""
     from .backends.ort import OrtRunner
 
     entry = {"kind": "onnx", "form": spec.form, "precision": precision, "source": src.path.name, "variant": v.name,
              "input_sizes": spec.input_sizes(), **extra}
     check = (lambda path: verify_artifact(path, reference or OrtRunner(src), v, spec, precision, backend)) if verify else None
-    return publish_checked(staged, out_dir, entry, check)
+    return publish_checked(staged, out_dir, entry, check, force)

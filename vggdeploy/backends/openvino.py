@@ -163,7 +163,7 @@ class OpenVinoRunner(ArtifactRunner):
 def save_ir(onnx_path: Path, out_dir: Path | None = None, force: bool = False) -> Path:
     """Write the OpenVINO IR (NAME.xml + NAME.bin) of an ONNX artifact, for serving with OpenVINO
     directly. Weights stay in the artifact's precision (no FP16 compression of an FP32 model)."""
-    from ..artifacts import file_entry, prepare_out_dir, publish, record, staging
+    from ..artifacts import prepare_out_dir, publish_recorded, staging
 
     try:
         import openvino as ov
@@ -180,9 +180,8 @@ def save_ir(onnx_path: Path, out_dir: Path | None = None, force: bool = False) -
     model = ov.Core().read_model(str(onnx_path))
     with staging(out_dir) as tmp:
         ov.save_model(model, str(tmp / f"{stem}.xml"), compress_to_fp16=False)
-        xml = publish([tmp / f"{stem}.xml", tmp / f"{stem}.bin"], out_dir)
-    record(out_dir, xml.name, {"kind": "openvino-ir", "source": onnx_path.name, "versions": {"openvino": ov.get_version()},
-                               **file_entry([xml, xml.with_suffix(".bin")])})
+        xml = publish_recorded([tmp / f"{stem}.xml", tmp / f"{stem}.bin"], out_dir,
+                               {"kind": "openvino-ir", "source": onnx_path.name, "versions": {"openvino": ov.get_version()}}, force)
     return xml
 
 
