@@ -264,3 +264,27 @@ def test_two_exports_into_one_folder_do_not_overwrite_each_other(tmp_path):
     assert any("already exists" in e for e in errors)
     entry = json.loads((out / "manifest.json").read_text())["artifacts"]["classifier.onnx"]
     assert entry["files"]["classifier.onnx.data"]["sha256"] == __import__("vggdeploy").artifacts.sha256_file(out / "classifier.onnx.data")
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_during_bench_ends_its_child_and_keeps_the_run(mini_artifacts, tmp_path, sig, code):
+    """Ctrl-C (SIGINT to the whole group) or SIGTERM to bench while its child times: exit 130 or 143,
+    the child ended, bench.json written and marked interrupted. (Both used to die of SIGSEGV: OpenVINO's
+    CPU plugin leaves the main thread's signal stack pointing at unmapped memory.)"""
+    out = tmp_path / "run"
+    proc = subprocess.Popen([*VGGDEPLOY, "bench", str(mini_artifacts / "classifier.onnx"), "--backends", "cpu",
+                             "--duration", "60", "--out", str(out)], stderr=subprocess.PIPE, text=True, start_new_session=True)
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+    deadline = time.time() + 120
+    while time.time() < deadline and not (children.exists() and children.read_text().split()):
+        time.sleep(0.2)
+    time.sleep(3)  # the child is timing
+    kids = [int(k) for k in children.read_text().split()]
+    assert kids, "bench started no child"
+    os.killpg(proc.pid, sig) if sig == signal.SIGINT else proc.send_signal(sig)
+    assert proc.wait(60) == code, proc.stderr.read()
+    assert "Traceback" not in proc.stderr.read()
+    for k in kids:  # gone, or a zombie waiting for init
+        stat = Path(f"/proc/{k}/stat")
+        assert not stat.exists() or stat.read_text().split(") ")[1][0] in "ZX"
+    assert json.loads((out / "bench.json").read_text())["interrupted"] is True

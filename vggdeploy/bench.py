@@ -202,6 +202,8 @@ def _ort(model: bytes):
 
 
 def _openvino(model: bytes):
+    from .signals import reset_signal_stack
+
     try:
         import openvino as ov
     except ImportError:
@@ -210,6 +212,7 @@ def _openvino(model: bytes):
     compiled = core.compile_model(core.read_model(model, b""), "CPU", {"INFERENCE_PRECISION_HINT": "f32",
                                                                        "PERFORMANCE_HINT": "LATENCY"})
     req = compiled.create_infer_request()
+    reset_signal_stack()
     return lambda feed: req.infer(list(feed.values()))
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .artifacts import command_line, read_manifest, side_files
 from .errors import BadInput, MissingEnvironment, first_line
+from .signals import Terminated
 from .progress import step
 
 log = logging.getLogger("vggdeploy")
@@ -86,6 +87,10 @@ def _in_child(*args):
 
 def _child_main(tmp: str) -> None:
     import pickle
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent ends this process
+    _die_with_parent()
 
     args = pickle.loads(Path(tmp, "args.pickle").read_bytes())
     try:
@@ -93,6 +98,17 @@ def _child_main(tmp: str) -> None:
     except Exception as e:  # handed to the parent, which raises it there
         out = ("error", e)
     Path(tmp, "result.pickle").write_bytes(pickle.dumps(out))
+
+
+def _die_with_parent() -> None:
+    """Linux: SIGTERM this process when its parent dies, however it dies (SIGKILL, out of memory)."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the parent's cleanup still ends it on SIGINT and SIGTERM
+        pass
 
 
 def run_bench(paths: list[Path], backends: list[str], batches: list[int], sizes: list[tuple[int, int]] | None = None,
@@ -158,7 +174,7 @@ def run_bench(paths: list[Path], backends: list[str], batches: list[int], sizes:
     with step("measuring the compute floor (GEMM rates)"):
         rates = gemm_rates()
     system = system_info()  # its INT8 ISA per row too: merged runs may come from different CPUs
-    results, interrupted = [], False
+    results, interrupted_by = [], None
     try:
         for i, (path, backend, size, meta, v, spec) in enumerate(blocks, 1):
             label = f"[{i}/{len(blocks)}] {path.name} on {backend} at {size[0]}x{size[1]}, batch {batches}"
@@ -192,15 +208,15 @@ def run_bench(paths: list[Path], backends: list[str], batches: list[int], sizes:
                                 "peak_rss_mb": rss,
                                 "artifact_mb": None if eager else round(sum(f.stat().st_size for f in side_files(path)) / 2**20, 1),
                                 "floor_ms": round(floor, 3), "vs_floor": round(r["median_ms"] / floor, 2)})
-    except KeyboardInterrupt:
-        interrupted = True
+    except (KeyboardInterrupt, Terminated) as e:  # the child was killed by subprocess.run on the way out
+        interrupted_by = "SIGTERM" if isinstance(e, Terminated) else "SIGINT"
         log.warning("interrupted: keeping the %d result(s) measured so far", len(results))
-    if not results and skipped and not interrupted:
+    if not results and skipped and not interrupted_by:
         raise MissingEnvironment(f"nothing could be measured here: {skipped[0]['reason']}")
     add_speedups(results)
     return {"schema": SCHEMA, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "command": command_line(),
             "system": system, "gemm_gmacs": rates, "results": results, "skipped": skipped,
-            "interrupted": interrupted}
+            "interrupted": bool(interrupted_by), **({"interrupted_by": interrupted_by} if interrupted_by else {})}
 
 
 def add_speedups(results: list[dict]) -> None:

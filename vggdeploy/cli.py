@@ -5,9 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import logging
-import signal
 import sys
-import threading
 import traceback
 from pathlib import Path
 
@@ -17,6 +15,8 @@ from .adoption import CHANNELS, LAYOUTS as INPUT_LAYOUTS, OUTPUTS, PIXELS
 from .backends import BACKENDS
 from .engine import HARDWARE_COMPAT
 from .errors import CLI_SPELLING, BadInput, VggDeployError, printable
+from . import signals
+from .signals import Terminated
 from .evaluate import PROTOCOLS
 from .extraction import POOLS
 from .forms import FORMS
@@ -431,7 +431,7 @@ def bench(paths, backends, batch, size, runs, duration, hint, concurrency, no_ea
     GPU runtimes are timed with CUDA events, with and without host<->device copies."""
     from .artifacts import require_writable
     from .benchrun import run_bench
-    from .report import RESULT_COLUMNS, result_row, table, write_reports
+    from .report import write_reports
 
     sizes = [parse_size(t) for t in split_list(size)] if size else None
     if out_dir:
@@ -444,8 +444,14 @@ def bench(paths, backends, batch, size, runs, duration, hint, concurrency, no_ea
             log.info("wrote %s", f)
     if as_json:
         click.echo(json.dumps(run["results"], indent=2))
-        return
-    from .report import folder_of, several_folders
+    else:
+        _echo_bench_table(run)
+    if run["interrupted"]:  # what was measured is written and shown; the exit still says the run was cut
+        raise Terminated() if run["interrupted_by"] == "SIGTERM" else KeyboardInterrupt()
+
+
+def _echo_bench_table(run: dict) -> None:
+    from .report import RESULT_COLUMNS, folder_of, result_row, several_folders, table
 
     keep = [(k, h) for k, h in RESULT_COLUMNS if k not in ("model", "p90_ms", "std_ms", "artifact_mb")]
     if several_folders(run["results"]):  # two `classifier fp32` rows must say whose they are
@@ -696,21 +702,11 @@ def hoist_global_flags(argv: list[str]) -> list[str]:
     return flags + [a for a in argv[:end] if a not in GLOBAL_FLAGS] + argv[end:]
 
 
-class Terminated(BaseException):
-    """SIGTERM, raised where the process is, so that what cleans up after an interrupt (staging
-    folders, a Parquet part being written) runs for it too."""
-
-
-def _terminate(signum, frame):
-    raise Terminated()
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = hoist_global_flags(list(argv if argv is not None else sys.argv[1:]))
     debug = "--debug" in argv
     spelling = CLI_SPELLING.set(True)
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _terminate)
+    signals.install()
     try:
         cli.main(args=argv, prog_name="vggdeploy", standalone_mode=False)
         return 0

@@ -9,7 +9,7 @@ where it is exact and the runner checks the CPU it actually runs on.
 
 Features come from numpy's run-time dispatch (CPUID and the OS's saved register state: what this
 process can execute, also under an emulator); AVX-VNNI and AMX, which numpy does not probe, from
-the kernel's /proc/cpuinfo flags on Linux.
+the kernel's /proc/cpuinfo flags on Linux, where those agree with numpy's (not under an emulator).
 """
 
 from __future__ import annotations
@@ -90,7 +90,11 @@ def cpu_isa() -> CpuIsa:
     except ImportError:  # numpy < 2
         from numpy.core._multiarray_umath import __cpu_features__ as np_features
     features = {name for key, name in _NUMPY_NAMES.items() if np_features.get(key)}
-    if "avx2" in features:  # AVX-VNNI and AMX build on AVX2's register state
+    # AVX-VNNI and AMX build on AVX2's register state. The kernel's flags are the host's: under an
+    # emulator (QEMU's -cpu EPYC-Milan on a Sapphire Rapids host) they name features this process
+    # can't execute, so they count only where they agree with what numpy probed
+    same_cpu = set(_NUMPY_NAMES.values()) & kernel_flags == features
+    if "avx2" in features and same_cpu:
         features |= {f for f in _KERNEL_ONLY if f in kernel_flags}
     return CpuIsa(model, machine, tuple(sorted(features)))
 

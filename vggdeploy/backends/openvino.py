@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..artifacts import cache_root, write_error
+from ..signals import reset_signal_stack
 from ..errors import BadInput, MissingEnvironment
 from .base import ArtifactRunner
 
@@ -102,6 +103,7 @@ class OpenVinoRunner(ArtifactRunner):
         if self.used_cache:
             prune_cache(self.cache_dir, limit)
         self.request = self.compiled.create_infer_request()
+        reset_signal_stack()
         self.name = f"openvino[{self.device},{self.hint},{self.inference_precision}]"
 
     @property
