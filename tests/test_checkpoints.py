@@ -173,3 +173,20 @@ def test_cli_refuses_a_torchscript_file_in_one_line_without_warnings(tmp_path, m
     assert r.returncode == 2 and lines[0].startswith("error: scripted.pt is a TorchScript program"), r.stderr
     assert len(lines) == 2 and lines[1].startswith("hint: torch.save(torch.jit.load(")  # no warning leaked
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("case, message", [
+    ("int32", "is int32; vggdeploy takes float16"), ("bool", "is bool;"), ("complex", "is complex64;"),
+    ("float8", "is float8_e4m3fn;"), ("meta", "on the meta device"), ("sparse", "sparse_coo \\(not dense\\)"),
+])
+def test_weights_that_are_not_dense_floats_are_refused(tmp_path, mini, case, message):
+    """The README says a wrong dtype is refused: int32/bool/complex weights used to export silently
+    (the imaginary part dropped); float8, meta and sparse tensors ended in tracebacks."""
+    sd = mini.model.state_dict()
+    t = sd["features.0.weight"]
+    sd["features.0.weight"] = {"int32": lambda: t.to(torch.int32), "bool": lambda: t > 0, "complex": lambda: t.to(torch.complex64),
+                               "float8": lambda: t.to(torch.float8_e4m3fn), "meta": lambda: t.to("meta"),
+                               "sparse": lambda: t.to_sparse()}[case]()
+    torch.save(sd, tmp_path / "w.pth")
+    with pytest.raises(BadInput, match=message):
+        load_model(str(tmp_path / "w.pth"))

@@ -130,10 +130,24 @@ def _unwrap(obj: object, file: Path) -> tuple[dict, str]:
     return _tensors_of(obj, file), ""
 
 
+PARAMETER_SUFFIXES = (".weight", ".bias", ".running_mean", ".running_var")
+
+
 def _tensors_of(sd: dict, file: Path) -> dict:
     import torch
 
     tensors = {k: v for k, v in sd.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
+    floats = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+    for k, t in tensors.items():  # parameters and BatchNorm statistics: dense float tensors with their data
+        if not k.endswith(PARAMETER_SUFFIXES):
+            continue
+        if t.layout != torch.strided or t.is_meta:
+            raise BadInput(f"{file.name}: tensor {k} is {'on the meta device (no data)' if t.is_meta else f'{t.layout} (not dense)'}",
+                           hint="save the model's real weights: model.state_dict() after loading them")
+        if t.dtype not in floats:
+            raise BadInput(f"{file.name}: tensor {k} is {str(t.dtype).removeprefix('torch.')}; vggdeploy takes float16, "
+                           "bfloat16, float32 or float64 weights (exported as float32)",
+                           hint="dequantize a quantized or float8 model first")
     bad = [k for k, t in tensors.items() if t.is_floating_point() and not torch.isfinite(t).all()]
     if bad:
         raise BadInput(f"{file.name}: tensor {bad[0]} holds NaN or infinite values"
