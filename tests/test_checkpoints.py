@@ -190,3 +190,11 @@ def test_weights_that_are_not_dense_floats_are_refused(tmp_path, mini, case, mes
     torch.save(sd, tmp_path / "w.pth")
     with pytest.raises(BadInput, match=message):
         load_model(str(tmp_path / "w.pth"))
+
+
+def test_a_legacy_format_state_dict_loads(tmp_path, mini):
+    """torch.save(..., _use_new_zipfile_serialization=False): a harmless state dict, refused before."""
+    torch.save(mini.model.state_dict(), tmp_path / "legacy.pth", _use_new_zipfile_serialization=False)
+    loaded = load_model(str(tmp_path / "legacy.pth"))
+    assert loaded.variant.config == "mini"
+    assert torch.equal(loaded.model.state_dict()["features.0.weight"], mini.model.state_dict()["features.0.weight"])

@@ -103,12 +103,13 @@ def _read_pickle(file: Path) -> object:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            names = torch.serialization.get_unsafe_globals_in_checkpoint(file)
+            zipped = zipfile.is_zipfile(file)  # torch reads the globals of the zip format only
+            names = torch.serialization.get_unsafe_globals_in_checkpoint(file) if zipped else []
             stubs = [(type(n.rsplit(".", 1)[-1], (_Stub,), {"global_name": n}), n) for n in names]
             with torch.serialization.safe_globals(stubs):
                 # zip format: mapped, not read (a checkpoint of another architecture is refused
                 # from its names without reading its tensors); the legacy format can't be mapped
-                obj = torch.load(file, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(file))
+                obj = torch.load(file, map_location="cpu", weights_only=True, mmap=zipped)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, KeyError, AttributeError) as e:
         raise BadInput(f"cannot read checkpoint {file.name}: {first_line(e)}", hint=SAVE_HINT) from None
     if isinstance(obj, _Stub):
