@@ -66,7 +66,9 @@ VERBS = {
     "verify": (lambda d, data, tmp: ["verify", d], 3, 1),  # three ONNX in the folder
     "triton": (lambda d, data, tmp: ["triton", d / "classifier.onnx", "--repo", tmp / "repo"], 1, 1),
     # the source, then the FP16 file before it is published; the second manifest read is the locked update
-    "quantize": (lambda d, data, tmp: ["quantize", d / "classifier.onnx", "--fp16"], 2, 2),
+    # the source's manifest, the output folder's judged before the work (publish last: issue 31), and the
+    # read-modify-write under the lock when publishing
+    "quantize": (lambda d, data, tmp: ["quantize", d / "classifier.onnx", "--fp16"], 2, 3),
 }
 
 
@@ -92,7 +94,8 @@ def test_a_build_plan_reads_its_onnx_once(mini_artifacts, tmp_path, reads):
     from vggdeploy.engine import plan_build
 
     plan = plan_build(mini_artifacts / "dense.onnx", out=tmp_path / "dense.plan")
-    assert reads == {"onnx.load": 1, "manifest": 1} and plan.meta.form == "dense" and plan.profiles
+    # the source's manifest, and the output folder's judged before the build (a damaged one refused then)
+    assert reads == {"onnx.load": 1, "manifest": 2} and plan.meta.form == "dense" and plan.profiles
 
 
 def test_metadata_reads_back_what_it_writes_and_old_artifacts_still_read(mini_artifacts):
