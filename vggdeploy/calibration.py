@@ -17,7 +17,7 @@ import numpy as np
 
 from .data import SAMPLE_PHOTOS, photo_batch, preprocess
 from .dataset import IMAGE_SUFFIXES, read_image
-from .errors import BadInput
+from .errors import BadInput, MissingEnvironment
 from .variants import Variant
 
 log = logging.getLogger("vggdeploy")
@@ -118,6 +118,16 @@ def load_calibration(source: str | None, v: Variant, sizes: list[tuple[int, int]
         return _from_tensors(path, v, count, min_size, fixed=sizes[0] if len(sizes) == 1 else None)
     raise BadInput(f"calibration source {source!r} not found or not supported",
                    hint="give an image folder, a .npy/.npz file of (N, C, H, W) float32, or 'samples'")
+
+
+def probe_samples(v: Variant, sizes: list[tuple[int, int]]) -> CalibrationSet:
+    """Inputs a diagnostic (FP16's per-layer error) is measured on: the default calibration set, or
+    the bundled photos where that set's data is not installed (FP16 itself needs no labelled data)."""
+    try:
+        return load_calibration(None, v, sizes, None, 0)
+    except MissingEnvironment:
+        n = len(SAMPLE_PHOTOS)
+        return CalibrationSet("samples", sizes, [_batches(photo_batch(v, hw, n)[1]) for hw in sizes], n, n)
 
 
 def _digits(n: int, size: tuple[int, int], v: Variant, classifier: bool) -> np.ndarray:

@@ -18,7 +18,7 @@ import onnx
 from .artifacts import artifact_sha256, cache_root, copy_into, prepare_out_dir, save_onnx, side_files, staging
 from .backends.base import Runner
 from .budget import AccuracyBudget, load_eval_set
-from .calibration import Reader, calibration_sizes, load_calibration
+from .calibration import Reader, calibration_sizes, load_calibration, probe_samples
 from .equalize import Equalization, equalize
 from .errors import BadInput, CheckFailed
 from .export import publish_checked, verify_artifact
@@ -99,7 +99,7 @@ def to_fp16(artifact: Path | Artifact, out_dir: Path | None = None, *, io: str =
         staged = tmp / name
         _stream_weights(model, graph, private, staged)
         save_onnx(model, staged)
-        samples = load_calibration(None, v, calibration_sizes(v, spec.form, spec.size, spec.min_size), None, spec.min_size)
+        samples = probe_samples(v, calibration_sizes(v, spec.form, spec.size, spec.min_size))
         errors = _layer_errors(private, staged, samples.batches, (graph, model))  # the graphs as written, not read again
         del model
         return _finish(staged, out_dir, opened, "fp16", v, spec, reference, verify, backend,
