@@ -131,7 +131,7 @@ def main() -> None:
 
 
 def render(r: dict) -> str:
-    from vggdeploy.report import table
+    from vggdeploy.tables import table
 
     single = {(x["model"], x["protocol"]): x["images_per_s"] for x in r["rows"] if x["mode"] == "single process"}
     rows = [[x["model"], x["protocol"], x["mode"], x["images"], x["seconds"], x["images_per_s"],

@@ -32,7 +32,7 @@ from vggdeploy.data import photo_batch  # noqa: E402
 from vggdeploy.isa import cpu_isa  # noqa: E402
 from vggdeploy.mnist import accuracy, split  # noqa: E402
 from vggdeploy.precision import CPU_LAYOUTS, to_fp16, to_int8  # noqa: E402
-from vggdeploy.report import table  # noqa: E402
+from vggdeploy.tables import table  # noqa: E402
 from vggdeploy.variants import cost  # noqa: E402
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE.parent))
-from vggdeploy.report import table  # noqa: E402
+from vggdeploy.tables import table  # noqa: E402
 
 CHILD = """
 import resource, sys

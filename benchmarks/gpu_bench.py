@@ -225,7 +225,7 @@ def main() -> int:
 
 
 def write(system: dict, results: dict, final: bool) -> None:
-    from vggdeploy.report import table
+    from vggdeploy.tables import table
 
     out = HERE / "results"
     (out / "gpu.json").write_text(json.dumps({"system": system, "paths": results}, indent=2) + "\n")

@@ -142,7 +142,7 @@ def main() -> None:
         return child(args.child[0], args.child[1:])
     from vggdeploy.benchrun import system_info
     from vggdeploy.precision import CPU_DEFAULT
-    from vggdeploy.report import table
+    from vggdeploy.tables import table
 
     isa = cpu_isa()
     stem = args.out / f"int8_layouts-{isa.int8_class}"

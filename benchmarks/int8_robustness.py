@@ -222,7 +222,7 @@ def main() -> int:
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     from vggdeploy.isa import cpu_isa
-    from vggdeploy.report import table
+    from vggdeploy.tables import table
 
     rows = accuracy_rows(args.work) + vgg16_rows(args.work, args.rounds)
     isa = cpu_isa()

@@ -187,7 +187,7 @@ def main() -> int:
         print(json.dumps(layer_profile(args.profile)))
         return 0
     from vggdeploy.benchrun import system_info
-    from vggdeploy.report import table
+    from vggdeploy.tables import table
 
     vgg16 = quantized("vgg16", args.work)
     digits = {m: quantized(m, args.work, seed=None) for m in ("vgg-mini", "vgg-mini-jitter")}

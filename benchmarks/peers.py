@@ -178,7 +178,7 @@ def main() -> int:
     ap.add_argument("--skip-speed", action="store_true")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
-    from vggdeploy.report import table
+    from vggdeploy.tables import table
 
     rows, system = ([], None) if args.skip_speed else speed(args.work, args.rounds, args.runs)
     acc = accuracy(args.work)

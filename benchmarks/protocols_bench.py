@@ -32,7 +32,7 @@ from vggdeploy.dataset import load_dataset  # noqa: E402
 from vggdeploy.evaluate import Protocol, evaluate, prepare, run_protocol  # noqa: E402
 from vggdeploy.mnist import write_image_folder  # noqa: E402
 from vggdeploy.precision import to_fp16, to_int8  # noqa: E402
-from vggdeploy.report import table  # noqa: E402
+from vggdeploy.tables import table  # noqa: E402
 
 SCALES = (40, 48, 56)
 MODEL = "vgg-mini-jitter"

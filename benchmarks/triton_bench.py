@@ -24,7 +24,7 @@ import numpy as np
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE.parent))
 import vggdeploy as vd  # noqa: E402
-from vggdeploy.report import table  # noqa: E402
+from vggdeploy.tables import table  # noqa: E402
 from vggdeploy.triton import TritonOptions, write_repository  # noqa: E402
 from vggdeploy.triton_server import start_server  # noqa: E402
 

@@ -10,9 +10,8 @@ import pytest
 from onnx import TensorProto, helper
 
 from vggdeploy import BadInput, MissingEnvironment, make_runner
-from vggdeploy.backends.tensorrt import choose_profile
-from vggdeploy.engine import (Profile, default_profiles, engine_entry, engine_problems, parse_profile, parse_workspace,
-                              plan_build)
+from vggdeploy.backends.tensorrt import Profile, choose_profile, engine_problems
+from vggdeploy.engine import default_profiles, engine_entry, parse_profile, parse_workspace, plan_build
 from vggdeploy.forms import form_spec
 from vggdeploy.gpu import Gpu, cuda_info
 from vggdeploy.variants import get_variant

@@ -8,7 +8,8 @@ import torch
 
 from vggdeploy import BadInput, make_runner
 from vggdeploy.dataset import load_dataset, read_image
-from vggdeploy.evaluate import Protocol, evaluate, run_protocol, softmax
+from vggdeploy.evaluate import Protocol, evaluate, run_protocol
+from vggdeploy.prediction import softmax
 from vggdeploy.mnist import write_image_folder
 
 

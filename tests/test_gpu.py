@@ -64,7 +64,7 @@ def test_engine_matches_eager_cuda_at_batch_1_8_and_each_profiles_maximum(mini_e
 
     from vggdeploy import get_variant
     from vggdeploy.data import photo_batch
-    from vggdeploy.engine import Profile
+    from vggdeploy.backends.tensorrt import Profile
     from vggdeploy.parity import Case
 
     v = get_variant("vgg-mini")

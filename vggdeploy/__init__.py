@@ -22,7 +22,7 @@ Names load on first use, so running an artifact (`make_runner`) does not import 
 
 from importlib import import_module
 
-__version__ = "0.1.0"
+from ._version import __version__ as __version__
 
 _API = {
     "AdoptOptions": "adoption", "adopt": "adoption", "Artifact": "artifact", "ArtifactMeta": "metadata",
@@ -36,7 +36,7 @@ _API = {
     "VGG": "models", "build_form": "models",
     "THRESHOLDS": "parity", "check_parity": "parity", "default_cases": "parity",
     "to_fp16": "precision", "to_int8": "precision",
-    "qdq_violations": "qdq", "predict": "prediction", "preprocess": "preprocessing",
+    "qdq_violations": "qdq", "predict": "prediction", "preprocess": "prediction",
     "VARIANTS": "variants", "Variant": "variants", "get_variant": "variants",
     "LoadedModel": "weights", "load_model": "weights",
 }

@@ -24,7 +24,6 @@ from .variants import CONFIGS, Variant
 log = logging.getLogger("vggdeploy")
 
 LAYOUTS = ("NCHW", "NHWC")
-ADOPTED_NO_EAGER = "an adopted ONNX has no PyTorch model behind it to run eagerly"
 CHANNELS = ("RGB", "BGR", "gray")
 PIXELS = ("0-1", "0-255")
 OUTPUTS = ("logits", "probabilities")  # what the graph's output is: class scores, or already softmax
@@ -269,7 +268,7 @@ def adopt(src: Path, out_dir: Path, options: AdoptOptions = AdoptOptions(), *, f
     from .naming import artifact_name
     from .forms import FormSpec
     from .filetypes import check_foreign_onnx
-    from .inspect import load_graph
+    from .artifact import load_graph
 
     header = load_graph(src)
     check_foreign_onnx(header, src)
@@ -334,11 +333,6 @@ def adopt(src: Path, out_dir: Path, options: AdoptOptions = AdoptOptions(), *, f
     return final
 
 
-def is_adopted(meta: ArtifactMeta) -> bool:
-    """Whether an artifact's metadata says it was adopted (no checkpoint to rebuild eager PyTorch from)."""
-    return (meta.weights or "").startswith("adopted:")
-
-
 def _normalisation(options: AdoptOptions, channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """The user's mean/std (model's channel order and pixel range) as vggdeploy's: RGB order, 0-1 pixels."""
     scale = 255.0 if options.pixels == "0-255" else 1.0
@@ -349,4 +343,4 @@ def _normalisation(options: AdoptOptions, channels: int) -> tuple[tuple[float, .
     return tuple(mean), tuple(std)
 
 
-__all__ = ["ADOPTED_NO_EAGER", "AdoptOptions", "ForeignGraph", "adopt", "is_adopted", "read_foreign", "vgg_config"]
+__all__ = ["AdoptOptions", "ForeignGraph", "adopt", "read_foreign", "vgg_config"]

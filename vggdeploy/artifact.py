@@ -13,13 +13,44 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .errors import BadInput
 from .metadata import ArtifactMeta
 
+if TYPE_CHECKING:
+    import onnx  # the graph is read on demand: the CLI starts without onnx
+
 KINDS = {".onnx": "onnx", ".plan": "plan", ".xml": "openvino-ir"}
+ADOPT_HINT = ("a VGG ONNX from another exporter: `vggdeploy adopt {path}` (states its layout and preprocessing); "
+              "a PyTorch model: `vggdeploy export`")
 DERIVED_HINTS = {".plan": "build it with `vggdeploy build`", ".xml": "convert it with `vggdeploy convert`"}
+
+
+def load_graph(path: Path) -> onnx.ModelProto:
+    """The graph without its external weights (cheap: kB, not the 500 MB side file)."""
+    import onnx
+
+    from .filetypes import require_onnx
+
+    require_onnx(path)
+    try:
+        return onnx.load(str(path), load_external_data=False)
+    except Exception as e:
+        raise BadInput(f"{path} is not an ONNX model ({type(e).__name__})",
+                       hint="a checkpoint (.pth, .safetensors, a timm or Lightning folder) goes to `vggdeploy export CHECKPOINT`") from None
+
+
+def graph_io(model: onnx.ModelProto) -> tuple[list[tuple[str, int, list[int]]], list[tuple[str, int, list[int]]]]:
+    """Inputs (initializers left out) and outputs as (name, ONNX element type, dims with -1 for free)."""
+    def dims(v):
+        return [d.dim_value if d.HasField("dim_value") else -1 for d in v.type.tensor_type.shape.dim]
+
+    inits = {t.name for t in model.graph.initializer}
+    return ([(v.name, v.type.tensor_type.elem_type, dims(v)) for v in model.graph.input if v.name not in inits],
+            [(v.name, v.type.tensor_type.elem_type, dims(v)) for v in model.graph.output])
 
 
 @dataclass(frozen=True)
@@ -58,8 +89,6 @@ class Artifact:
         """The single read: the ONNX header (side files and metadata checked, BadInput naming the
         file otherwise); other kinds by their suffix alone. `manifest`: its folder's, if already read."""
         from .artifacts import read_manifest
-        from .inspect import load_graph
-
         from .filetypes import require_model_file
 
         path = Path(path)
@@ -81,7 +110,6 @@ class Artifact:
         from onnx.helper import tensor_dtype_to_np_dtype
 
         from .artifacts import check_onnx_files
-        from .inspect import graph_io
         from .layouts import layout_of
 
         entry = check_onnx_files(path, graph, manifest)
@@ -110,9 +138,6 @@ class Artifact:
 
     def declared(self) -> ArtifactMeta:
         """Its metadata; BadInput (with the way to adopt it) for a file without vggdeploy metadata."""
-        from .errors import BadInput
-        from .inspect import ADOPT_HINT
-
         if self.meta is None:
             raise BadInput(f"{self.path} has no vggdeploy metadata", hint=ADOPT_HINT.format(path=self.path))
         return self.meta

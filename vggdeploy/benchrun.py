@@ -17,9 +17,9 @@ from .artifacts import command_line, read_manifest, side_files
 from .errors import BadInput, MissingEnvironment, first_line
 from .signals import Terminated
 from .progress import step
+from .runs import SCHEMA
 
 log = logging.getLogger("vggdeploy")
-SCHEMA = "vggdeploy-bench/1"
 PEER_PRECISION = {"torch-compile": "fp32", "pt2e": "int8", "torch-compile-cuda": "fp16"}
 
 
@@ -117,7 +117,7 @@ def run_bench(paths: list[Path], backends: list[str], batches: list[int], sizes:
     """Time every artifact on every backend that applies to it, plus eager PyTorch once per form and
     weights, and the `peers` a PyTorch user would pick instead (backends/peers.py) the same way;
     Ctrl-C keeps what was measured (`interrupted`)."""
-    from .adoption import ADOPTED_NO_EAGER, is_adopted
+    from .metadata import ADOPTED_NO_EAGER
     from .backends import BACKENDS, GPU_BACKENDS
     from .bench import check_timing, gemm_rates
     from .artifact import Artifact, described
@@ -153,11 +153,11 @@ def run_bench(paths: list[Path], backends: list[str], batches: list[int], sizes:
                 elif backend == "tensorrt":
                     skipped.append({"artifact": path.name, "backend": backend,
                                     "reason": "tensorrt times .plan engines: `vggdeploy build` makes one"})
-            if is_adopted(meta) and peers and path not in said:  # asked for by name: said once, not only listed
+            if meta.is_adopted and peers and path not in said:  # asked for by name: said once, not only listed
                 said.add(path)
                 log.warning("no peers for %s: %s", path.name, ADOPTED_NO_EAGER)
             for eager_backend in eager_backends + list(peers or []):
-                if is_adopted(meta):
+                if meta.is_adopted:
                     skipped.append({"artifact": path.name, "backend": eager_backend, "reason": ADOPTED_NO_EAGER})
                     continue
                 key = (meta.weights_sha256, spec.form, size, eager_backend)
@@ -257,50 +257,4 @@ def system_info() -> dict:
             "versions": versions}
 
 
-def load_runs(paths: list[Path]) -> list[dict]:
-    """bench.json files (or folders holding one), checked against the schema."""
-    import json
-
-    runs = []
-    for p in map(Path, paths):
-        f = p / "bench.json" if p.is_dir() else p
-        try:
-            data = json.loads(f.read_text())
-        except FileNotFoundError:
-            raise BadInput(f"{f} not found", hint="give a run folder written by `vggdeploy bench --out`") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise BadInput(f"{f} is not JSON ({e})") from None
-        except RecursionError:
-            raise BadInput(f"{f} nests too deeply to be a benchmark run") from None
-        if not isinstance(data, dict) or data.get("schema") != SCHEMA or not isinstance(data.get("results"), list):
-            raise BadInput(f"{f} is not a vggdeploy benchmark ({SCHEMA})")
-        problem = _run_problem(data)
-        if problem:
-            raise BadInput(f"{f}: {problem}", hint="re-run `vggdeploy bench --out DIR` to write it anew")
-        runs.append(data)
-    return runs
-
-
-RUN_KEYS = {"created": str, "command": str, "system": dict, "gemm_gmacs": dict}
-ROW_KEYS = {"artifact": str, "model": str, "form": str, "precision": str, "backend": str, "runtime": str, "size": str,
-            "batch": int, "timing": str, "median_ms": (int, float), "images_per_s": (int, float),
-            "floor_ms": (int, float)}
-
-
-def _run_problem(run: dict) -> str | None:
-    """What a bench.json lacks that the reports read, or None."""
-    for key, kind in RUN_KEYS.items():
-        if not isinstance(run.get(key), kind):
-            return f"{key!r} is missing or not a {kind.__name__}"
-    system = {"cpu": str, "cores": int, "isa": list, "versions": dict}
-    bad = [k for k, kind in system.items() if not isinstance(run["system"].get(k), kind)]
-    if bad:
-        return f"'system' has no valid {bad[0]!r}"
-    for i, r in enumerate(run["results"]):
-        bad = [k for k, kind in ROW_KEYS.items() if not isinstance(r, dict) or not isinstance(r.get(k), kind)]
-        if bad:
-            return f"result {i} has no valid {bad[0]!r}"
-    return None
-
-
-__all__ = ["SCHEMA", "expand", "load_runs", "run_bench", "system_info"]
+__all__ = ["expand", "run_bench", "system_info"]

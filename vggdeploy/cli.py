@@ -125,7 +125,7 @@ def cli(ctx: click.Context, debug: bool, quiet: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def list_cmd(as_json: bool) -> None:
     """Every VGG variant: layers, parameters, GFLOPs at 224², published accuracy."""
-    from .report import table
+    from .tables import table
     from .variants import VARIANTS, cost, published_metrics
 
     rows = []
@@ -451,7 +451,8 @@ def bench(paths, backends, batch, size, runs, duration, hint, concurrency, no_ea
 
 
 def _echo_bench_table(run: dict) -> None:
-    from .report import RESULT_COLUMNS, folder_of, result_row, several_folders, table
+    from .report import RESULT_COLUMNS, folder_of, result_row, several_folders
+    from .tables import table
 
     keep = [(k, h) for k, h in RESULT_COLUMNS if k not in ("model", "p90_ms", "std_ms", "artifact_mb")]
     if several_folders(run["results"]):  # two `classifier fp32` rows must say whose they are
@@ -511,7 +512,8 @@ def eval_cmd(artifacts, data, labels, protocol, scales, flip, crops, backend, fu
     from .dataset import load_dataset
     from .evaluate import evaluate, protocol_for, select_artifacts
     from .prediction import check_rows_path, write_rows
-    from .report import eval_columns, eval_rows, table, write_eval
+    from .report import eval_columns, eval_rows, write_eval
+    from .tables import table
 
     if per_image:
         check_rows_path(per_image)
@@ -546,7 +548,7 @@ def predict(artifact, images, top, backend, batch, out, as_json) -> None:
     """Top classes of each image (files, or folders searched recursively) from a classifier or dense
     ARTIFACT, preprocessed as its metadata declares. An unreadable image is an error row (exit 0)."""
     from .prediction import check_rows_path, predict as predict_images, write_rows
-    from .report import table
+    from .tables import table
 
     if out:
         check_rows_path(out)
@@ -622,7 +624,7 @@ def triton(artifact, repo, name, platform, max_batch, dynamic_batching, max_queu
 def report(runs, out_dir) -> None:
     """Rebuild bench.md and report.html from bench.json files or run folders (several are merged,
     e.g. a CPU run and a GPU run of the same model)."""
-    from .benchrun import load_runs
+    from .runs import load_runs
     from .report import write_reports
 
     loaded = load_runs(list(runs))

@@ -1,10 +1,11 @@
 """Evaluation and extraction on a Ray cluster, through Ray Data (README: Feature extraction, and clusters).
 
-The driver lists the images and reads the artifact's metadata: no decoding, no model, no torch.
-Each actor holds one runner, its threads set to the actor's CPUs (ONNX Runtime and OpenVINO
-ignore OMP_NUM_THREADS), and runs the same per-image code as the single-process path
-(`evaluate.run_protocol`, `extract.embed_paths`): that is what makes results identical. An image
-that can't be read becomes an error row. Ray is imported only here, only when asked for.
+A generic executor that knows no stage: the stages (evaluate, extraction) bring their actor class
+and rows. The driver lists the images and reads the artifact's metadata: no decoding, no model, no
+torch. Each actor holds one runner, its threads set to the actor's CPUs (ONNX Runtime and OpenVINO
+ignore OMP_NUM_THREADS), and runs the same per-image code as the single-process path: that is what
+makes results identical. An image that can't be read becomes an error row. Ray is imported only
+here and in the actors, only when asked for.
 """
 
 from __future__ import annotations
@@ -12,9 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
-import numpy as np
 
 from .errors import BadInput, MissingEnvironment
 
@@ -91,112 +90,22 @@ def _probe(address: str) -> None:
                                  hint="start it with `ray start --head` (and `ray start --address` on each node)") from None
 
 
-def _actor_setup():
+def actor_setup():
+    """What every actor does first: torch's own threads to 1 (preprocessing); the runner has the actor's CPUs."""
     import torch
 
-    torch.set_num_threads(1)  # preprocessing; the runner has the actor's CPUs
+    torch.set_num_threads(1)
 
 
-class EvalActor:
-    """One runner per actor; a batch of (path, label) rows in, one posterior (or error) row each out."""
-
-    def __init__(self, artifact: str, backend: str, protocol, pre: dict, threads: int):
-        from .backends import make_runner
-
-        _actor_setup()
-        self.protocol, self.pre = protocol, pre
-        self.runner = make_runner(backend, artifact, threads=threads)
-        self.runner.activate()
-
-    def __call__(self, batch: dict[str, np.ndarray]):
-        import pyarrow as pa
-
-        from .dataset import Sample
-        from .evaluate import run_protocol
-
-        samples = [Sample(Path(p), int(label)) for p, label in zip(batch["path"], batch["label"])]
-        run = run_protocol(self.runner, samples, self.protocol, self.pre, batch=len(samples), workers=1)
-        done = {p: (post, label) for p, post, label in zip(run.paths, run.posteriors, run.labels)}
-        rows = {"path": [], "label": [], "error": [], "posterior": [], "runtime": []}
-        for s in samples:
-            post = done.get(str(s.path))
-            rows["path"].append(str(s.path))
-            rows["label"].append(s.label)
-            rows["error"].append(None if post is not None else run.failed.get(str(s.path), "not evaluated"))
-            rows["posterior"].append(None if post is None else post[0].tolist())
-            rows["runtime"].append(self.runner.name)
-        return pa.table({"path": pa.array(rows["path"], pa.string()), "label": pa.array(rows["label"], pa.int64()),
-                         "error": pa.array(rows["error"], pa.string()),
-                         "posterior": pa.array(rows["posterior"], pa.list_(pa.float64())),
-                         "runtime": pa.array(rows["runtime"], pa.string())})
-
-
-class ExtractActor:
-    """One runner per actor; a batch of paths in, one embedding (or error) row each out."""
-
-    def __init__(self, plan, backend: str, threads: int):
-        from .backends import make_runner
-
-        _actor_setup()
-        self.plan = plan
-        self.runner = make_runner(backend, plan.opened or plan.artifact, threads=threads)
-        self.runner.activate()
-
-    def __call__(self, batch: dict[str, np.ndarray]):
-        from .extraction import arrow_table, embed_paths
-
-        return arrow_table(embed_paths(self.runner, [str(p) for p in batch["path"]], self.plan), self.plan)
-
-
-def _pool(ray, opts: ClusterOptions):
-    return ray.data.ActorPoolStrategy(size=opts.workers)
-
-
-def run_protocol_on_cluster(opts: ClusterOptions, artifact: Path, samples, protocol, pre: dict, backend: str,
-                            batch: int):
-    """`evaluate.run_protocol` over a cluster: a Run (posteriors by path) and the runtime's name."""
-    from .evaluate import Run
-
+def map_on_cluster(opts: ClusterOptions, rows: list[dict], actor: type, actor_kwargs: dict, batch: int):
+    """A Ray Dataset: `rows` mapped, `batch` rows at a time, by a pool of `opts.workers` instances of
+    `actor` (built with `actor_kwargs` and `threads`, each holding `opts.cpus_per_worker` CPUs).
+    Lazy: the caller takes or writes it."""
     ray = connect(opts)
-    t0 = time.perf_counter()
-    ds = ray.data.from_items([{"path": str(Path(s.path).resolve()), "label": s.label} for s in samples])
-    ds = ds.map_batches(EvalActor, fn_constructor_kwargs={"artifact": str(Path(artifact).resolve()), "backend": backend,
-                                                          "protocol": protocol, "pre": pre,
-                                                          "threads": opts.cpus_per_worker},
-                        compute=_pool(ray, opts), num_cpus=opts.cpus_per_worker, batch_size=batch,
-                        batch_format="numpy")
-    rows = sorted(ds.take_all(), key=lambda r: r["path"])
-    run, runtime = Run(), None
-    for r in rows:
-        runtime = runtime or r["runtime"]
-        if r["error"] is not None:
-            run.failed[r["path"]] = r["error"]
-            run.skipped.append(f"{Path(r['path']).name}: {r['error'].split(':')[0]}")
-            continue
-        run.paths.append(r["path"])
-        run.labels.append(int(r["label"]))
-        run.posteriors.append(np.asarray(r["posterior"], dtype=np.float64))
-    run.wall_s = time.perf_counter() - t0
-    return run, f"{runtime or backend} x{opts.workers} (ray)"
+    return ray.data.from_items(rows).map_batches(
+        actor, fn_constructor_kwargs={**actor_kwargs, "threads": opts.cpus_per_worker},
+        compute=ray.data.ActorPoolStrategy(size=opts.workers), num_cpus=opts.cpus_per_worker,
+        batch_size=batch, batch_format="numpy")
 
 
-def extract_on_cluster(opts: ClusterOptions, plan, paths: list[Path], out_dir: Path, backend: str) -> dict:
-    """`extract.extract` over a cluster: Parquet parts written by the cluster into out_dir (which
-    every node must see: shared storage), then counted by the driver."""
-    from .extraction import read_embeddings
-
-    ray = connect(opts)
-    ds = ray.data.from_items([{"path": str(p)} for p in paths])
-    ds = ds.map_batches(ExtractActor, fn_constructor_kwargs={"plan": plan, "backend": backend,
-                                                             "threads": opts.cpus_per_worker},
-                        compute=_pool(ray, opts), num_cpus=opts.cpus_per_worker, batch_size=plan.batch,
-                        batch_format="numpy")
-    # the actors hold every CPU: writes take none, or they would wait for the actors to finish
-    ds.write_parquet(str(out_dir), ray_remote_args={"num_cpus": 0})
-    table = read_embeddings(out_dir)
-    return {"written": table.num_rows if table is not None else 0,
-            "errors": (table.num_rows - table.column("error").null_count) if table is not None else 0,
-            "workers": opts.workers}
-
-
-__all__ = ["ClusterOptions", "connect", "extract_on_cluster", "run_protocol_on_cluster"]
+__all__ = ["ClusterOptions", "actor_setup", "connect", "map_on_cluster"]

@@ -17,10 +17,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .artifacts import (artifact_sha256, file_entry, prepare_out_dir, read_manifest, record,
-                        staging_prefix, write_error)
+from .artifacts import artifact_sha256, file_entry, prepare_out_dir, record, staging_prefix, write_error
 from .errors import BadInput
 from .artifact import Artifact
+from .backends.tensorrt import Profile, dims
 from .forms import FormSpec
 from .metadata import ArtifactMeta
 from .naming import engine_name, precision_in_name
@@ -30,36 +30,6 @@ log = logging.getLogger("vggdeploy")
 
 HARDWARE_COMPAT = {"none": "NONE", "ampere+": "AMPERE_PLUS"}  # trt.HardwareCompatibilityLevel members
 OPT_LEVELS = range(0, 6)
-Shape = tuple[int, ...]
-
-
-@dataclass(frozen=True)
-class Profile:
-    """min/opt/max shapes of the (single) input for one optimization profile."""
-
-    input: str
-    min: Shape
-    opt: Shape
-    max: Shape
-
-    def covers(self, shape: Shape) -> bool:
-        return len(shape) == len(self.min) and all(lo <= s <= hi for lo, s, hi in zip(self.min, shape, self.max))
-
-    def to_json(self) -> dict:
-        return {"input": self.input, "min": list(self.min), "opt": list(self.opt), "max": list(self.max)}
-
-    @classmethod
-    def from_json(cls, d: dict) -> "Profile":
-        return cls(d["input"], tuple(d["min"]), tuple(d["opt"]), tuple(d["max"]))
-
-    def __str__(self) -> str:
-        return f"{self.input}:{dims(self.min)}:{dims(self.opt)}:{dims(self.max)}"
-
-
-def dims(shape: Shape) -> str:
-    return "x".join(str(d) for d in shape)
-
-
 def parse_profile(text: str) -> Profile:
     """NAME:MIN:OPT:MAX with shapes as NxCxHxW, e.g. input:1x3x224x224:8x3x384x384:16x3x512x512."""
     parts = text.split(":")
@@ -323,28 +293,3 @@ def engine_entry(plan: BuildPlan, trt_version: str, gpu, build_s: float) -> dict
             # a plan has no metadata: programs that run it (examples/cpp) read these from the manifest
             "preprocessing": plan.meta.preprocessing if plan.meta else None,
             "class_names": list(plan.meta.class_names or []) or None if plan.meta else None}
-
-
-def engine_problems(entry: dict | None, trt_version: str, gpu, plan_path: Path) -> list[str]:
-    """Why an engine can't run here, judged from its manifest entry before deserializing: another
-    TensorRT version, another GPU architecture (unless built Ampere+ compatible), a changed file."""
-    if entry is None:
-        return []
-    problems = []
-    if entry.get("tensorrt") != trt_version:
-        problems.append(f"built with TensorRT {entry.get('tensorrt')}, this is {trt_version}")
-    built_cc = entry.get("gpu", {}).get("compute_capability")
-    if entry.get("hardware_compat") == "ampere+":
-        if float(gpu.compute_capability) < 8.0:
-            problems.append(f"built for Ampere and newer, this GPU is compute capability {gpu.compute_capability}")
-    elif built_cc != gpu.compute_capability:
-        problems.append(f"built for compute capability {built_cc} ({entry['gpu'].get('name')}), "
-                        f"this GPU ({gpu.name}) is {gpu.compute_capability}")
-    size = plan_path.stat().st_size
-    if size != entry.get("bytes"):
-        problems.append(f"{plan_path.name} is {size} bytes, the manifest says {entry.get('bytes')} (truncated or replaced)")
-    return problems
-
-
-def manifest_entry(path: Path) -> dict | None:
-    return read_manifest(path.parent).get("artifacts", {}).get(path.name)

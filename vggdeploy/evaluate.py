@@ -23,10 +23,12 @@ from pathlib import Path
 import numpy as np
 
 from .artifact import Artifact, described
+from .cluster import ClusterOptions
 from .backends.base import as_input
 from .dataset import Sample, read_image
 from .errors import BadInput
 from .forms import FormSpec, check_memory
+from .prediction import class_posteriors, prediction_rows
 from .preprocessing import center_view, normalise, to_tensor
 
 log = logging.getLogger("vggdeploy")
@@ -107,21 +109,6 @@ def prepare(sample: Sample, p: Protocol, pre: dict) -> Prepared:
                 crops = torch.cat([crops, F.horizontal_flip(crops)])
             out.multicrop.append(normalise(crops, pre))
     return out
-
-
-def class_posteriors(outputs: dict[str, np.ndarray]) -> np.ndarray:
-    """(N, classes) probabilities from a classifier's or dense form's outputs: softmax of `logits`,
-    or `probabilities` as they are (a model adopted with output="probabilities" ends in softmax)."""
-    if "probabilities" in outputs:
-        return outputs["probabilities"].reshape(len(outputs["probabilities"]), -1).astype(np.float64)
-    logits = outputs["logits"]
-    return softmax(logits.reshape(len(logits), -1).astype(np.float64))
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
 
 
 @dataclass
@@ -260,6 +247,63 @@ def select_artifacts(paths: list[Path], protocol: str) -> list[Artifact]:
     return chosen
 
 
+class EvalActor:
+    """One runner per actor; a batch of (path, label) rows in, one posterior (or error) row each out."""
+
+    def __init__(self, artifact: str, backend: str, protocol, pre: dict, threads: int):
+        from .backends import make_runner
+        from .cluster import actor_setup
+
+        actor_setup()
+        self.protocol, self.pre = protocol, pre
+        self.runner = make_runner(backend, artifact, threads=threads)
+        self.runner.activate()
+
+    def __call__(self, batch: dict[str, np.ndarray]):
+        import pyarrow as pa
+
+
+        samples = [Sample(Path(p), int(label)) for p, label in zip(batch["path"], batch["label"])]
+        run = run_protocol(self.runner, samples, self.protocol, self.pre, batch=len(samples), workers=1)
+        done = {p: (post, label) for p, post, label in zip(run.paths, run.posteriors, run.labels)}
+        rows = {"path": [], "label": [], "error": [], "posterior": [], "runtime": []}
+        for s in samples:
+            post = done.get(str(s.path))
+            rows["path"].append(str(s.path))
+            rows["label"].append(s.label)
+            rows["error"].append(None if post is not None else run.failed.get(str(s.path), "not evaluated"))
+            rows["posterior"].append(None if post is None else post[0].tolist())
+            rows["runtime"].append(self.runner.name)
+        return pa.table({"path": pa.array(rows["path"], pa.string()), "label": pa.array(rows["label"], pa.int64()),
+                         "error": pa.array(rows["error"], pa.string()),
+                         "posterior": pa.array(rows["posterior"], pa.list_(pa.float64())),
+                         "runtime": pa.array(rows["runtime"], pa.string())})
+
+
+def run_protocol_on_cluster(opts: ClusterOptions, artifact: Path, samples, protocol, pre: dict, backend: str,
+                            batch: int):
+    """`run_protocol` over a Ray cluster: a Run (posteriors by path) and the runtime's name."""
+    from .cluster import map_on_cluster
+
+    t0 = time.perf_counter()
+    ds = map_on_cluster(opts, [{"path": str(Path(s.path).resolve()), "label": s.label} for s in samples], EvalActor,
+                        {"artifact": str(Path(artifact).resolve()), "backend": backend, "protocol": protocol, "pre": pre},
+                        batch)
+    rows = sorted(ds.take_all(), key=lambda r: r["path"])
+    run, runtime = Run(), None
+    for r in rows:
+        runtime = runtime or r["runtime"]
+        if r["error"] is not None:
+            run.failed[r["path"]] = r["error"]
+            run.skipped.append(f"{Path(r['path']).name}: {r['error'].split(':')[0]}")
+            continue
+        run.paths.append(r["path"])
+        run.labels.append(int(r["label"]))
+        run.posteriors.append(np.asarray(r["posterior"], dtype=np.float64))
+    run.wall_s = time.perf_counter() - t0
+    return run, f"{runtime or backend} x{opts.workers} (ray)"
+
+
 def evaluate(artifacts: list[Path | Artifact], samples: list[Sample], p: Protocol, backend: str = "cpu", fuse: bool = False,
              batch: int = 16, workers: int = 2, cluster=None, per_image: list | None = None, top: int = 5) -> list[dict]:
     """One row per artifact (and one for their fusion with `fuse`, image by image): top-1/top-5
@@ -292,8 +336,6 @@ def evaluate(artifacts: list[Path | Artifact], samples: list[Sample], p: Protoco
         log.info("evaluating %s (%s) with the %s protocol on %d images ...", path.name,
                  meta.precision, p.name, len(samples))
         if cluster is not None:
-            from .cluster import run_protocol_on_cluster
-
             run, runtime = run_protocol_on_cluster(cluster, path, samples, p, meta.preprocessing,
                                                    backend, batch)
         else:
@@ -306,8 +348,6 @@ def evaluate(artifacts: list[Path | Artifact], samples: list[Sample], p: Protoco
         post, labels = np.array(run.posteriors), np.array(run.labels)
         kept.append(run)
         if per_image is not None:
-            from .prediction import prediction_rows
-
             per_image += [{"artifact": str(path), **r} for r in prediction_rows(
                 run.paths, run.posteriors, min(top, v.num_classes), meta.class_names, run.failed, run.labels)]
         rows.append({"artifact": str(path), "model": v.name, "precision": meta.precision,

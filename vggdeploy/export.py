@@ -11,7 +11,7 @@ from pathlib import Path
 import onnx
 import torch
 
-from . import __version__
+from ._version import __version__
 from .artifact import Artifact
 from .artifacts import prepare_out_dir, publish_recorded, side_files, staging
 from .backends.base import Runner
@@ -162,8 +162,7 @@ def verify_artifact(path: Path | Artifact, reference: Runner | Expected, v: Vari
     recorded outputs) on the form's default cases; raises CheckFailed on a mismatch."""
     from .backends import make_runner
     from .isa import cpu_isa
-    from .parity import THRESHOLDS, compare, default_cases
-    from .report import log_parity
+    from .parity import THRESHOLDS, compare, default_cases, log_parity
 
     kind = precision.split("-")[0]
     if isinstance(reference, Expected):

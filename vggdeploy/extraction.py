@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .artifact import Artifact
+from .cluster import ClusterOptions
 from .errors import BadInput, MissingEnvironment, printable, spelled
 from .metadata import PREFIX
 
@@ -175,6 +176,37 @@ def prepare_out(out_dir: Path, force: bool) -> None:
     require_writable(out_dir, hint="choose a folder you can write to")
 
 
+class ExtractActor:
+    """One runner per actor; a batch of paths in, one embedding (or error) row each out."""
+
+    def __init__(self, plan, backend: str, threads: int):
+        from .backends import make_runner
+        from .cluster import actor_setup
+
+        actor_setup()
+        self.plan = plan
+        self.runner = make_runner(backend, plan.opened or plan.artifact, threads=threads)
+        self.runner.activate()
+
+    def __call__(self, batch: dict[str, np.ndarray]):
+        return arrow_table(embed_paths(self.runner, [str(p) for p in batch["path"]], self.plan), self.plan)
+
+
+def extract_on_cluster(opts: ClusterOptions, plan, paths: list[Path], out_dir: Path, backend: str) -> dict:
+    """`extract` over a Ray cluster: Parquet parts written by the cluster into out_dir (which
+    every node must see: shared storage), then counted by the driver."""
+    from .cluster import map_on_cluster
+
+    ds = map_on_cluster(opts, [{"path": str(p)} for p in paths], ExtractActor, {"plan": plan, "backend": backend},
+                        plan.batch)
+    # the actors hold every CPU: writes take none, or they would wait for the actors to finish
+    ds.write_parquet(str(out_dir), ray_remote_args={"num_cpus": 0})
+    table = read_embeddings(out_dir)
+    return {"written": table.num_rows if table is not None else 0,
+            "errors": (table.num_rows - table.column("error").null_count) if table is not None else 0,
+            "workers": opts.workers}
+
+
 def extract(artifact: Path, data: Path, out_dir: Path, *, taps: list[str] | None = None, pool: str = "gap",
             batch: int = 16, backend: str = "cpu", force: bool = False, cluster=None,
             progress_every: int = 200) -> dict:
@@ -200,8 +232,6 @@ def extract(artifact: Path, data: Path, out_dir: Path, *, taps: list[str] | None
                "interrupted": False, "workers": 0}
     t0 = time.perf_counter()
     if cluster is not None:
-        from .cluster import extract_on_cluster
-
         summary |= extract_on_cluster(cluster, plan, paths, Path(out_dir), backend)
         summary["seconds"] = round(time.perf_counter() - t0, 2)
         write_summary(out_dir, summary)

@@ -9,26 +9,13 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from .artifact import load_graph
 from .artifacts import read_manifest, side_files
-from .errors import BadInput
+from .errors import BadInput, MissingEnvironment
 from .metadata import ArtifactMeta
 
 
-ADOPT_HINT = ("a VGG ONNX from another exporter: `vggdeploy adopt {path}` (states its layout and preprocessing); "
-              "a PyTorch model: `vggdeploy export`")
 FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16, onnx.TensorProto.DOUBLE}
-
-
-def load_graph(path: Path) -> onnx.ModelProto:
-    """The graph without its external weights (cheap: kB, not the 500 MB side file)."""
-    from .filetypes import require_onnx
-
-    require_onnx(path)
-    try:
-        return onnx.load(str(path), load_external_data=False)
-    except Exception as e:
-        raise BadInput(f"{path} is not an ONNX model ({type(e).__name__})",
-                       hint="a checkpoint (.pth, .safetensors, a timm or Lightning folder) goes to `vggdeploy export CHECKPOINT`") from None
 
 
 def _value_info(v: onnx.ValueInfoProto) -> dict:
@@ -36,16 +23,6 @@ def _value_info(v: onnx.ValueInfoProto) -> dict:
     dims = [d.dim_param or d.dim_value for d in t.shape.dim]
     return {"name": v.name, "dtype": onnx.helper.tensor_dtype_to_np_dtype(t.elem_type).name, "shape": dims,
             "dynamic_axes": {i: d for i, d in enumerate(dims) if isinstance(d, str)}}
-
-
-def graph_io(model: onnx.ModelProto) -> tuple[list[tuple[str, int, list[int]]], list[tuple[str, int, list[int]]]]:
-    """Inputs (initializers left out) and outputs as (name, ONNX element type, dims with -1 for free)."""
-    def dims(v):
-        return [d.dim_value if d.HasField("dim_value") else -1 for d in v.type.tensor_type.shape.dim]
-
-    inits = {t.name for t in model.graph.initializer}
-    return ([(v.name, v.type.tensor_type.elem_type, dims(v)) for v in model.graph.input if v.name not in inits],
-            [(v.name, v.type.tensor_type.elem_type, dims(v)) for v in model.graph.output])
 
 
 def shown_metadata(model: onnx.ModelProto) -> dict:
@@ -65,8 +42,6 @@ def inspect_onnx(path: str | Path) -> dict:
     (.xml) `convert` writes. Raises BadInput for a file that is neither."""
     path = Path(path)
     if path.suffix == ".xml":
-        from .backends.openvino import describe_ir
-
         return {**describe_ir(path), **_quality(path)}
     model = load_graph(path)
     init = list(model.graph.initializer)
@@ -129,3 +104,36 @@ def int8_info(model: onnx.ModelProto, meta: ArtifactMeta | None) -> dict | None:
     return {"layout": name, "declared": meta.int8_layout is not None, "exact_on": LAYOUTS[name].exact_on,
             "this_cpu": isa.as_dict(),
             "exact_here": {rt: LAYOUTS[name].exact_here(isa, rt) for rt in ("onnxruntime", "openvino")}}
+
+
+def describe_ir(xml: Path) -> dict:
+    """What `vggdeploy inspect` shows for an OpenVINO IR: I/O (dynamic axes named by their bounds),
+    op counts and parameters from the IR; metadata from the source ONNX its manifest entry names."""
+    try:
+        import openvino as ov
+    except ImportError:
+        raise MissingEnvironment("OpenVINO is not installed", hint="pip install openvino") from None
+    if not xml.is_file() or not xml.with_suffix(".bin").is_file():
+        raise BadInput(f"{xml} is not an OpenVINO IR (NAME.xml beside NAME.bin)")
+    try:
+        model = ov.Core().read_model(str(xml))
+    except RuntimeError as e:
+        raise BadInput(f"OpenVINO can't read {xml.name}: {str(e).splitlines()[0][:300]}") from None
+
+    def port(p) -> dict:
+        dims = [d.get_length() if d.is_static else "?" for d in p.get_partial_shape()]
+        return {"name": p.get_any_name(), "dtype": p.get_element_type().get_type_name(), "shape": dims,
+                "dynamic_axes": {i: "?" for i, d in enumerate(dims) if d == "?"}}
+
+    ops = Counter(op.get_type_name() for op in model.get_ordered_ops())
+    consts = [op for op in model.get_ordered_ops() if op.get_type_name() == "Constant"]
+    dtypes = Counter(c.get_element_type().get_type_name() for c in consts)
+    params = sum(int(np.prod(c.get_output_shape(0))) for c in consts if c.get_element_type().is_real())
+    entry = read_manifest(xml.parent).get("artifacts", {}).get(xml.name) or {}
+    source = xml.with_name(entry["source"]) if isinstance(entry.get("source"), str) else None
+    return {"path": str(xml), "files": {p.name: p.stat().st_size for p in (xml, xml.with_suffix(".bin"))},
+            "ir_version": "openvino", "opsets": {}, "producer": f"OpenVINO {ov.get_version()}",
+            "inputs": [port(p) for p in model.inputs], "outputs": [port(p) for p in model.outputs],
+            "metadata": shown_metadata(load_graph(source)) if source and source.is_file() else {},
+            "ops": dict(ops.most_common()), "parameters": params, "initializer_dtypes": dict(dtypes), "int8": None,
+            "source": entry.get("source")}

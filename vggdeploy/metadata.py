@@ -58,6 +58,7 @@ def _config(x) -> bool:
 
 # field: (required, check of the decoded value, what it must be); fields not listed
 # (version, weights, calibration, ...) are written by vggdeploy and only shown or passed on
+ADOPTED_NO_EAGER = "an adopted ONNX has no PyTorch model behind it to run eagerly"
 SCHEMA = {
     "form": (True, lambda x: x in ("classifier", "dense", "features"), "classifier, dense or features"),
     "variant": (True, lambda x: isinstance(x, str) and 0 < len(x) <= 128, "a name"),
@@ -102,6 +103,12 @@ class ArtifactMeta:
     int8_layout: str | None = None
     int8_exact_on: str | None = None
     adopted: dict | None = None  # what the user stated when adopting a foreign ONNX
+
+    @property
+    def is_adopted(self) -> bool:
+        """Adopted from a foreign ONNX: no checkpoint behind it to rebuild eager PyTorch from (the
+        `adopted` record; artifacts adopted before that record existed say it in `weights` only)."""
+        return self.adopted is not None or (self.weights or "").startswith("adopted:")
 
     @classmethod
     def from_props(cls, props: Mapping[str, str], path: Path | str = "the artifact") -> "ArtifactMeta | None":

@@ -6,6 +6,7 @@ as optimum's validate_model_outputs does.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -14,7 +15,10 @@ import numpy as np
 from .backends.base import Runner, as_input
 from .data import photo_batch, random_batch
 from .errors import CheckFailed
+from .tables import table
 from .variants import Variant
+
+log = logging.getLogger("vggdeploy")
 
 
 @dataclass(frozen=True)
@@ -186,3 +190,19 @@ def _one_by_one(runner: Runner, input_name: str, batch: np.ndarray) -> dict[str,
     same: every layer is per-sample in inference)."""
     outs = [runner.infer({input_name: as_input(runner, batch[i:i + 1])}) for i in range(len(batch))]
     return {name: np.concatenate([o[name] for o in outs]) for name in outs[0]}
+
+
+def parity_rows(report: ParityReport) -> list[list]:
+    return [[r.case, r.output, r.max_abs, r.rel_l2, r.cosine, r.top1, r.top5,
+             ", ".join(r.failed_inputs) or "ok"] for r in report.results]
+
+
+PARITY_HEADERS = ["case", "output", "max abs", "rel L2", "cosine", "top-1", "top-5", "status"]
+
+
+def log_parity(report: ParityReport) -> None:
+    """The report as a table in the log (export, quantize and verify print it)."""
+    th = report.thresholds
+    log.info("parity %s vs %s (rel L2 <= %g, cosine >= %g, top-1 >= %g, top-5 >= %g):\n%s",
+             report.candidate, report.reference, th.rel_l2, th.cosine, th.top1, th.top5,
+             table(PARITY_HEADERS, parity_rows(report)))

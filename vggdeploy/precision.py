@@ -24,7 +24,7 @@ from .errors import BadInput, CheckFailed
 from .export import publish_checked, verify_artifact
 from .forms import FormSpec
 from .artifact import Artifact
-from .inspect import load_graph
+from .artifact import load_graph
 from .naming import derived_name
 from .parity import Expected
 from .layouts import CPU_DEFAULT, LAYOUTS, METHODS, Int8Options  # noqa: F401 (METHODS: the API's list)

@@ -13,6 +13,7 @@ import numpy as np
 
 from .artifact import Artifact, described
 from .errors import BadInput, printable
+from .preprocessing import center_input
 
 log = logging.getLogger("vggdeploy")
 ROW_FORMATS = (".json", ".csv", ".parquet")
@@ -21,6 +22,21 @@ ROW_FORMATS = (".json", ".csv", ".parquet")
 def shown_path(path) -> str:
     """A path as text every writer takes (JSON, CSV, Parquet): bytes that are not UTF-8 as \\xNN."""
     return str(path).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def class_posteriors(outputs: dict[str, np.ndarray]) -> np.ndarray:
+    """(N, classes) probabilities from a classifier's or dense form's outputs: softmax of `logits`,
+    or `probabilities` as they are (a model adopted with output="probabilities" ends in softmax)."""
+    if "probabilities" in outputs:
+        return outputs["probabilities"].reshape(len(outputs["probabilities"]), -1).astype(np.float64)
+    logits = outputs["logits"]
+    return softmax(logits.reshape(len(logits), -1).astype(np.float64))
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
 
 
 def prediction_rows(paths: list[str], posteriors: list[np.ndarray], top: int, names: tuple[str, ...] | None,
@@ -40,6 +56,12 @@ def prediction_rows(paths: list[str], posteriors: list[np.ndarray], top: int, na
     return sorted(rows, key=lambda r: r["path"])
 
 
+def preprocess(image, artifact) -> np.ndarray:
+    """One image (a path or an HxWxC array) as `artifact` (a path or an Artifact) takes it:
+    (C, H, W) float32, ready to stack into a batch for its runner."""
+    return center_input(image, described(Artifact.of(artifact)).declared().preprocessing)
+
+
 def check_predictable(artifact: Artifact) -> Artifact:
     """The artifact's describing ONNX artifact, refused (BadInput) unless it gives class scores."""
     meta = described(artifact).declared()
@@ -55,8 +77,6 @@ def predict(artifact, images: list[Path], *, top: int = 5, backend: str = "cpu",
     from .backends import make_runner
     from .backends.base import as_input
     from .dataset import list_images
-    from .evaluate import class_posteriors
-    from .preprocessing import center_input
 
     artifact = Artifact.of(artifact)
     source = check_predictable(artifact)
@@ -148,4 +168,4 @@ def write_rows(rows: list[dict], out: Path) -> Path:
     return out
 
 
-__all__ = ["check_rows_path", "predict", "prediction_rows", "write_rows"]
+__all__ = ["check_rows_path", "class_posteriors", "predict", "prediction_rows", "preprocess", "write_rows"]

@@ -63,12 +63,4 @@ def center_input(image, pre: dict) -> np.ndarray:
     return center_view(to_tensor(image_array(image), pre), pre)
 
 
-def preprocess(image, artifact) -> np.ndarray:
-    """One image (a path or an HxWxC array) as `artifact` (a path or an Artifact) takes it:
-    (C, H, W) float32, ready to stack into a batch for its runner."""
-    from .artifact import Artifact, described
-
-    return center_input(image, described(Artifact.of(artifact)).declared().preprocessing)
-
-
-__all__ = ["center_input", "center_view", "image_array", "normalise", "preprocess", "to_tensor"]
+__all__ = ["center_input", "center_view", "image_array", "normalise", "to_tensor"]

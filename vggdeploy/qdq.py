@@ -82,7 +82,7 @@ def artifact_qdq_violations(path: Path) -> tuple[list[str], set[str]]:
     """TensorRT's Q/DQ rules checked on the ONNX at `path`, the nodes it declares kept in float
     allowed: (violations, those nodes)."""
     from .artifact import Artifact
-    from .inspect import load_graph
+    from .artifact import load_graph
 
     graph = load_graph(path)
     meta = Artifact.from_graph(path, graph).meta

@@ -1,47 +1,13 @@
-"""Human-readable tables (plain text for logs, Markdown for files)."""
+"""Benchmark and evaluation reports (bench.md, report.html, eval.md) rendered from the runs' records."""
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from .parity import ParityReport
+from .runs import load_runs, read_evals
+from .tables import _fmt, table
 
 log = logging.getLogger("vggdeploy")
-
-
-def table(headers: list[str], rows: list[list], markdown: bool = False) -> str:
-    cells = [[str(c) for c in headers]] + [[_fmt(c) for c in row] for row in rows]
-    if markdown:
-        lines = ["| " + " | ".join(r) + " |" for r in cells]
-        lines.insert(1, "|" + "|".join("---" for _ in headers) + "|")
-        return "\n".join(lines)
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells)
-
-
-def _fmt(x) -> str:
-    if x is None:
-        return "-"
-    if isinstance(x, float):
-        return f"{x:.7g}" if 1e-3 <= abs(x) < 1e7 or x == 0 else f"{x:.2e}"
-    return str(x)
-
-
-def parity_rows(report: ParityReport) -> list[list]:
-    return [[r.case, r.output, r.max_abs, r.rel_l2, r.cosine, r.top1, r.top5,
-             ", ".join(r.failed_inputs) or "ok"] for r in report.results]
-
-
-PARITY_HEADERS = ["case", "output", "max abs", "rel L2", "cosine", "top-1", "top-5", "status"]
-
-
-def log_parity(report: ParityReport) -> None:
-    th = report.thresholds
-    log.info("parity %s vs %s (rel L2 <= %g, cosine >= %g, top-1 >= %g, top-5 >= %g):\n%s",
-             report.candidate, report.reference, th.rel_l2, th.cosine, th.top1, th.top5,
-             table(PARITY_HEADERS, parity_rows(report)))
 
 
 # ---------------------------------------------------------------- benchmark reports
@@ -392,8 +358,6 @@ def write_eval(evals: list[dict], out_dir) -> None:
     columns = eval_columns(evals)
     atomic_write_text(out_dir / "eval.md", table([h for _, h in columns], eval_rows(evals, columns), markdown=True) + "\n")
     if (out_dir / "bench.json").is_file():
-        from .benchrun import load_runs
-
         write_reports(load_runs([out_dir]), out_dir, write_json=False)
 
 
@@ -446,28 +410,6 @@ def render_html(runs: list[dict], evals: list[dict] | None = None) -> str:
                  "same run. x floor: p50 over the model's MACs divided by the best GEMM rate of its precision measured "
                  "in the same run. Each runtime ran in a process of its own.</p></body></html>")
     return "\n".join(parts)
-
-
-def read_evals(out_dir) -> list[dict] | None:
-    """The rows of the eval.json in out_dir (None: there is none). BadInput for one that is not
-    `vggdeploy eval --out`'s."""
-    import json
-    from pathlib import Path
-
-    from .errors import BadInput
-
-    path = Path(out_dir) / "eval.json"
-    if not path.is_file():
-        return None
-    try:
-        evals = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as e:
-        raise BadInput(f"{path} is not JSON ({type(e).__name__})", hint="remove it, or rewrite it with `vggdeploy eval --out`") from None
-    keys = [k for k, _ in EVAL_COLUMNS if k not in ("images_per_s", "runtime_images_per_s")]
-    if not isinstance(evals, list) or not all(isinstance(r, dict) and all(k in r for k in keys) for r in evals):
-        raise BadInput(f"{path} is not `vggdeploy eval --out`'s (a list of rows with {', '.join(keys)})",
-                       hint="remove it, or rewrite it with `vggdeploy eval --out`")
-    return evals
 
 
 def write_reports(runs: list[dict], out_dir, write_json: bool = True) -> list:

@@ -83,10 +83,10 @@ def _onednn(enabled: bool):
 def eager_for_artifact(path, device: str = "cpu", **options) -> TorchRunner:
     """Eager PyTorch from the same weights as a vggdeploy artifact (its metadata names the variant,
     the weights and the form): the baseline for parity and speed on that artifact."""
-    from ..adoption import ADOPTED_NO_EAGER, is_adopted
+    from ..metadata import ADOPTED_NO_EAGER
     from ..artifact import Artifact
     from ..errors import BadInput
-    from ..inspect import ADOPT_HINT
+    from ..artifact import ADOPT_HINT
     from ..models import build_form, output_names
     from ..weights import load_model
 
@@ -94,7 +94,7 @@ def eager_for_artifact(path, device: str = "cpu", **options) -> TorchRunner:
     if meta is None or meta.weights is None:
         raise BadInput(f"{path} has no vggdeploy metadata: eager PyTorch can't be rebuilt from it",
                        hint=ADOPT_HINT.format(path=path))
-    if is_adopted(meta):
+    if meta.is_adopted:
         raise BadInput(f"{Path(path).name}: {ADOPTED_NO_EAGER}", hint="compare runtimes with each other (bench --backends)")
     weights, seed = meta.weights, 0
     if weights.startswith("random:"):

@@ -172,7 +172,7 @@ def save_ir(onnx_path: Path, out_dir: Path | None = None, force: bool = False) -
     except ImportError:
         raise MissingEnvironment("OpenVINO is not installed", hint="pip install openvino") from None
     from ..filetypes import check_foreign_onnx
-    from ..inspect import load_graph
+    from ..artifact import load_graph
 
     onnx_path = Path(onnx_path)
     check_foreign_onnx(load_graph(onnx_path), onnx_path)  # before OpenVINO reads a file it may not be able to
@@ -185,41 +185,3 @@ def save_ir(onnx_path: Path, out_dir: Path | None = None, force: bool = False) -
         xml = publish_recorded([tmp / f"{stem}.xml", tmp / f"{stem}.bin"], out_dir,
                                {"kind": "openvino-ir", "source": onnx_path.name, "versions": {"openvino": ov.get_version()}}, force)
     return xml
-
-
-def describe_ir(xml: Path) -> dict:
-    """What `vggdeploy inspect` shows for an OpenVINO IR: I/O (dynamic axes named by their bounds),
-    op counts and parameters from the IR; metadata from the source ONNX its manifest entry names."""
-    from collections import Counter
-
-    from ..artifacts import read_manifest
-    from ..inspect import load_graph, shown_metadata
-
-    try:
-        import openvino as ov
-    except ImportError:
-        raise MissingEnvironment("OpenVINO is not installed", hint="pip install openvino") from None
-    if not xml.is_file() or not xml.with_suffix(".bin").is_file():
-        raise BadInput(f"{xml} is not an OpenVINO IR (NAME.xml beside NAME.bin)")
-    try:
-        model = ov.Core().read_model(str(xml))
-    except RuntimeError as e:
-        raise BadInput(f"OpenVINO can't read {xml.name}: {str(e).splitlines()[0][:300]}") from None
-
-    def port(p) -> dict:
-        dims = [d.get_length() if d.is_static else "?" for d in p.get_partial_shape()]
-        return {"name": p.get_any_name(), "dtype": p.get_element_type().get_type_name(), "shape": dims,
-                "dynamic_axes": {i: "?" for i, d in enumerate(dims) if d == "?"}}
-
-    ops = Counter(op.get_type_name() for op in model.get_ordered_ops())
-    consts = [op for op in model.get_ordered_ops() if op.get_type_name() == "Constant"]
-    dtypes = Counter(c.get_element_type().get_type_name() for c in consts)
-    params = sum(int(np.prod(c.get_output_shape(0))) for c in consts if c.get_element_type().is_real())
-    entry = read_manifest(xml.parent).get("artifacts", {}).get(xml.name) or {}
-    source = xml.with_name(entry["source"]) if isinstance(entry.get("source"), str) else None
-    return {"path": str(xml), "files": {p.name: p.stat().st_size for p in (xml, xml.with_suffix(".bin"))},
-            "ir_version": "openvino", "opsets": {}, "producer": f"OpenVINO {ov.get_version()}",
-            "inputs": [port(p) for p in model.inputs], "outputs": [port(p) for p in model.outputs],
-            "metadata": shown_metadata(load_graph(source)) if source and source.is_file() else {},
-            "ops": dict(ops.most_common()), "parameters": params, "initializer_dtypes": dict(dtypes), "int8": None,
-            "source": entry.get("source")}

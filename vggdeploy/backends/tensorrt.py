@@ -2,18 +2,75 @@
 torch tensors in and out when asked), with the profile chosen from each input's shape.
 
 Before deserializing, the engine is checked against its manifest entry (TensorRT version, GPU
-architecture, size): TensorRT itself answers a foreign plan with a log line and a None.
+architecture, size): TensorRT itself answers a foreign plan with a log line and a None. The
+optimization profiles (`Profile`) an engine is built with and chosen by live here too.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..engine import Profile, engine_problems, manifest_entry
+from ..artifacts import read_manifest
 from ..errors import BadInput
 from .base import Runner
+
+
+Shape = tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Profile:
+    """min/opt/max shapes of the (single) input for one optimization profile."""
+
+    input: str
+    min: Shape
+    opt: Shape
+    max: Shape
+
+    def covers(self, shape: Shape) -> bool:
+        return len(shape) == len(self.min) and all(lo <= s <= hi for lo, s, hi in zip(self.min, shape, self.max))
+
+    def to_json(self) -> dict:
+        return {"input": self.input, "min": list(self.min), "opt": list(self.opt), "max": list(self.max)}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "Profile":
+        return cls(d["input"], tuple(d["min"]), tuple(d["opt"]), tuple(d["max"]))
+
+    def __str__(self) -> str:
+        return f"{self.input}:{dims(self.min)}:{dims(self.opt)}:{dims(self.max)}"
+
+
+def dims(shape: Shape) -> str:
+    return "x".join(str(d) for d in shape)
+
+
+def engine_problems(entry: dict | None, trt_version: str, gpu, plan_path: Path) -> list[str]:
+    """Why an engine can't run here, judged from its manifest entry before deserializing: another
+    TensorRT version, another GPU architecture (unless built Ampere+ compatible), a changed file."""
+    if entry is None:
+        return []
+    problems = []
+    if entry.get("tensorrt") != trt_version:
+        problems.append(f"built with TensorRT {entry.get('tensorrt')}, this is {trt_version}")
+    built_cc = entry.get("gpu", {}).get("compute_capability")
+    if entry.get("hardware_compat") == "ampere+":
+        if float(gpu.compute_capability) < 8.0:
+            problems.append(f"built for Ampere and newer, this GPU is compute capability {gpu.compute_capability}")
+    elif built_cc != gpu.compute_capability:
+        problems.append(f"built for compute capability {built_cc} ({entry['gpu'].get('name')}), "
+                        f"this GPU ({gpu.name}) is {gpu.compute_capability}")
+    size = plan_path.stat().st_size
+    if size != entry.get("bytes"):
+        problems.append(f"{plan_path.name} is {size} bytes, the manifest says {entry.get('bytes')} (truncated or replaced)")
+    return problems
+
+
+def manifest_entry(path: Path) -> dict | None:
+    return read_manifest(path.parent).get("artifacts", {}).get(path.name)
 
 
 def choose_profile(profiles: list[Profile], shape: tuple[int, ...]) -> int:
