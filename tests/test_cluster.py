@@ -61,7 +61,8 @@ def single(artifact, samples, p, pre):
 @pytest.mark.parametrize("protocol", ["center", "dense+multicrop"])
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
 def test_eval_on_the_cluster_equals_single_process(cluster, trained, protocol, precision):
-    from vggdeploy.cluster import ClusterOptions, run_protocol_on_cluster
+    from vggdeploy.cluster import ClusterOptions
+    from vggdeploy.evaluate import run_protocol_on_cluster
     from vggdeploy.dataset import load_dataset
     from vggdeploy.evaluate import Protocol
     from vggdeploy.artifact import Artifact

@@ -21,7 +21,7 @@ LAYERS = [
                   "backends.peers", "backends", "parity"}),
     ("stages", {"export", "precision", "adoption", "engine", "bench", "benchrun", "doctor", "triton", "prediction",
                 "evaluate", "extraction", "pipeline"}),
-    ("interface", {"cli", "__main__", ""}),
+    ("interface", {"cli", "cli_options", "__main__", ""}),
 ]
 LAYER_OF = {m: i for i, (_, mods) in enumerate(LAYERS) for m in mods}
 

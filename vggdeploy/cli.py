@@ -20,90 +20,11 @@ from .signals import Terminated
 from .evaluate import PROTOCOLS
 from .extraction import POOLS
 from .forms import FORMS
-from .layouts import CPU_LAYOUTS, METHODS, QUANTIZERS, TARGETS
+from .cli_options import (OutPath, choice_list, cluster_options, echo_artifacts, json_option, parse_floats, parse_ints,
+                          parse_size, precision_options, split_list)
 from .triton import ACCELERATORS, KINDS, PLATFORMS
 
 log = logging.getLogger("vggdeploy")
-
-
-def parse_size(text: str | None) -> tuple[int, int] | None:
-    if not text:
-        return None
-    try:
-        parts = [int(p) for p in text.lower().replace("x", ",").split(",")]
-    except ValueError:
-        raise BadInput(f"bad size {text!r}", hint="give N or HxW, e.g. 224 or 256x320") from None
-    if len(parts) == 1:
-        parts *= 2
-    if len(parts) != 2 or min(parts) <= 0:
-        raise BadInput(f"bad size {text!r}", hint="give N or HxW with positive numbers, e.g. 224 or 256x320")
-    return parts[0], parts[1]
-
-
-class OutPath(click.Path):
-    """An output path: an empty one (it would mean the current directory) or one that is not UTF-8
-    (ONNX's tools take UTF-8 paths only) is refused before any work."""
-
-    def __init__(self):
-        super().__init__(path_type=Path)
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, str) and not value.strip():
-            self.fail("is empty: give a folder or file name", param, ctx)
-        try:
-            str(value).encode("utf-8")
-        except UnicodeEncodeError:
-            self.fail(f"{printable(repr(value))} is not valid UTF-8: give a UTF-8 path", param, ctx)
-        return super().convert(value, param, ctx)
-
-
-def split_list(text: str | None) -> list[str] | None:
-    return [t.strip() for t in text.split(",") if t.strip()] if text else None
-
-
-def json_option(f):
-    """--json: the verb's result as one JSON document on stdout (schemas: README, Machine-readable output)."""
-    return click.option("--json", "as_json", is_flag=True, help="Machine-readable output on stdout.")(f)
-
-
-def echo_artifacts(paths: list, as_json: bool) -> None:
-    """The paths written, one per line; or {"artifacts": [each one's manifest entry and path]}."""
-    if not as_json:
-        for p in paths:
-            click.echo(p)
-        return
-    from .artifacts import read_manifest
-
-    manifests: dict[Path, dict] = {}
-    records = []
-    for p in paths:
-        if p.parent not in manifests:
-            manifests[p.parent] = read_manifest(p.parent)
-        manifest = manifests[p.parent]
-        records.append({"path": str(p), **manifest.get("artifacts", {}).get(p.name, {})})
-    click.echo(json.dumps({"artifacts": records}, indent=2))
-
-
-def choice_list(allowed: tuple[str, ...], extra: tuple[str, ...] = ()):
-    """A click callback for a comma-separated list of choices: judged while the options are parsed,
-    before any import or work."""
-    def check(ctx, param, value):
-        for item in split_list(value) or []:
-            if item not in allowed + extra:
-                raise click.BadParameter(f"{item!r} is not one of {', '.join(map(repr, allowed + extra))}")
-        return value
-    return check
-
-
-def parse_ints(text: str, option: str) -> list[int]:
-    """'1,8,32' -> [1, 8, 32]; anything else is a usage error naming the option."""
-    try:
-        values = [int(t) for t in split_list(text) or []]
-    except ValueError:
-        raise BadInput(f"{option} {text!r}: give whole numbers separated by commas, e.g. 1,8") from None
-    if not values or min(values) < 1:
-        raise BadInput(f"{option} {text!r}: give positive whole numbers, e.g. 1,8")
-    return values
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -126,16 +47,9 @@ def cli(ctx: click.Context, debug: bool, quiet: bool) -> None:
 def list_cmd(as_json: bool) -> None:
     """Every VGG variant: layers, parameters, GFLOPs at 224², published accuracy."""
     from .tables import table
-    from .variants import VARIANTS, cost, published_metrics
+    from .variants import variant_rows
 
-    rows = []
-    for v in VARIANTS.values():
-        params, macs = cost(v)
-        pub = published_metrics(v)
-        rows.append({"name": v.name, "config": v.config, "bn": v.batch_norm, "weight_layers": v.weight_layers,
-                     "params_m": round(params / 1e6, 2), "input": v.image_size, "gmacs": round(macs / 1e9, 2),
-                     "gflops": round(2 * macs / 1e9, 2), "top1": pub.get("top1"), "top5": pub.get("top5"),
-                     "weights": "imagenet" if v.tv_weights else ("train script" if v.config == "mini" else "-")})
+    rows = variant_rows()
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -143,65 +57,6 @@ def list_cmd(as_json: bool) -> None:
     click.echo(table(headers, [list(r.values()) for r in rows]))
     click.echo("\nGMACs/GFLOPs at the input size shown (224² for ImageNet VGGs; GFLOPs = 2 x MACs). "
                "top-1/top-5: torchvision's published ImageNet-1K accuracy for the weights 'imagenet' loads.")
-
-
-def precision_options(f):
-    """--fp16/--int8 and their settings, shared by `export` and `quantize`."""
-    for opt in reversed([
-        click.option("--fp16", is_flag=True, help="Also write FORM.fp16.onnx (for strongly typed TensorRT)."),
-        click.option("--io", default="fp32", show_default=True, type=click.Choice(["fp32", "fp16"]),
-                     help="FP16 artifact's input/output type."),
-        click.option("--int8", is_flag=True, help="Also write FORM.int8-TARGET.onnx (Q/DQ, calibrated)."),
-        click.option("--target", type=click.Choice(TARGETS), help="INT8 target (required with --int8)."),
-        click.option("--calib", help="Calibration data: image folder, .npy/.npz, or 'samples' (default)."),
-        click.option("--calib-method", default="minmax", show_default=True, type=click.Choice(METHODS),
-                     help="ONNX Runtime's calibration method."),
-        click.option("--calib-count", type=int, help="Inputs per size to calibrate on (default: all the source has; for vgg-mini's bundled digits, 256 of 4,000). Error if fewer."),
-        click.option("--keep-fp32", help="Compute nodes left unquantized: first, last, or node names."),
-        click.option("--cpu-layout", type=click.Choice(list(CPU_LAYOUTS)), help="INT8 layout for --target cpu: u8s7-channel (default: exact on every CPU), "
-                                          "u8s7-tensor, u8s8-tensor, u8s8-channel (exact on ONNX Runtime only with "
-                                          "VNNI/AMX), s8s8-tensor, u8u8-tensor."),
-        click.option("--quantizer", default="ort", show_default=True, type=click.Choice(QUANTIZERS),
-                     help="INT8 quantizer: ONNX Runtime's (both targets), NNCF's defaults (cpu target; "
-                          "pip install 'vggdeploy[nncf]'), or NVIDIA ModelOpt's ONNX PTQ (tensorrt target; make setup-modelopt)."),
-        click.option("--max-drop", type=float, metavar="POINTS",
-                     help="Accuracy budget: keep the fewest layers in float until INT8's top-1 on --eval-data is within "
-                          "POINTS of FP32's (exit 1 if it can't be met)."),
-        click.option("--eval-data", type=click.Path(path_type=Path), metavar="DIR",
-                     help="Images for --max-drop: a labelled folder as `eval --data` takes (unlabelled: agreement with FP32)."),
-        click.option("--no-equalize", is_flag=True, help="INT8 without cross-layer equalization of the FP32 weights first "
-                                                          "(on by default: it keeps outlier channels from setting the ranges)."),
-        click.option("--backend", default="cpu", show_default=True, type=click.Choice(["cpu", "onnxruntime", "openvino"]),
-                     help="Runtime for the parity check: cpu (fastest per precision), onnxruntime, openvino."),
-    ]):
-        f = opt(f)
-    return f
-
-
-def precision_plan(fp16: bool, io: str, int8: bool, target: str | None, calib: str | None, calib_method: str,
-                   calib_count: int | None, keep_fp32: str | None, cpu_layout: str | None, quantizer: str,
-                   max_drop: float | None, eval_data: Path | None, no_equalize: bool, backend: str):
-    """The precision options as one PrecisionPlan, judged before any long work; an INT8 setting
-    without --int8 is an error naming both."""
-    from .layouts import Int8Options
-    from .pipeline import PrecisionPlan, refuse_without_int8
-
-    PrecisionPlan(fp16=fp16, io=io, backend=backend)  # the check's runtime and the FP16 settings first
-    if not int8:
-        refuse_without_int8({"--target": target, "--calib": calib, "--calib-count": calib_count, "--keep-fp32": keep_fp32,
-                             "--cpu-layout": cpu_layout, "--calib-method": None if calib_method == "minmax" else calib_method,
-                             "--quantizer": None if quantizer == "ort" else quantizer, "--no-equalize": no_equalize or None,
-                             "--max-drop": None if max_drop is None else f"{max_drop:g}", "--eval-data": eval_data})
-    budget = None
-    if int8 and (max_drop is not None or eval_data is not None):
-        from .budget import AccuracyBudget
-
-        if max_drop is None or eval_data is None:
-            given, other = ("--max-drop", "--eval-data") if max_drop is not None else ("--eval-data", "--max-drop")
-            raise BadInput(f"{given} needs {other}", hint="--max-drop POINTS --eval-data DIR: the budget and the images it is judged on")
-        budget = AccuracyBudget(max_drop, eval_data)
-    options = Int8Options(target, calib_method, calib_count, cpu_layout, quantizer, not no_equalize, budget) if int8 else None
-    return PrecisionPlan(fp16, io, options, calib, tuple(split_list(keep_fp32) or ()), backend)
 
 
 @cli.command()
@@ -226,10 +81,10 @@ def export(model, forms, weights, seed, prefix, size, taps, opset, out_dir, forc
            **precision) -> None:
     """Export MODEL (a variant name or a checkpoint) to ONNX, checked against eager PyTorch."""
     from .filetypes import check_model_arg
-    from .pipeline import check_export_options
+    from .pipeline import PrecisionPlan, check_export_options
 
     check_model_arg(model, weights)
-    plan = precision_plan(**precision)
+    plan = PrecisionPlan.from_flags(**precision)
     form_list = list(FORMS) if forms == "all" else split_list(forms) or []
     parsed_size = parse_size(size)
     check_export_options(form_list, plan, parsed_size, split_list(taps), engine)
@@ -247,18 +102,9 @@ def export(model, forms, weights, seed, prefix, size, taps, opset, out_dir, forc
         from .pipeline import deploy
     if loaded.inferred:
         log.info(loaded.inferred)
-    out_dir = out_dir or Path("engines") / default_folder(loaded)
+    out_dir = out_dir or Path("engines") / loaded.folder_name
     echo_artifacts(deploy(loaded, form_list, out_dir, precision=plan, size=parsed_size, taps=split_list(taps),
                           opset=opset, verify=not no_verify, force=force, engine=engine, release_model=True), as_json)
-
-
-def parse_floats(text: str | None, option: str) -> tuple[float, ...] | None:
-    if text is None:
-        return None
-    try:
-        return tuple(float(t) for t in split_list(text) or [""])
-    except ValueError:
-        raise BadInput(f"{option} {text!r}: give numbers separated by commas, e.g. 0.485,0.456,0.406") from None
 
 
 @cli.command()
@@ -332,23 +178,12 @@ def quantize(onnx_path: Path, force, no_verify, as_json, **precision) -> None:
     from .filetypes import require_onnx
 
     require_onnx(onnx_path)
-    from .pipeline import derive
+    from .pipeline import PrecisionPlan, derive
 
-    plan = precision_plan(**precision)
+    plan = PrecisionPlan.from_flags(**precision)
     if plan.empty:
         raise BadInput("nothing to do", hint="pass --fp16 and/or --int8 --target tensorrt|cpu")
     echo_artifacts(derive([onnx_path], plan, verify=not no_verify, force=force), as_json)
-
-
-def default_folder(loaded) -> str:
-    w = loaded.weights
-    if w == "imagenet" or w.startswith("bundled:"):
-        return loaded.variant.name
-    if w.startswith("random:"):
-        return f"{loaded.variant.name}-random{w.split(':')[1]}"
-    from .weights import checkpoint_name
-
-    return checkpoint_name(Path(w))
 
 
 @cli.command()
@@ -358,7 +193,7 @@ def default_folder(loaded) -> str:
 def inspect(path: Path, as_json: bool, check_qdq: str | None) -> None:
     """Inputs, outputs, dynamic axes, metadata, op counts and parameters of an ONNX file."""
     from .errors import CheckFailed
-    from .inspect import inspect_onnx
+    from .inspect import describe_text, inspect_onnx
     from .qdq import artifact_qdq_violations
 
     if check_qdq:
@@ -374,33 +209,8 @@ def inspect(path: Path, as_json: bool, check_qdq: str | None) -> None:
     if as_json:
         click.echo(json.dumps(info, indent=2))
         return
-    click.echo(printable(f"{info['path']}  ({', '.join(f'{n}: {s / 1e6:.1f} MB' for n, s in info['files'].items())})"))
-    click.echo(printable(f"opsets {info['opsets']}, producer {info['producer']}, IR {info['ir_version']}"))
-    for kind in ("inputs", "outputs"):
-        for v in info[kind]:
-            dyn = f"  dynamic: {', '.join(f'{i}={d}' for i, d in v['dynamic_axes'].items())}" if v["dynamic_axes"] else ""
-            click.echo(printable(f"{kind[:-1]:7} {v['name']}: {v['dtype']} {v['shape']}{dyn}"))
-    click.echo(f"parameters {info['parameters']:,} ({', '.join(f'{k}: {n}' for k, n in info['initializer_dtypes'].items())} tensors)")
-    click.echo("ops " + ", ".join(f"{k} {n}" for k, n in info["ops"].items()))
-    if info["int8"]:
-        i8 = info["int8"]
-        here = ", ".join(f"{rt} {'exact' if ok else 'SATURATES'}" for rt, ok in i8["exact_here"].items())
-        click.echo(f"int8    layout {i8['layout']}{'' if i8['declared'] else ' (implied: written before layouts were recorded)'}"
-                   f": exact on {i8['exact_on']}; on this CPU ({i8['this_cpu']['int8_class']}): {here}")
-    for e in (info["layer_errors"] or [])[:5]:
-        click.echo(printable(f"layer   {e['node']} ({e['op']}) adds {e['added']:.4f} relative L2 against FP32 "
-                             f"(its output: {e['rel_l2']:.4f}, cosine {e['cosine']:.5f})"))
-    if info["layer_errors"] and len(info["layer_errors"]) > 5:
-        click.echo(f"layer   ... {len(info['layer_errors'])} layers in all, ranked by the error each adds (--json lists them)")
-    if info["accuracy_budget"]:
-        b = info["accuracy_budget"]
-        click.echo(printable(f"budget  --max-drop {b['max_drop']:g} on {b['eval']}: FP32 {b['fp32']:.2f}, INT8 {b['int8']:.2f} "
-                             f"with {len(b['kept_fp32'])} layer(s) in float ({', '.join(b['kept_fp32']) or 'none'})"))
-    for k, val in info["metadata"].items():
-        text = json.dumps(val) if not isinstance(val, str) else val
-        if isinstance(val, list) and len(text) > 100:  # class names: a thousand of them
-            text = f"{json.dumps(val[:5])[:-1]}, ... ({len(val)} in all)]"
-        click.echo(printable(f"meta {k} = {text}"))
+    for line in describe_text(info):
+        click.echo(printable(line))
 
 
 @cli.command()
@@ -431,7 +241,7 @@ def bench(paths, backends, batch, size, runs, duration, hint, concurrency, no_ea
     GPU runtimes are timed with CUDA events, with and without host<->device copies."""
     from .artifacts import require_writable
     from .benchrun import run_bench
-    from .report import write_reports
+    from .report import bench_table, write_reports
 
     sizes = [parse_size(t) for t in split_list(size)] if size else None
     if out_dir:
@@ -445,47 +255,9 @@ def bench(paths, backends, batch, size, runs, duration, hint, concurrency, no_ea
     if as_json:
         click.echo(json.dumps(run["results"], indent=2))
     else:
-        _echo_bench_table(run)
+        click.echo(bench_table(run))
     if run["interrupted"]:  # what was measured is written and shown; the exit still says the run was cut
         raise Terminated() if run["interrupted_by"] == "SIGTERM" else KeyboardInterrupt()
-
-
-def _echo_bench_table(run: dict) -> None:
-    from .report import RESULT_COLUMNS, folder_of, result_row, several_folders
-    from .tables import table
-
-    keep = [(k, h) for k, h in RESULT_COLUMNS if k not in ("model", "p90_ms", "std_ms", "artifact_mb")]
-    if several_folders(run["results"]):  # two `classifier fp32` rows must say whose they are
-        keep.insert(0, ("folder", "model"))
-        for r in run["results"]:
-            r["folder"] = folder_of(r)
-    click.echo(table([h for _, h in keep], [result_row(r, keep) for r in run["results"]]))
-
-
-def cluster_options(f):
-    """--cluster and its sizes, shared by `eval` and `extract`."""
-    for opt in reversed([
-        click.option("--cluster", help="Run on a Ray cluster: auto, HOST:PORT or ray://HOST:PORT "
-                                       "(pip install 'vggdeploy[ray]' here and on every node)."),
-        click.option("--workers", type=int, help="With --cluster: actors, each holding one runner (default 2)."),
-        click.option("--cpus-per-worker", type=int, help="With --cluster: CPUs and runtime threads per actor (default 1)."),
-    ]):
-        f = opt(f)
-    return f
-
-
-def cluster_of(cluster: str | None, workers: int | None, cpus_per_worker: int | None):
-    """ClusterOptions (Ray importable, sizes valid) or None; judged before any work."""
-    if cluster is None:
-        given = "--workers" if workers is not None else "--cpus-per-worker" if cpus_per_worker is not None else None
-        if given:
-            raise BadInput(f"{given} applies to --cluster", hint="add --cluster ADDRESS, or drop it")
-        return None
-    from .cluster import ClusterOptions, connect
-
-    opts = ClusterOptions(cluster, 2 if workers is None else workers, 1 if cpus_per_worker is None else cpus_per_worker)
-    connect(opts)  # Ray installed and the cluster reachable, before any work
-    return opts
 
 
 @cli.command("eval")
@@ -510,6 +282,7 @@ def eval_cmd(artifacts, data, labels, protocol, scales, flip, crops, backend, fu
     """Top-1/top-5 error of deployed ARTIFACTS (files, folders or a variant's engines/NAME) under the
     VGG paper's protocols, on labelled images; on a Ray cluster with --cluster."""
     from .dataset import load_dataset
+    from .cluster import ClusterOptions
     from .evaluate import evaluate, protocol_for, select_artifacts
     from .prediction import check_rows_path, write_rows
     from .report import eval_columns, eval_rows, write_eval
@@ -521,7 +294,7 @@ def eval_cmd(artifacts, data, labels, protocol, scales, flip, crops, backend, fu
         from .artifacts import require_writable
 
         require_writable(out_dir)  # before the evaluation, not after it
-    ray_opts = cluster_of(cluster, workers, cpus_per_worker)
+    ray_opts = ClusterOptions.from_flags(cluster, workers, cpus_per_worker)
     files = select_artifacts(list(artifacts), protocol)
     samples, _ = load_dataset(data, labels)
     qs = tuple(parse_ints(scales, "--scales")) if scales and protocol != "center" else None
@@ -579,10 +352,11 @@ def extract_cmd(artifact, data, out_dir, taps, pool, batch, backend, force, clus
                 as_json) -> None:
     """Embeddings of every image in DATA from a features (or dense) ARTIFACT, as Parquet: a row per
     image (path, error, one vector per tap), the artifact's sha256 and precision in the file's metadata."""
+    from .cluster import ClusterOptions
     from .extraction import extract
 
     summary = extract(artifact, data, out_dir, taps=split_list(taps), pool=pool, batch=batch, backend=backend,
-                      force=force, cluster=cluster_of(cluster, workers, cpus_per_worker))
+                      force=force, cluster=ClusterOptions.from_flags(cluster, workers, cpus_per_worker))
     if as_json:
         click.echo(json.dumps(summary, indent=2))
         return

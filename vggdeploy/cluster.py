@@ -38,6 +38,19 @@ class ClusterOptions:
         if self.cpus_per_worker < 1:
             raise BadInput(f"--cpus-per-worker {self.cpus_per_worker}: give at least 1")
 
+    @classmethod
+    def from_flags(cls, cluster: str | None, workers: int | None, cpus_per_worker: int | None) -> "ClusterOptions | None":
+        """The options from --cluster, --workers and --cpus-per-worker, or None without --cluster (a size
+        given without it is BadInput); Ray importable and the cluster reachable, before any work."""
+        if cluster is None:
+            given = "--workers" if workers is not None else "--cpus-per-worker" if cpus_per_worker is not None else None
+            if given:
+                raise BadInput(f"{given} applies to --cluster", hint="add --cluster ADDRESS, or drop it")
+            return None
+        opts = cls(cluster, 2 if workers is None else workers, 1 if cpus_per_worker is None else cpus_per_worker)
+        connect(opts)
+        return opts
+
 
 def require_ray():
     try:

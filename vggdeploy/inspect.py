@@ -137,3 +137,35 @@ def describe_ir(xml: Path) -> dict:
             "metadata": shown_metadata(load_graph(source)) if source and source.is_file() else {},
             "ops": dict(ops.most_common()), "parameters": params, "initializer_dtypes": dict(dtypes), "int8": None,
             "source": entry.get("source")}
+
+
+def describe_text(info: dict) -> list[str]:
+    """`inspect_onnx`'s answer as the lines `vggdeploy inspect` prints (the caller escapes what can't be printed)."""
+    files = ", ".join(f"{n}: {size / 1e6:.1f} MB" for n, size in info["files"].items())
+    lines = [f"{info['path']}  ({files})", f"opsets {info['opsets']}, producer {info['producer']}, IR {info['ir_version']}"]
+    for kind in ("inputs", "outputs"):
+        for v in info[kind]:
+            dyn = f"  dynamic: {', '.join(f'{i}={d}' for i, d in v['dynamic_axes'].items())}" if v["dynamic_axes"] else ""
+            lines.append(f"{kind[:-1]:7} {v['name']}: {v['dtype']} {v['shape']}{dyn}")
+    dtypes = ", ".join(f"{k}: {n}" for k, n in info["initializer_dtypes"].items())
+    lines += [f"parameters {info['parameters']:,} ({dtypes} tensors)", "ops " + ", ".join(f"{k} {n}" for k, n in info["ops"].items())]
+    if info["int8"]:
+        i8 = info["int8"]
+        here = ", ".join(f"{rt} {'exact' if ok else 'SATURATES'}" for rt, ok in i8["exact_here"].items())
+        lines.append(f"int8    layout {i8['layout']}{'' if i8['declared'] else ' (implied: written before layouts were recorded)'}"
+                     f": exact on {i8['exact_on']}; on this CPU ({i8['this_cpu']['int8_class']}): {here}")
+    for e in (info["layer_errors"] or [])[:5]:
+        lines.append(f"layer   {e['node']} ({e['op']}) adds {e['added']:.4f} relative L2 against FP32 "
+                     f"(its output: {e['rel_l2']:.4f}, cosine {e['cosine']:.5f})")
+    if info["layer_errors"] and len(info["layer_errors"]) > 5:
+        lines.append(f"layer   ... {len(info['layer_errors'])} layers in all, ranked by the error each adds (--json lists them)")
+    if info["accuracy_budget"]:
+        b = info["accuracy_budget"]
+        lines.append(f"budget  --max-drop {b['max_drop']:g} on {b['eval']}: FP32 {b['fp32']:.2f}, INT8 {b['int8']:.2f} "
+                     f"with {len(b['kept_fp32'])} layer(s) in float ({', '.join(b['kept_fp32']) or 'none'})")
+    for k, val in info["metadata"].items():
+        text = json.dumps(val) if not isinstance(val, str) else val
+        if isinstance(val, list) and len(text) > 100:  # class names: a thousand of them
+            text = f"{json.dumps(val[:5])[:-1]}, ... ({len(val)} in all)]"
+        lines.append(f"meta {k} = {text}")
+    return lines

@@ -27,6 +27,15 @@ def refuse_without_int8(given: dict[str, object]) -> None:
         raise BadInput(f"{given_as} applies to --int8", hint=f"add --int8, or drop {flag}")
 
 
+def _check_float_settings(fp16: bool, io: str, backend: str) -> None:
+    if backend not in CHECK_BACKENDS:
+        raise BadInput(f"unknown --backend {backend!r}", hint=f"choose from: {', '.join(CHECK_BACKENDS)}")
+    if io not in ("fp32", "fp16"):
+        raise BadInput(f"unknown --io {io!r}", hint="fp32 (default) or fp16")
+    if io != "fp32" and not fp16:
+        raise BadInput(f"--io {io} applies to --fp16", hint="add --fp16, or drop --io")
+
+
 @dataclass(frozen=True)
 class PrecisionPlan:
     """What to derive from each FP32 artifact, judged whole on construction: an FP16 artifact (`io`:
@@ -42,14 +51,37 @@ class PrecisionPlan:
     backend: str = "cpu"
 
     def __post_init__(self):
-        if self.backend not in CHECK_BACKENDS:
-            raise BadInput(f"unknown --backend {self.backend!r}", hint=f"choose from: {', '.join(CHECK_BACKENDS)}")
-        if self.io not in ("fp32", "fp16"):
-            raise BadInput(f"unknown --io {self.io!r}", hint="fp32 (default) or fp16")
-        if self.io != "fp32" and not self.fp16:
-            raise BadInput(f"--io {self.io} applies to --fp16", hint="add --fp16, or drop --io")
+        _check_float_settings(self.fp16, self.io, self.backend)
         if self.int8 is None:
             refuse_without_int8({"--calib": self.calib, "--keep-fp32": ",".join(self.keep_fp32) or None})
+
+    @classmethod
+    def from_flags(cls, *, fp16: bool = False, io: str = "fp32", int8: bool = False, target: str | None = None,
+                   calib: str | None = None, calib_method: str = "minmax", calib_count: int | None = None,
+                   keep_fp32: str | None = None, cpu_layout: str | None = None, quantizer: str = "ort",
+                   max_drop: float | None = None, eval_data: Path | None = None, no_equalize: bool = False,
+                   backend: str = "cpu") -> "PrecisionPlan":
+        """The plan from `export`'s and `quantize`'s flags (a keyword per flag, as the CLI names them),
+        judged in the order a user reads them: the FP16 settings and the check's runtime, then an INT8
+        setting given without --int8 (BadInput naming both), then the INT8 options and the budget."""
+        _check_float_settings(fp16, io, backend)
+        if not int8:
+            refuse_without_int8({"--target": target, "--calib": calib, "--calib-count": calib_count, "--keep-fp32": keep_fp32,
+                                 "--cpu-layout": cpu_layout, "--calib-method": None if calib_method == "minmax" else calib_method,
+                                 "--quantizer": None if quantizer == "ort" else quantizer, "--no-equalize": no_equalize or None,
+                                 "--max-drop": None if max_drop is None else f"{max_drop:g}", "--eval-data": eval_data})
+            return cls(fp16, io, None, None, (), backend)
+        budget = None
+        if max_drop is not None or eval_data is not None:
+            from .budget import AccuracyBudget
+
+            if max_drop is None or eval_data is None:
+                given, other = ("--max-drop", "--eval-data") if max_drop is not None else ("--eval-data", "--max-drop")
+                raise BadInput(f"{given} needs {other}", hint="--max-drop POINTS --eval-data DIR: the budget and the images it is judged on")
+            budget = AccuracyBudget(max_drop, eval_data)
+        options = Int8Options(target, calib_method, calib_count, cpu_layout, quantizer, not no_equalize, budget)
+        keep = tuple(t.strip() for t in (keep_fp32 or "").split(",") if t.strip())
+        return cls(fp16, io, options, calib, keep, backend)
 
     @property
     def empty(self) -> bool:

@@ -24,6 +24,16 @@ RESULT_COLUMNS = [("model", "model"), ("form", "form"), ("precision", "precision
 NOISY = 0.25  # std over p50 above which a row's timing is flagged: rerun it on a quiet machine
 
 
+def bench_table(run: dict) -> str:
+    """A run's rows as the table `vggdeploy bench` prints (a folder column when two rows would read alike)."""
+    keep = [(k, h) for k, h in RESULT_COLUMNS if k not in ("model", "p90_ms", "std_ms", "artifact_mb")]
+    rows = run["results"]
+    if several_folders(rows):  # two `classifier fp32` rows must say whose they are
+        keep.insert(0, ("folder", "model"))
+        rows = [{**r, "folder": folder_of(r)} for r in rows]
+    return table([h for _, h in keep], [result_row(r, keep) for r in rows])
+
+
 def _noise(r: dict) -> str | None:
     """std/p50 of a row's latencies, flagged when it is over NOISY."""
     if not r.get("median_ms") or r.get("std_ms") is None:

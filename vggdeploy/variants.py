@@ -231,3 +231,17 @@ def published_metrics(v: Variant) -> dict:
         return {}
     top1, top5, file, size = PUBLISHED[v.name]
     return {"top1": top1, "top5": top5, "url": f"https://download.pytorch.org/models/{file}", "file_size_mb": size}
+
+
+def variant_rows() -> list[dict]:
+    """A row per variant, as `vggdeploy list` shows it: layers, parameters, MACs and FLOPs at its input
+    size, torchvision's published top-1/top-5, and where its weights come from."""
+    rows = []
+    for v in VARIANTS.values():
+        params, macs = cost(v)
+        pub = published_metrics(v)
+        rows.append({"name": v.name, "config": v.config, "bn": v.batch_norm, "weight_layers": v.weight_layers,
+                     "params_m": round(params / 1e6, 2), "input": v.image_size, "gmacs": round(macs / 1e9, 2),
+                     "gflops": round(2 * macs / 1e9, 2), "top1": pub.get("top1"), "top5": pub.get("top5"),
+                     "weights": "imagenet" if v.tv_weights else ("train script" if v.config == "mini" else "-")})
+    return rows

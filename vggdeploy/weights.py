@@ -29,6 +29,16 @@ class LoadedModel:
     inferred: str = ""  # what was read off a checkpoint, said to the user
     prefix: str | None = None  # the module prefix given for the checkpoint (None: found from its tensors)
 
+    @property
+    def folder_name(self) -> str:
+        """Its default artifact folder under engines/: the variant's name for published or bundled
+        weights, NAME-randomSEED for random ones, a checkpoint's name otherwise."""
+        if self.weights == "imagenet" or self.weights.startswith("bundled:"):
+            return self.variant.name
+        if self.weights.startswith("random:"):
+            return f"{self.variant.name}-random{self.weights.split(':')[1]}"
+        return checkpoint_name(Path(self.weights))
+
 
 def load_model(name_or_path: str, weights: str | None = None, seed: int = 0, prefix: str | None = None) -> LoadedModel:
     """Build a VGG from a variant name or a checkpoint and load its weights.
