@@ -114,7 +114,7 @@ def accuracy(work: Path) -> list[dict]:
 
 def modelopt(work: Path, site: Path | None) -> list[dict]:
     import vggdeploy as vd
-    from vggdeploy.artifacts import side_files
+    from vggdeploy.store import side_files
     from vggdeploy.mnist import split
     from vggdeploy.precision import to_int8
     from vggdeploy.qdq import qdq_violations

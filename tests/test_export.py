@@ -7,7 +7,7 @@ import onnx
 import pytest
 
 from vggdeploy import CheckFailed, check_parity, default_cases, inspect_onnx, load_model, make_runner
-from vggdeploy.artifacts import sha256_file
+from vggdeploy.store import sha256_file
 from vggdeploy.backends.eager import TorchRunner
 from vggdeploy.models import build_form
 from vggdeploy.parity import THRESHOLDS

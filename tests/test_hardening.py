@@ -163,7 +163,7 @@ def test_a_killed_export_leaves_staging_that_the_next_run_and_clean_remove(tmp_p
 RECORD_LOOP = """
 import sys
 from pathlib import Path
-from vggdeploy.artifacts import record
+from vggdeploy.store import record
 for i in range(40):
     record(Path(sys.argv[1]), f"{sys.argv[2]}-{i}", {"kind": "test", "writer": sys.argv[2]})
 """
@@ -263,7 +263,7 @@ def test_two_exports_into_one_folder_do_not_overwrite_each_other(tmp_path):
     assert codes == [0, 2], errors
     assert any("already exists" in e for e in errors)
     entry = json.loads((out / "manifest.json").read_text())["artifacts"]["classifier.onnx"]
-    assert entry["files"]["classifier.onnx.data"]["sha256"] == __import__("vggdeploy").artifacts.sha256_file(out / "classifier.onnx.data")
+    assert entry["files"]["classifier.onnx.data"]["sha256"] == __import__("vggdeploy.store").store.sha256_file(out / "classifier.onnx.data")
 
 
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])

@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "vggdeploy"
 LAYERS = [
     ("foundation", {"_version", "errors", "naming", "progress", "signals", "tables", "isa", "ray_local"}),
     ("facts and files", {"variants", "metadata", "forms", "runs", "dataset", "data", "mnist", "preprocessing",
-                         "filetypes", "artifacts", "checkpoints", "gpu", "trt_calls", "triton_server", "budget",
+                         "filetypes", "store", "checkpoints", "gpu", "trt_calls", "triton_server", "budget",
                          "cluster"}),
     ("models, graph edits, quantizers", {"models", "weights", "calibration", "equalize", "layer_error",
                                          "nncf_quantize", "modelopt_quantize", "layouts"}),

@@ -49,7 +49,7 @@ def test_free_sizes_are_minus_one_and_no_batch_dim(mini_artifacts, tmp_path, for
 
 
 def test_tensorrt_plan_gets_a_profile_per_group(mini_copy, tmp_path):
-    from vggdeploy.artifacts import record
+    from vggdeploy.store import record
     from vggdeploy.engine import engine_entry, plan_build
     from vggdeploy.gpu import Gpu
 

@@ -263,7 +263,7 @@ def adopt(src: Path, out_dir: Path, options: AdoptOptions = AdoptOptions(), *, f
     src, out_dir = Path(src), Path(out_dir)
     import onnx
 
-    from .artifacts import artifact_sha256, check_name, prepare_out_dir, save_onnx, staging
+    from .store import artifact_sha256, check_name, prepare_out_dir, save_onnx, staging
     from .export import publish_checked, verify_artifact
     from .naming import artifact_name
     from .forms import FormSpec

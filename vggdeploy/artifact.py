@@ -88,7 +88,7 @@ class Artifact:
     def open(cls, path: str | Path, manifest: dict | None = None) -> "Artifact":
         """The single read: the ONNX header (side files and metadata checked, BadInput naming the
         file otherwise); other kinds by their suffix alone. `manifest`: its folder's, if already read."""
-        from .artifacts import read_manifest
+        from .store import read_manifest
         from .filetypes import require_model_file
 
         path = Path(path)
@@ -109,7 +109,7 @@ class Artifact:
         """The artifact at `path` whose header `graph` (an onnx.ModelProto) is already read."""
         from onnx.helper import tensor_dtype_to_np_dtype
 
-        from .artifacts import check_onnx_files
+        from .store import check_onnx_files
         from .layouts import layout_of
 
         entry = check_onnx_files(path, graph, manifest)

@@ -13,7 +13,7 @@ import platform
 import time
 from pathlib import Path
 
-from .artifacts import command_line, read_manifest, side_files
+from .store import command_line, read_manifest, side_files
 from .errors import BadInput, MissingEnvironment, first_line
 from .signals import Terminated
 from .progress import step

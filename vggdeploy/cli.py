@@ -239,7 +239,7 @@ def bench(paths, backends, batch, size, runs, duration, hint, concurrency, no_ea
     """Latency and throughput of artifacts (ONNX files, .plan engines, or artifact folders) on each
     runtime, beside eager PyTorch from the same weights, each runtime in a process of its own.
     GPU runtimes are timed with CUDA events, with and without host<->device copies."""
-    from .artifacts import require_writable
+    from .store import require_writable
     from .benchrun import run_bench
     from .report import bench_table, write_reports
 
@@ -291,7 +291,7 @@ def eval_cmd(artifacts, data, labels, protocol, scales, flip, crops, backend, fu
     if per_image:
         check_rows_path(per_image)
     if out_dir:
-        from .artifacts import require_writable
+        from .store import require_writable
 
         require_writable(out_dir)  # before the evaluation, not after it
     ray_opts = ClusterOptions.from_flags(cluster, workers, cpus_per_worker)
@@ -428,7 +428,7 @@ def convert(onnx_path: Path, fmt: str, force: bool, as_json: bool) -> None:
 @json_option
 def verify(folder: Path, as_json: bool) -> None:
     """Re-check every artifact in FOLDER against its manifest: files, sizes, sha256, ONNX loads."""
-    from .artifacts import verify_folder
+    from .store import verify_folder
     from .errors import CheckFailed
 
     problems = verify_folder(folder)
@@ -446,7 +446,7 @@ def verify(folder: Path, as_json: bool) -> None:
 @click.argument("folder", type=click.Path(path_type=Path))
 def clean(folder: Path) -> None:
     """Remove what killed runs left in FOLDER (.staging-PID-* of processes that are gone)."""
-    from .artifacts import clean_stale
+    from .store import clean_stale
 
     if not folder.is_dir():
         raise BadInput(f"{folder} is not a folder")

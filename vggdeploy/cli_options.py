@@ -59,7 +59,7 @@ def echo_artifacts(paths: list, as_json: bool) -> None:
         for p in paths:
             click.echo(p)
         return
-    from .artifacts import read_manifest
+    from .store import read_manifest
 
     manifests: dict[Path, dict] = {}
     records = []

@@ -76,7 +76,7 @@ def diagnose() -> list[tuple[str, str, str]]:
 
 
 def _cache_use() -> str:
-    from .artifacts import cache_root
+    from .store import cache_root
     from .backends.openvino import cache_limit_bytes
 
     root = cache_root()

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .artifacts import artifact_sha256, file_entry, prepare_out_dir, record, staging_prefix, write_error
+from .store import artifact_sha256, file_entry, prepare_out_dir, record, staging_prefix, write_error
 from .errors import BadInput
 from .artifact import Artifact
 from .backends.tensorrt import Profile, dims

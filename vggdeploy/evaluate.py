@@ -220,7 +220,7 @@ def protocol_for(artifacts: list[Artifact], name: str, scales: tuple[int, ...] |
 def select_artifacts(paths: list[Path], protocol: str) -> list[Artifact]:
     """Files as given; from a folder (or a variant name: its engines/NAME), the artifacts whose form
     runs the protocol: dense ones for dense, classifier or dense ones otherwise. Each opened once."""
-    from .artifacts import read_manifest
+    from .store import read_manifest
     from .benchrun import expand
 
     manifests: dict[Path, dict] = {}  # each folder's read once

@@ -13,7 +13,7 @@ import torch
 
 from ._version import __version__
 from .artifact import Artifact
-from .artifacts import prepare_out_dir, publish_recorded, side_files, staging
+from .store import prepare_out_dir, publish_recorded, side_files, staging
 from .backends.base import Runner
 from .backends.eager import TorchRunner
 from .errors import CheckFailed, first_line
@@ -58,12 +58,14 @@ def class_names(loaded: LoadedModel) -> list[str] | None:
 
 def export_onnx(loaded: LoadedModel, forms: list[str], out_dir: Path, *, size: tuple[int, int] | None = None,
                 taps: list[str] | None = None, opset: int = DEFAULT_OPSET, verify: bool = True, force: bool = False,
-                backend: str = "onnxruntime", expected: Mapping[str, Expected] | None = None) -> list[Artifact]:
+                backend: str = "onnxruntime", expected: Mapping[str, Expected] | None = None,
+                specs: list[FormSpec] | None = None) -> list[Artifact]:
     """Export each form to out_dir/FORM.onnx (+ .data), check it on `backend` against eager PyTorch
     (or `expected[form]`, its outputs recorded by `eager_outputs`), record it in the manifest.
+    `specs`: `plan_export`'s answer for these arguments, when the caller has judged them already.
     Returns the Artifacts. Raises BadInput (opset, memory, existing files), CheckFailed."""
     out_dir = Path(out_dir)
-    specs = plan_export(loaded, forms, out_dir, size=size, taps=taps, opset=opset, force=force)
+    specs = specs or plan_export(loaded, forms, out_dir, size=size, taps=taps, opset=opset, force=force)
     return [export_one(loaded, spec, out_dir, opset=opset, verify=verify, backend=backend, force=force,
                        expected=(expected or {}).get(spec.form)) for spec in specs]
 

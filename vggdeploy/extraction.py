@@ -64,7 +64,7 @@ def require_pyarrow():
 
 def plan_extract(artifact: Path, taps: list[str] | None = None, pool: str = "gap", batch: int = 16) -> ExtractPlan:
     """Check the artifact and options (no model loaded, no torch): BadInput before any work."""
-    from .artifacts import artifact_sha256
+    from .store import artifact_sha256
 
     if pool not in POOLS:
         raise BadInput(f"unknown --pool {pool!r}", hint=f"choose from: {', '.join(POOLS)}")
@@ -155,7 +155,7 @@ def prepare_out(out_dir: Path, force: bool) -> None:
     """An output folder that doesn't exist yet or is empty; with `force`, one whose earlier results
     (only those: files vggdeploy wrote) go. Another tool's Parquet files are never deleted, and a
     folder holding them is refused: a reader of the folder would mix them with ours."""
-    from .artifacts import require_writable
+    from .store import require_writable
 
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
@@ -270,7 +270,7 @@ def extract(artifact: Path, data: Path, out_dir: Path, *, taps: list[str] | None
 
 
 def write_summary(out_dir: Path, summary: dict) -> None:
-    from .artifacts import atomic_write_text
+    from .store import atomic_write_text
 
     atomic_write_text(Path(out_dir) / SUMMARY, json.dumps(summary, indent=2) + "\n")
 

@@ -10,7 +10,7 @@ import numpy as np
 import onnx
 
 from .artifact import load_graph
-from .artifacts import read_manifest, side_files
+from .store import read_manifest, side_files
 from .errors import BadInput, MissingEnvironment
 from .metadata import ArtifactMeta
 

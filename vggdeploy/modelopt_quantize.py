@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from .artifacts import save_onnx
+from .store import save_onnx
 from .calibration import CalibrationSet
 from .errors import BadInput
 

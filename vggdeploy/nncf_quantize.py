@@ -15,7 +15,7 @@ from pathlib import Path
 
 import onnx
 
-from .artifacts import save_onnx
+from .store import save_onnx
 from .calibration import CalibrationSet
 from .errors import BadInput, first_line
 

@@ -161,7 +161,7 @@ def deploy(loaded, forms: list[str], out_dir: Path, *, precision: PrecisionPlan 
     specs = plan_export(loaded, forms, out_dir, size=size, taps=taps, opset=opset, force=force)
     expected = {spec.form: eager_outputs(loaded, spec) for spec in specs} if verify else {}
     paths = export_onnx(loaded, forms, out_dir, size=size, taps=taps, opset=opset, verify=verify, force=force,
-                        backend=precision.backend, expected=expected)
+                        backend=precision.backend, expected=expected, specs=specs)
     if release_model:
         loaded.model = None
     paths += derive(paths, precision, verify=verify, force=force, reference=expected.get if expected else None)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from .artifacts import artifact_sha256, cache_root, copy_into, prepare_out_dir, save_onnx, side_files, staging
+from .store import artifact_sha256, cache_root, copy_into, prepare_out_dir, save_onnx, side_files, staging
 from .backends.base import Runner
 from .budget import AccuracyBudget, load_eval_set
 from .calibration import Reader, calibration_sizes, load_calibration, probe_samples

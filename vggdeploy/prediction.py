@@ -133,7 +133,7 @@ def check_rows_path(out: Path) -> Path:
         from .extraction import require_pyarrow
 
         require_pyarrow()
-    from .artifacts import require_writable
+    from .store import require_writable
 
     require_writable(out.parent if str(out.parent) else Path("."), hint="choose a folder you can write to")
     return out
@@ -141,7 +141,7 @@ def check_rows_path(out: Path) -> Path:
 
 def write_rows(rows: list[dict], out: Path) -> Path:
     """Rows as JSON ({"rows": [...]}), CSV or Parquet (top-k as columns), written atomically."""
-    from .artifacts import atomic_write_text
+    from .store import atomic_write_text
 
     out = Path(out)
     kind = out.suffix.lower()

@@ -263,7 +263,7 @@ def manifest_entries(results: list[dict]) -> list[tuple[str, dict]]:
     once; artifacts outside a vggdeploy folder, or with a damaged manifest, are left out."""
     from pathlib import Path
 
-    from .artifacts import read_manifest
+    from .store import read_manifest
     from .errors import BadInput
 
     entries, seen, manifests = [], set(), {}
@@ -360,7 +360,7 @@ def write_eval(evals: list[dict], out_dir) -> None:
     import json
     from pathlib import Path
 
-    from .artifacts import atomic_write_text, require_writable
+    from .store import atomic_write_text, require_writable
 
     out_dir = Path(out_dir)
     require_writable(out_dir)
@@ -428,7 +428,7 @@ def write_reports(runs: list[dict], out_dir, write_json: bool = True) -> list:
     import json
     from pathlib import Path
 
-    from .artifacts import atomic_write_text, require_writable
+    from .store import atomic_write_text, require_writable
 
     out_dir = Path(out_dir)
     require_writable(out_dir)

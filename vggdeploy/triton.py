@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .artifact import Artifact, described
-from .artifacts import check_name, require_writable, side_files, staging_prefix
+from .store import check_name, require_writable, side_files, staging_prefix
 from .errors import BadInput, MissingEnvironment, spelled
 from .metadata import ArtifactMeta
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from .artifacts import sha256_file
+from .store import sha256_file
 from .checkpoints import FOLDER_FILES, SUFFIXES, read_checkpoint
 from .errors import BadInput, MissingEnvironment
 from .models import VGG

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..artifacts import cache_root, write_error
+from ..store import cache_root, write_error
 from ..signals import reset_signal_stack
 from ..errors import BadInput, MissingEnvironment
 from .base import ArtifactRunner
@@ -165,7 +165,7 @@ class OpenVinoRunner(ArtifactRunner):
 def save_ir(onnx_path: Path, out_dir: Path | None = None, force: bool = False) -> Path:
     """Write the OpenVINO IR (NAME.xml + NAME.bin) of an ONNX artifact, for serving with OpenVINO
     directly. Weights stay in the artifact's precision (no FP16 compression of an FP32 model)."""
-    from ..artifacts import prepare_out_dir, publish_recorded, staging
+    from ..store import prepare_out_dir, publish_recorded, staging
 
     try:
         import openvino as ov

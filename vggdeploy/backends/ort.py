@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..artifacts import cache_root
+from ..store import cache_root
 from ..errors import MissingEnvironment
 from .base import ArtifactRunner
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..artifacts import read_manifest
+from ..store import read_manifest
 from ..errors import BadInput
 from .base import Runner
 

@@ -1,4 +1,5 @@
-"""The artifact folder: atomic writes, ONNX files with their external-data side files, manifest.json.
+"""The on-disk artifact store: a folder of artifacts, atomic writes and publishing, ONNX files
+with their external-data side files, manifest.json.
 
 An ONNX artifact is ``NAME.onnx`` plus, for large models, ``NAME.onnx.data`` beside it
 (DESIGN.md fact 14): everything here moves, hashes and lists the pair as one artifact.
