@@ -29,14 +29,15 @@ def reads():
         def call(*args, **kwargs):
             counts[name] += 1
             return real(*args, **kwargs)
+        call.__wrapped__ = real
         return call
 
     wrappers = [(real, counted(name, real)) for real, name in originals.items()]
     with contextlib.ExitStack() as stack:  # modules imported later bind the wrappers themselves
         for module in [onnx] + [m for n, m in list(sys.modules.items()) if n.startswith("vggdeploy") and m]:
             for attr, value in list(vars(module).items()):
-                for real, wrapper in wrappers:
-                    if value is real:
+                for real, wrapper in wrappers:  # a module imported under an earlier count holds its wrapper
+                    if value is real or getattr(value, "__wrapped__", None) is real:
                         stack.enter_context(mock.patch.object(module, attr, wrapper))
         yield counts
 

@@ -264,7 +264,7 @@ def adopt(src: Path, out_dir: Path, options: AdoptOptions = AdoptOptions(), *, f
     import onnx
 
     from .store import artifact_sha256, check_name, prepare_out_dir, save_onnx, staging
-    from .export import publish_checked, verify_artifact
+    from .publish import publish_checked, verify_artifact
     from .naming import artifact_name
     from .forms import FormSpec
     from .filetypes import check_foreign_onnx
