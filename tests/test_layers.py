@@ -100,3 +100,13 @@ def test_the_check_sees_imports_inside_functions(tmp_path):
     f = tmp_path / "probe.py"
     f.write_text("def f():\n    from .backends.base import Runner\n    from ..x import y\n")
     assert imports("probe", f, modules()) == [("backends.base", 2)]
+
+
+def test_the_design_notes_and_the_readme_name_every_module():
+    """DESIGN.md's module map and the README's layout stay current: each names every top-level module."""
+    root = PACKAGE.parent
+    design = (root / "DESIGN.md").read_text().split("## Shape of the code")[1].split("\n## ")[0]
+    layout = (root / "README.md").read_text().split("\n## Layout")[1].split("\n## ")[0]
+    modules_ = {m for m in LAYER_OF if m and "." not in m and m not in ("__main__", "backends")}
+    assert not [m for m in sorted(modules_) if f"`{m}`" not in design], "DESIGN.md's module map lacks these"
+    assert not [m for m in sorted(modules_ - {"_version"}) if f"`{m}`" not in layout], "the README's layout lacks these"

@@ -23,7 +23,7 @@ from .metadata import ArtifactMeta
 if TYPE_CHECKING:
     import onnx  # the graph is read on demand: the CLI starts without onnx
 
-KINDS = {".onnx": "onnx", ".plan": "plan", ".xml": "openvino-ir"}
+KINDS = {".onnx": "onnx", ".plan": "tensorrt-engine", ".xml": "openvino-ir"}  # as manifest entries name them
 ADOPT_HINT = ("a VGG ONNX from another exporter: `vggdeploy adopt {path}` (states its layout and preprocessing); "
               "a PyTorch model: `vggdeploy export`")
 DERIVED_HINTS = {".plan": "build it with `vggdeploy build`", ".xml": "convert it with `vggdeploy convert`"}

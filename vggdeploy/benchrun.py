@@ -146,9 +146,9 @@ def run_bench(paths: list[Path], backends: list[str], batches: list[int], sizes:
             spec.check_size(*size)  # every size and batch checked before anything runs
             check_memory(v, size, max(batches))
             for backend in backends:
-                if path.suffix == ".xml" and backend not in ("cpu", "openvino"):
+                if path.kind == "openvino-ir" and backend not in ("cpu", "openvino"):
                     skipped.append({"artifact": path.name, "backend": backend, "reason": "an OpenVINO IR runs on openvino"})
-                elif (backend == "tensorrt") == (path.suffix == ".plan"):
+                elif (backend == "tensorrt") == (path.kind == "tensorrt-engine"):
                     blocks.append((path, backend, size, meta, v, spec))
                 elif backend == "tensorrt":
                     skipped.append({"artifact": path.name, "backend": backend,
@@ -161,7 +161,7 @@ def run_bench(paths: list[Path], backends: list[str], batches: list[int], sizes:
                     skipped.append({"artifact": path.name, "backend": eager_backend, "reason": ADOPTED_NO_EAGER})
                     continue
                 key = (meta.weights_sha256, spec.form, size, eager_backend)
-                if key not in eager_keys and path.suffix == ".onnx":
+                if key not in eager_keys and path.kind == "onnx":
                     eager_keys[key] = (path, eager_backend, size, meta, v, spec)
     if sizes and not any(spec.dynamic_hw for *_, spec in blocks):
         fixed = blocks[0][5].size if blocks else None

@@ -98,7 +98,7 @@ def lint(cfg, artifact: Path | Artifact) -> list[str]:
     opened = Artifact.of(artifact)
     artifact, (ins, outs) = opened.path, described(opened).io
     problems = []
-    is_plan = artifact.suffix == ".plan"
+    is_plan = opened.kind == "tensorrt-engine"
     platform = cfg.platform or cfg.backend
     if (platform == "tensorrt_plan") != is_plan:
         problems.append(f"platform {platform} does not take a {artifact.suffix} file"
