@@ -19,7 +19,7 @@ LAYERS = [
     ("the artifact", {"artifact", "inspect", "qdq", "report"}),
     ("runtimes", {"backends.base", "backends.eager", "backends.ort", "backends.openvino", "backends.tensorrt",
                   "backends.peers", "backends", "parity"}),
-    ("stages", {"publish", "export", "precision", "derived", "graph_edits", "fp16", "int8", "adoption", "engine", "bench", "benchrun", "doctor", "triton", "prediction",
+    ("stages", {"publish", "convert", "export", "precision", "derived", "graph_edits", "fp16", "int8", "adoption", "engine", "bench", "benchrun", "doctor", "triton", "prediction",
                 "evaluate", "extraction", "pipeline"}),
     ("interface", {"cli", "cli_options", "__main__", ""}),
 ]

@@ -418,7 +418,7 @@ def convert(onnx_path: Path, fmt: str, force: bool, as_json: bool) -> None:
     from .filetypes import require_onnx
 
     require_onnx(onnx_path)
-    from .backends.openvino import save_ir
+    from .convert import save_ir
 
     echo_artifacts([save_ir(onnx_path, force=force)], as_json)
 

@@ -61,13 +61,15 @@ def echo_artifacts(paths: list, as_json: bool) -> None:
         return
     from .store import read_manifest
 
-    manifests: dict[Path, dict] = {}
+    manifests: dict[Path, dict] = {}  # for what returns a bare path: read once per folder
     records = []
     for p in paths:
-        if p.parent not in manifests:
-            manifests[p.parent] = read_manifest(p.parent)
-        manifest = manifests[p.parent]
-        records.append({"path": str(p), **manifest.get("artifacts", {}).get(p.name, {})})
+        entry = getattr(p, "entry", None)  # a published Artifact carries the entry it recorded
+        if entry is None:
+            if p.parent not in manifests:
+                manifests[p.parent] = read_manifest(p.parent)
+            entry = manifests[p.parent].get("artifacts", {}).get(p.name, {})
+        records.append({"path": str(p), **entry})
     click.echo(json.dumps({"artifacts": records}, indent=2))
 
 

@@ -35,8 +35,8 @@ def publish_checked(staged: Path, out_dir: Path, entry: dict, verify: Callable[[
     opened = Artifact.open(staged)
     if verify:
         entry = {**entry, "parity": verify(opened)}
-    final = publish_recorded(side_files(staged), out_dir, {**entry, "versions": tool_versions()}, force)
-    return dataclasses.replace(opened, path=final)
+    final, recorded = publish_recorded(side_files(staged), out_dir, {**entry, "versions": tool_versions()}, force)
+    return dataclasses.replace(opened, path=final, entry=recorded)
 
 
 def verify_artifact(path: Path | Artifact, reference: Runner | Expected, v: Variant, spec: FormSpec, precision: str = "fp32",

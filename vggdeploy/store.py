@@ -165,9 +165,10 @@ def publish(files: list[Path], out_dir: Path) -> Path:
     return out_dir / files[0].name
 
 
-def publish_recorded(files: list[Path], out_dir: Path, entry: dict, force: bool) -> Path:
+def publish_recorded(files: list[Path], out_dir: Path, entry: dict, force: bool) -> tuple[Path, dict]:
     """Move one artifact's staged files (main file first) into out_dir and record its entry (sizes and
-    sha256 added) in the manifest, as one step under the manifest lock. Everything that can fail is
+    sha256 added) in the manifest, as one step under the manifest lock; the published path and the
+    entry as recorded. Everything that can fail is
     done before anything moves: the manifest is read and the new one written to a temporary file, and
     without `force` a file another run published meanwhile is refused, so a failure (a damaged
     manifest, a full disk, a concurrent writer) leaves out_dir as it was."""
@@ -184,7 +185,7 @@ def publish_recorded(files: list[Path], out_dir: Path, entry: dict, force: bool)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(staged)
-    return final
+    return final, manifest["artifacts"][files[0].name]
 
 
 def _with_entry(manifest: dict, name: str, entry: dict) -> dict:
