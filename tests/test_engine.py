@@ -423,3 +423,18 @@ def test_qdq_weight_axis_follows_the_consumers_output_channels():
     assert qdq_violations(graph("MatMul", (8, 4), axis=0)) == [
         "DequantizeLinear dqw: weight scales on axis 0, TensorRT wants the output channels' axis 1"]
     assert "axis 1, TensorRT wants the output channels' axis 0" in qdq_violations(graph("Gemm", (4, 8), axis=1, transB=1))[0]
+
+
+def test_engines_are_built_from_what_each_artifact_declares(mini_copy):
+    """`export --engine` builds the typed (FP16/INT8-tensorrt) artifacts it made, else the FP32 ones,
+    judged by the precision each declares, not by its file name."""
+    from vggdeploy.artifact import Artifact
+    from vggdeploy.engine import engine_sources
+    from vggdeploy.precision import to_fp16
+
+    fp32 = Artifact.open(mini_copy / "classifier.onnx")
+    fp16 = to_fp16(fp32, verify=False)
+    (mini_copy / "dense.onnx").rename(mini_copy / "dense.fp16-named.onnx")  # a name that says fp16
+    misnamed = Artifact.open(mini_copy / "dense.fp16-named.onnx")
+    assert [a.path for a in engine_sources([fp32, fp16, misnamed])] == [fp16.path]
+    assert [a.path for a in engine_sources([fp32, misnamed])] == [fp32.path, misnamed.path]

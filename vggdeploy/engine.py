@@ -23,7 +23,7 @@ from .artifact import Artifact
 from .backends.tensorrt import Profile, dims
 from .forms import FormSpec
 from .metadata import ArtifactMeta
-from .naming import engine_name, precision_in_name
+from .naming import engine_name
 from .progress import step
 
 log = logging.getLogger("vggdeploy")
@@ -213,8 +213,9 @@ def check_timing_cache(path: Path) -> None:
 
 def engine_sources(paths: list[Artifact]) -> list[Artifact]:
     """Which of an export's ONNX files get engines: the FP16/INT8-tensorrt ones made, else FP32."""
-    typed = [p for p in paths if precision_in_name(p.name) in ("fp16", "int8-tensorrt")]
-    return typed or [p for p in paths if precision_in_name(p.name) == "fp32"]
+    opened = [Artifact.of(p) for p in paths]  # what each declares, not what its name says
+    typed = [a for a in opened if a.precision in ("fp16", "int8-tensorrt")]
+    return typed or [a for a in opened if a.precision == "fp32"]
 
 
 def build_engines(sources: list[Path | Artifact], force: bool = False, **options) -> list[Artifact]:

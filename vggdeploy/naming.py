@@ -26,9 +26,3 @@ def engine_name(source: Path, meta) -> str:
     if meta is not None:
         return artifact_name(meta.form, meta.precision, "plan")
     return source.name.removesuffix(".onnx") + ".plan"
-
-
-def precision_in_name(name: str) -> str:
-    """The precision a FORM[.PRECISION].onnx name says (fp32 when it says none)."""
-    parts = name.split(".")
-    return parts[1] if len(parts) == 3 else "fp32"
