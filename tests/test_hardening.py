@@ -288,3 +288,35 @@ def test_a_signal_during_bench_ends_its_child_and_keeps_the_run(mini_artifacts, 
         stat = Path(f"/proc/{k}/stat")
         assert not stat.exists() or stat.read_text().split(") ")[1][0] in "ZX"
     assert json.loads((out / "bench.json").read_text())["interrupted"] is True
+
+
+@pytest.mark.parametrize("server", ["silent", "http", "long-label"])
+def test_a_cluster_address_that_is_not_ray_is_refused_in_one_line_within_20_s(mini_artifacts, tmp_path, server):
+    """An open port that isn't Ray's (a server that says nothing, an HTTP server) is refused in one
+    line, exit 3, well within 20 s (ray.init waited on it for minutes); a 70-character host label is
+    bad usage (exit 2; it was a UnicodeError traceback). Nothing is evaluated."""
+    import http.server
+    import importlib.util
+    import socket
+    import threading
+
+    if importlib.util.find_spec("ray") is None:
+        pytest.skip("pip install 'vggdeploy[ray]' (the dev extra has it)")
+    if server == "silent":
+        listener = socket.create_server(("127.0.0.1", 0))
+        threading.Thread(target=lambda: [listener.accept() for _ in range(2)], daemon=True).start()
+        address, want = f"127.0.0.1:{listener.getsockname()[1]}", (3, "answers, but not as a Ray cluster")
+    elif server == "http":
+        httpd = http.server.HTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        address, want = f"127.0.0.1:{httpd.server_address[1]}", (3, "answers, but not as a Ray cluster")
+    else:
+        address, want = "h" * 70 + ".example:6379", (2, "is not a valid host name")
+    data = tmp_path / "data" / "0"
+    data.mkdir(parents=True)
+    t0 = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "vggdeploy", "eval", str(mini_artifacts / "classifier.onnx"), "--data",
+                           str(data.parent), "--cluster", address], capture_output=True, text=True, timeout=120)
+    lines = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert done.returncode == want[0] and len(lines) == 1 and want[1] in lines[0], done.stderr[-2000:]
+    assert "Traceback" not in done.stderr and time.monotonic() - t0 < 20

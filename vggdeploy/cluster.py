@@ -85,9 +85,17 @@ def connect(opts: ClusterOptions):
     return ray
 
 
+# HTTP/2's client preface and an empty SETTINGS frame: a gRPC server (Ray's GCS and its client
+# server are) answers with a SETTINGS frame of its own (RFC 9113, 3.4)
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+PROBE_ANSWER_S = 5
+
+
 def _probe(address: str) -> None:
-    """A TCP connection to HOST:PORT (ray.init retries an unreachable one for minutes): MissingEnvironment
-    in CONNECT_TIMEOUT_S at most. `auto` is left to Ray, which fails at once when there is no cluster."""
+    """HOST:PORT reached over TCP and answering as a gRPC server does, in CONNECT_TIMEOUT_S at most
+    (ray.init retries an unreachable address for minutes, and waits on a port that is open but is
+    not Ray's for longer): MissingEnvironment otherwise. `auto` is left to Ray, which fails at once
+    when there is no cluster."""
     import socket
 
     if address == "auto":
@@ -96,11 +104,23 @@ def _probe(address: str) -> None:
     host, _, port = hostport.rpartition(":")
     if not host or not port.isdigit():
         raise BadInput(f"--cluster {address!r}: give auto, HOST:PORT or ray://HOST:PORT")
+    hint = "start it with `ray start --head` (and `ray start --address` on each node)"
     try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S).close()
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S) as conn:
+            conn.settimeout(PROBE_ANSWER_S)
+            conn.sendall(HTTP2_PREFACE)
+            answer = conn.recv(9)
+    except UnicodeError:  # the IDNA codec: a label over 63 characters, an empty label
+        raise BadInput(f"--cluster {address!r}: {host!r} is not a valid host name",
+                       hint="each dot-separated part is 1 to 63 characters") from None
+    except TimeoutError:
+        answer = b""
     except OSError as e:
         raise MissingEnvironment(f"cannot reach a Ray cluster at {address} ({e.strerror or type(e).__name__})",
-                                 hint="start it with `ray start --head` (and `ray start --address` on each node)") from None
+                                 hint=hint) from None
+    if len(answer) < 4 or answer[3] != 4:
+        raise MissingEnvironment(f"{address} answers, but not as a Ray cluster (no gRPC/HTTP/2 reply)",
+                                 hint=f"check the port: a head's GCS is 6379 by default, its client server 10001; {hint}")
 
 
 def actor_setup():
