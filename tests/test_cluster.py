@@ -98,6 +98,8 @@ def test_cli_eval_and_extract_on_the_cluster(cluster, trained, run, tmp_path, mo
     code, out, err = run("extract", trained["features"], "--data", trained["data"], "--out", tmp_path / "emb",
                          "--cluster", cluster.address, "--workers", "2", "--batch", "8")
     assert code == 0 and "61 of 61 image(s) written" in out and "1 unreadable" in out, err
+    code, out, err = run("eval", trained["fp32"], "--data", trained["data"], "--cluster", cluster.address, "--json")
+    assert code == 0 and json.loads(out)["results"][0]["images"] == 60, (out, err)  # stdout: the JSON alone
     assert run("extract", trained["features"], "--data", trained["data"], "--out", tmp_path / "emb1")[0] == 0
     a = pq.read_table(list((tmp_path / "emb").glob("*.parquet"))).sort_by("path").to_pylist()
     b = pq.read_table(tmp_path / "emb1" / "part-00000.parquet").sort_by("path").to_pylist()

@@ -21,7 +21,7 @@ from .evaluate import PROTOCOLS
 from .extraction import POOLS
 from .forms import FORMS
 from .cli_options import (OutPath, choice_list, cluster_options, echo_artifacts, json_option, parse_floats, parse_ints,
-                          parse_size, precision_options, split_list)
+                          parse_size, precision_options, pure_stdout, split_list)
 from .triton import ACCELERATORS, KINDS, PLATFORMS
 
 log = logging.getLogger("vggdeploy")
@@ -294,13 +294,14 @@ def eval_cmd(artifacts, data, labels, protocol, scales, flip, crops, backend, fu
         from .store import require_writable
 
         require_writable(out_dir)  # before the evaluation, not after it
-    ray_opts = ClusterOptions.from_flags(cluster, workers, cpus_per_worker)
-    files = select_artifacts(list(artifacts), protocol)
-    samples, _ = load_dataset(data, labels)
-    qs = tuple(parse_ints(scales, "--scales")) if scales and protocol != "center" else None
-    images = [] if per_image else None
-    rows = evaluate(files, samples, protocol_for(files, protocol, qs, flip, crops), backend, fuse, batch, cluster=ray_opts,
-                    per_image=images)
+    with pure_stdout(as_json):
+        ray_opts = ClusterOptions.from_flags(cluster, workers, cpus_per_worker)
+        files = select_artifacts(list(artifacts), protocol)
+        samples, _ = load_dataset(data, labels)
+        qs = tuple(parse_ints(scales, "--scales")) if scales and protocol != "center" else None
+        images = [] if per_image else None
+        rows = evaluate(files, samples, protocol_for(files, protocol, qs, flip, crops), backend, fuse, batch,
+                        cluster=ray_opts, per_image=images)
     if per_image:
         log.info("wrote %s", write_rows(images, per_image))
     columns = eval_columns(rows)
@@ -355,8 +356,9 @@ def extract_cmd(artifact, data, out_dir, taps, pool, batch, backend, force, clus
     from .cluster import ClusterOptions
     from .extraction import extract
 
-    summary = extract(artifact, data, out_dir, taps=split_list(taps), pool=pool, batch=batch, backend=backend,
-                      force=force, cluster=ClusterOptions.from_flags(cluster, workers, cpus_per_worker))
+    with pure_stdout(as_json):
+        summary = extract(artifact, data, out_dir, taps=split_list(taps), pool=pool, batch=batch, backend=backend,
+                          force=force, cluster=ClusterOptions.from_flags(cluster, workers, cpus_per_worker))
     if as_json:
         click.echo(json.dumps(summary, indent=2))
         return

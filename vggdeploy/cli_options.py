@@ -4,7 +4,10 @@ option obeys are the library's (PrecisionPlan.from_flags, ClusterOptions.from_fl
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import sys
 from pathlib import Path
 
 import click
@@ -147,3 +150,22 @@ def cluster_options(f):
     ]):
         f = opt(f)
     return f
+
+
+@contextlib.contextmanager
+def pure_stdout(active: bool):
+    """With --json: what libraries print to stdout while the work runs (Ray's "(raylet)" and worker
+    lines, whether printed by Python or by C++) goes to stderr, so that stdout holds the one JSON
+    document the verb prints after."""
+    if not active:
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
