@@ -190,3 +190,27 @@ def test_force_replaces_only_what_vggdeploy_wrote(run, mini_artifacts, images, t
         code, _, err = run("extract", mini_artifacts / "features.onnx", "--data", images, "--out", other, *extra)
         assert code == 2 and ("not empty" in err if not extra else "Parquet files vggdeploy did not write" in err), err
     assert sorted(p.name for p in other.iterdir()) == ["part-00000-c000.snappy.parquet"]
+
+
+def test_a_second_extract_into_a_folder_being_written_is_refused(run, mini_artifacts, images, tmp_path):
+    """One writer per output folder: while another process holds it (as a running extract does), a
+    second extract is refused in one line and writes nothing; once that process is gone (the kernel
+    drops its lock, however it ended), the folder takes a run."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "emb"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; "
+                               "from vggdeploy.store import sole_writer\n"
+                               f"with sole_writer(Path({str(out)!r}), 'extract'):\n"
+                               "    print('held', flush=True); time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        code, _, err = run("extract", mini_artifacts / "features.onnx", "--data", images, "--out", out)
+        assert code == 2 and f"another vggdeploy extract is writing to {out}" in err, err
+        assert list(out.iterdir()) == []
+    finally:
+        holder.kill()
+        holder.wait()
+    assert run("extract", mini_artifacts / "features.onnx", "--data", images, "--out", out)[0] == 0
+    assert pq.read_table(out).num_rows == 41

@@ -152,15 +152,13 @@ def owned_parts(out_dir: Path) -> list[Path]:
 
 
 def prepare_out(out_dir: Path, force: bool) -> None:
-    """An output folder that doesn't exist yet or is empty; with `force`, one whose earlier results
+    """An output folder (held by `extract`, so it exists) that is empty; with `force`, one whose earlier results
     (only those: files vggdeploy wrote) go. Another tool's Parquet files are never deleted, and a
     folder holding them is refused: a reader of the folder would mix them with ours."""
     from .store import require_writable
 
     out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise BadInput(f"{out_dir} is a file, not a folder", hint="give a folder for the Parquet output")
-    if out_dir.exists() and any(out_dir.iterdir()):
+    if any(out_dir.iterdir()):
         if not force:
             raise BadInput(f"{out_dir} already exists and is not empty",
                            hint=f"pass {spelled('--force', 'force=True')} to replace its results")
@@ -170,7 +168,6 @@ def prepare_out(out_dir: Path, force: bool) -> None:
             raise BadInput(f"{out_dir} holds Parquet files vggdeploy did not write ({printable(foreign[0].name)}"
                            + (f" and {len(foreign) - 1} more" if len(foreign) > 1 else "") + ")",
                            hint="choose an empty output folder: readers of the folder would mix their rows with ours")
-        require_writable(out_dir, hint="choose a folder you can write to")
         for f in ours + [out_dir / SUMMARY, out_dir / LEGACY_SUMMARY, *out_dir.glob(f".{PART}.*")]:
             f.unlink(missing_ok=True)
     require_writable(out_dir, hint="choose a folder you can write to")
@@ -214,19 +211,29 @@ def extract(artifact: Path, data: Path, out_dir: Path, *, taps: list[str] | None
     written as _extract.json, a name Parquet readers skip). Single-process by default: batches stream into one file (row groups
     of `batch` rows, memory bounded) and Ctrl-C keeps the rows written. `cluster` (a
     cluster.ClusterOptions) runs the same per-image code on a Ray cluster's actors."""
-    data, out_dir = Path(data), Path(out_dir)
-    from .backends import make_runner
     from .dataset import list_images
+    from .store import sole_writer
 
+    data = Path(data)
     plan = plan_extract(artifact, taps, pool, batch)
     require_pyarrow()
-    import pyarrow.parquet as pq
-
     out_dir = Path(out_dir).resolve()  # absolute: workers elsewhere write there (shared storage)
     paths = list_images(data)
     if not paths:
         raise BadInput(f"no images in {data}", hint="looked recursively for .jpg, .png, .bmp, .webp and .tif files")
-    prepare_out(out_dir, force)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise BadInput(f"{out_dir} is a file, not a folder", hint="give a folder for the Parquet output")
+    with sole_writer(out_dir, "extract"):  # a second extract into the folder meanwhile is refused
+        prepare_out(out_dir, force)
+        return _write_parts(plan, paths, out_dir, backend, batch, cluster, progress_every)
+
+
+def _write_parts(plan, paths: list[Path], out_dir: Path, backend: str, batch: int, cluster, progress_every: int) -> dict:
+    """extract's work, once its folder is held and prepared: the Parquet part(s) and the summary."""
+    import pyarrow.parquet as pq
+
+    from .backends import make_runner
+
     summary = {"artifact": plan.artifact, "artifact_sha256": plan.sha256, "precision": plan.precision,
                "outputs": list(plan.outputs), "pool": plan.pool, "images": len(paths), "written": 0, "errors": 0,
                "interrupted": False, "workers": 0}

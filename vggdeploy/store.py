@@ -235,6 +235,27 @@ def manifest_lock(out_dir: Path):
     return FileLock(str(out_dir / f".{MANIFEST}.lock"), timeout=600)
 
 
+@contextlib.contextmanager
+def sole_writer(out_dir: Path, verb: str):
+    """Hold out_dir for one writer: an exclusive flock on the folder itself (no lock file left in it;
+    the kernel drops it when the process ends, however it ends). A second run into the folder while
+    the first holds it is BadInput at once. The folder is created if need be (require_writable first)."""
+    import fcntl
+
+    require_writable(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(out_dir, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BadInput(f"another vggdeploy {verb} is writing to {out_dir}",
+                           hint="wait for it to finish, or give another output folder") from None
+        yield
+    finally:
+        os.close(fd)
+
+
 def record(out_dir: Path, name: str, entry: dict) -> dict:
     """Add or replace one artifact's entry in out_dir/manifest.json (atomically, under its lock)."""
     with manifest_lock(out_dir):
