@@ -43,11 +43,11 @@ CACHE_DIR = cache_root() / "calibration"
 CPU_PASS_THROUGH = ["MaxPool", "AveragePool", "Reshape", "Flatten"]
 
 
-def to_int8(artifact: Path | Artifact, out_dir: Path | None = None, *, target: str, method: str = "minmax",
+def to_int8(artifact: Path | Artifact, out_dir: Path | None = None, *, target: str | None = None, method: str = "minmax",
             calib: str | None = None, calib_count: int | None = None, keep_fp32: list[str] | None = None,
             cpu_layout: str | None = None, quantizer: str = "ort", equalize: bool = True,
             budget: AccuracyBudget | None = None, reference: Runner | Expected | None = None, verify: bool = True, force: bool = False,
-            backend: str = "cpu") -> Artifact:
+            backend: str = "cpu", options: Int8Options | None = None) -> Artifact:
     """FORM.int8-TARGET.onnx beside the FP32 `artifact` (or in `out_dir`): a Q/DQ graph calibrated on `calib`
     (an image folder, a .npy/.npz of (N, C, H, W) float32, or None for the bundled samples; the first
     `calib_count` of them) by `method`, for `target` "tensorrt" (its parser's layout) or "cpu"
@@ -59,8 +59,11 @@ def to_int8(artifact: Path | Artifact, out_dir: Path | None = None, *, target: s
     with the best found, nothing written, if half the layers are not enough). Checked against `reference` (default: the FP32
     ONNX) on `backend`, then published and recorded. Returns it (an Artifact). Raises BadInput (bad options or
     calibration data, output exists without `force`), CheckFailed (parity failed; nothing written),
-    MissingEnvironment (the quantizer's package is missing)."""
-    options = Int8Options(target, method, calib_count, cpu_layout, quantizer, equalize, budget)
+    MissingEnvironment (the quantizer's package is missing). `options`: an Int8Options already judged
+    (a PrecisionPlan's), in place of target, method, calib_count, cpu_layout, quantizer, equalize and budget."""
+    options = options or Int8Options(target, method, calib_count, cpu_layout, quantizer, equalize, budget)
+    target, method, calib_count, quantizer, equalize, budget = (options.target, options.method, options.calib_count,
+                                                                options.quantizer, options.equalize, options.budget)
     src = Path(artifact)
     graph, opened = source_model(src)
     meta, v, spec = opened.meta, opened.variant, opened.spec

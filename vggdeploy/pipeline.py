@@ -101,10 +101,8 @@ def derive(paths: list, plan: PrecisionPlan, *, verify: bool = True, force: bool
         if plan.fp16:
             out.append(to_fp16(p, io=plan.io, reference=make_ref(), verify=verify, force=force, backend=plan.backend))
         if plan.int8:
-            o = plan.int8
-            out.append(to_int8(p, target=o.target, method=o.method, calib=plan.calib, calib_count=o.calib_count,
-                               keep_fp32=list(plan.keep_fp32), cpu_layout=o.cpu_layout, quantizer=o.quantizer,
-                               equalize=o.equalize, budget=o.budget, reference=make_ref(), verify=verify, force=force, backend=plan.backend))
+            out.append(to_int8(p, options=plan.int8, calib=plan.calib, keep_fp32=list(plan.keep_fp32),
+                               reference=make_ref(), verify=verify, force=force, backend=plan.backend))
     return out
 
 
