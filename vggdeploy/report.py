@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from .runs import load_runs, read_evals
+from .runs import load_runs, manifest_entries, read_evals
 from .tables import _fmt, table
 
 log = logging.getLogger("vggdeploy")
@@ -69,7 +69,8 @@ def _system_line(run: dict) -> str:
             + ", ".join(f"{k} {v}" for k, v in s["versions"].items()))
 
 
-def render_markdown(runs: list[dict]) -> str:
+def render_markdown(runs: list[dict], entries: dict[str, dict] | None = None) -> str:
+    """bench.md: each run's table, skips and (from `entries`, runs.manifest_entries) its worst layers."""
     out = ["# vggdeploy benchmark", ""]
     for i, run in enumerate(runs, 1):
         out += [f"## Run {i}: {run['created']}{' (interrupted)' if run.get('interrupted') else ''}", "",
@@ -78,7 +79,7 @@ def render_markdown(runs: list[dict]) -> str:
                 + ", ".join(f"{k} {v}" for k, v in run["gemm_gmacs"].items() if "/" not in k), ""]
         out += [table([h for _, h in RESULT_COLUMNS], _rows(run), markdown=True), ""]
         out += [f"- skipped {s['artifact']} on {s['backend']}: {s['reason']}" for s in run.get("skipped", [])]
-        layers = layer_error_rows(manifest_entries(run["results"]))
+        layers = layer_error_rows(_entries_of(run["results"], entries or {}))
         if layers:
             out += ["", "Layers adding the most error against FP32 (relative L2 each adds; from the manifests):", "",
                     table(LAYER_COLUMNS, layers, markdown=True), ""]
@@ -258,26 +259,11 @@ def _html_table(headers: list[str], rows: list[list]) -> str:
     return f"<div class='scroll'><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
 
 
-def manifest_entries(results: list[dict]) -> list[tuple[str, dict]]:
-    """(file name, manifest entry) of each artifact timed in `results`, each folder's manifest read
-    once; artifacts outside a vggdeploy folder, or with a damaged manifest, are left out."""
+def _entries_of(results: list[dict], entries: dict[str, dict]) -> list[tuple[str, dict]]:
+    """(file name, manifest entry) of each artifact timed in `results` that `entries` holds, in order."""
     from pathlib import Path
 
-    from .store import read_manifest
-    from .errors import BadInput
-
-    entries, seen, manifests = [], set(), {}
-    for r in results:
-        path = Path(r["artifact"])
-        if r["artifact"].startswith("eager:") or path in seen or not (path.parent / "manifest.json").is_file():
-            continue
-        seen.add(path)
-        try:
-            manifest = manifests.setdefault(path.parent, read_manifest(path.parent))  # validated, once per folder
-        except BadInput:
-            continue  # a damaged manifest: the report still renders, without that artifact's figures
-        entries.append((path.name, manifest.get("artifacts", {}).get(path.name, {})))
-    return entries
+    return [(Path(a).name, entries[a]) for a in dict.fromkeys(r["artifact"] for r in results) if a in entries]
 
 
 def parity_of(entries: list[tuple[str, dict]]) -> list[list]:
@@ -371,9 +357,10 @@ def write_eval(evals: list[dict], out_dir) -> None:
         write_reports(load_runs([out_dir]), out_dir, write_json=False)
 
 
-def render_html(runs: list[dict], evals: list[dict] | None = None) -> str:
+def render_html(runs: list[dict], evals: list[dict] | None = None, entries: dict[str, dict] | None = None) -> str:
     """One self-contained page (plots embedded as PNG data, no network); `evals`: rows of
-    `vggdeploy eval` to show beside the speed."""
+    `vggdeploy eval` to show beside the speed; `entries`: the timed artifacts' manifest entries
+    (runs.manifest_entries), for their parity and per-layer error."""
     from html import escape
 
     results = [r for run in runs for r in run["results"]]
@@ -396,7 +383,7 @@ def render_html(runs: list[dict], evals: list[dict] | None = None) -> str:
         plots = []
         parts.append("<p class='note'>No plots: they need matplotlib (<code>pip install 'vggdeploy[report]'</code>)."
                      " The tables below hold every figure.</p>")
-    entries = manifest_entries(results)
+    entries = _entries_of(results, entries or {})
     if plots:
         layer_plot = _layer_plot(entries)
         plots += [layer_plot] if layer_plot else []
@@ -437,6 +424,7 @@ def write_reports(runs: list[dict], out_dir, write_json: bool = True) -> list:
         atomic_write_text(out_dir / "bench.json", json.dumps(runs[0], indent=2) + "\n")
         written.append(out_dir / "bench.json")
     evals = read_evals(out_dir)  # judged before anything is written
-    atomic_write_text(out_dir / "bench.md", render_markdown(runs))
-    atomic_write_text(out_dir / "report.html", render_html(runs, evals))
+    entries = manifest_entries([r for run in runs for r in run["results"]])
+    atomic_write_text(out_dir / "bench.md", render_markdown(runs, entries))
+    atomic_write_text(out_dir / "report.html", render_html(runs, evals, entries))
     return written + [out_dir / "bench.md", out_dir / "report.html"]

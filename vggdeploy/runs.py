@@ -74,4 +74,24 @@ def read_evals(out_dir) -> list[dict] | None:
     return evals
 
 
-__all__ = ["SCHEMA", "load_runs", "read_evals"]
+def manifest_entries(results: list[dict]) -> dict[str, dict]:
+    """{artifact path: its manifest entry} for each artifact timed in `results`, each folder's
+    manifest read once; artifacts outside a vggdeploy folder, or with a damaged manifest, are left out."""
+    from .store import read_manifest
+
+    entries, manifests = {}, {}
+    for r in results:
+        path = Path(r["artifact"])
+        if r["artifact"].startswith("eager:") or r["artifact"] in entries or not (path.parent / "manifest.json").is_file():
+            continue
+        if path.parent not in manifests:  # validated, once per folder
+            try:
+                manifests[path.parent] = read_manifest(path.parent)
+            except BadInput:
+                manifests[path.parent] = None  # damaged: the report still renders, without its artifacts' figures
+        if manifests[path.parent] is not None:
+            entries[r["artifact"]] = manifests[path.parent].get("artifacts", {}).get(path.name, {})
+    return entries
+
+
+__all__ = ["SCHEMA", "load_runs", "manifest_entries", "read_evals"]
