@@ -19,6 +19,7 @@ from .errors import BadInput, MissingEnvironment
 
 log = logging.getLogger("vggdeploy")
 CONNECT_TIMEOUT_S = 20
+START_HINT = "start it with `ray start --head` (and `ray start --address` on each node)"
 
 
 @dataclass(frozen=True)
@@ -74,8 +75,7 @@ def connect(opts: ClusterOptions):
         except (ConnectionError, RuntimeError, ValueError, TimeoutError) as e:
             raise MissingEnvironment(f"cannot reach a Ray cluster at {opts.address} ({type(e).__name__} after "
                                      f"{time.perf_counter() - t0:.0f} s)",
-                                     hint="start it with `ray start --head` (and `ray start --address` on each node)"
-                                     ) from None
+                                     hint=START_HINT) from None
     logging.getLogger("ray.data").setLevel(logging.WARNING)  # its per-operator progress lines
     ray.data.DataContext.get_current().enable_progress_bars = False
     cpus = ray.cluster_resources().get("CPU", 0)
@@ -104,7 +104,6 @@ def _probe(address: str) -> None:
     host, _, port = hostport.rpartition(":")
     if not host or not port.isdigit():
         raise BadInput(f"--cluster {address!r}: give auto, HOST:PORT or ray://HOST:PORT")
-    hint = "start it with `ray start --head` (and `ray start --address` on each node)"
     try:
         with socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S) as conn:
             conn.settimeout(PROBE_ANSWER_S)
@@ -117,10 +116,10 @@ def _probe(address: str) -> None:
         answer = b""
     except OSError as e:
         raise MissingEnvironment(f"cannot reach a Ray cluster at {address} ({e.strerror or type(e).__name__})",
-                                 hint=hint) from None
+                                 hint=START_HINT) from None
     if len(answer) < 4 or answer[3] != 4:
         raise MissingEnvironment(f"{address} answers, but not as a Ray cluster (no gRPC/HTTP/2 reply)",
-                                 hint=f"check the port: a head's GCS is 6379 by default, its client server 10001; {hint}")
+                                 hint=f"check the port: a head's GCS is 6379 by default, its client server 10001; {START_HINT}")
 
 
 def actor_setup():
