@@ -108,9 +108,7 @@ def load_calibration(source: str | None, v: Variant, sizes: list[tuple[int, int]
             return CalibrationSet("samples (MNIST training digits)", sizes, chunks, n, TRAIN)
         log.warning("calibrating on the 8 bundled sample photos: a small sample; pass --calib DIR for real data")
         _check_count(len(SAMPLE_PHOTOS), count, "samples (bundled photos)")
-        n = count or len(SAMPLE_PHOTOS)
-        chunks = [_batches(photo_batch(v, hw, n)[1]) for hw in sizes]
-        return CalibrationSet("samples", sizes, chunks, n, len(SAMPLE_PHOTOS))
+        return _photo_set(v, sizes, count or len(SAMPLE_PHOTOS))
     path = Path(source)
     if path.is_dir():
         return _from_folder(path, v, sizes, count)
@@ -126,8 +124,12 @@ def probe_samples(v: Variant, sizes: list[tuple[int, int]]) -> CalibrationSet:
     try:
         return load_calibration(None, v, sizes, None, 0)
     except MissingEnvironment:
-        n = len(SAMPLE_PHOTOS)
-        return CalibrationSet("samples", sizes, [_batches(photo_batch(v, hw, n)[1]) for hw in sizes], n, n)
+        return _photo_set(v, sizes, len(SAMPLE_PHOTOS))
+
+
+def _photo_set(v: Variant, sizes: list[tuple[int, int]], n: int) -> CalibrationSet:
+    """`n` bundled photos (cycling) at each size."""
+    return CalibrationSet("samples", sizes, [_batches(photo_batch(v, hw, n)[1]) for hw in sizes], n, len(SAMPLE_PHOTOS))
 
 
 def _digits(n: int, size: tuple[int, int], v: Variant, classifier: bool) -> np.ndarray:

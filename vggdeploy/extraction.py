@@ -152,11 +152,9 @@ def owned_parts(out_dir: Path) -> list[Path]:
 
 
 def prepare_out(out_dir: Path, force: bool) -> None:
-    """An output folder (held by `extract`, so it exists) that is empty; with `force`, one whose earlier results
+    """An output folder (held by `extract`: it exists and can be written) that is empty; with `force`, one whose earlier results
     (only those: files vggdeploy wrote) go. Another tool's Parquet files are never deleted, and a
     folder holding them is refused: a reader of the folder would mix them with ours."""
-    from .store import require_writable
-
     out_dir = Path(out_dir)
     if any(out_dir.iterdir()):
         if not force:
@@ -170,7 +168,6 @@ def prepare_out(out_dir: Path, force: bool) -> None:
                            hint="choose an empty output folder: readers of the folder would mix their rows with ours")
         for f in ours + [out_dir / SUMMARY, out_dir / LEGACY_SUMMARY, *out_dir.glob(f".{PART}.*")]:
             f.unlink(missing_ok=True)
-    require_writable(out_dir, hint="choose a folder you can write to")
 
 
 class ExtractActor:
