@@ -139,6 +139,11 @@ BAD = {
     "no head": (lambda p, m: torch.save({k: t for k, t in m.state_dict().items() if k.startswith("features")}, p),
                 "without a classifier"),
     "not a vgg": (lambda p, m: torch.save({"conv1.weight": torch.zeros(3)}, p), "not a VGG checkpoint"),
+    # a 1-element storage expanded to 10^12 elements: reading it whole asked for 4 TB
+    "expanded storage": (lambda p, m: torch.save({**m.state_dict(), "classifier.0.weight": torch.zeros(1).expand(10**6, 10**6)}, p),
+                         r"classifier\.0\.weight has shape \(1000000, 1000000\), 1e\+12 elements"),
+    "fan-in 0": (lambda p, m: torch.save({**m.state_dict(), "classifier.0.weight": torch.zeros(64, 0)}, p), "an empty dimension"),
+    "zip directory": (lambda p, m: _damaged_zip_directory(p, m), "its zip archive is damaged"),
     "four channels": (lambda p, m: torch.save(VGG(Variant("x", "mini", in_channels=4, pool=4, hidden=64)).state_dict(), p),
                       "takes 4 input channels"),
 }
@@ -149,6 +154,14 @@ def _truncated_safetensors(path, model):
 
     save_file(model.state_dict(), path)
     path.write_bytes(path.read_bytes()[:3000])
+
+
+def _damaged_zip_directory(path, model):
+    torch.save(model.state_dict(), path)
+    data = bytearray(path.read_bytes())
+    at = data.rfind(b"PK\x01\x02")  # the last central-directory record: its sizes and offset overwritten
+    data[at + 20:at + 46] = b"\xff" * 26
+    path.write_bytes(bytes(data))
 
 
 @pytest.mark.parametrize("case", BAD)

@@ -97,10 +97,10 @@ class _Stub:
 def _read_pickle(file: Path) -> object:
     import torch
 
-    if zipfile.is_zipfile(file) and any(n.endswith("/constants.pkl") for n in zipfile.ZipFile(file).namelist()):
-        raise BadInput(f"{file.name} is a TorchScript program, not a state dict",
-                       hint=f"torch.save(torch.jit.load('{file.name}').state_dict(), 'model.pth')")
     try:
+        if zipfile.is_zipfile(file) and any(n.endswith("/constants.pkl") for n in zipfile.ZipFile(file).namelist()):
+            raise BadInput(f"{file.name} is a TorchScript program, not a state dict",
+                           hint=f"torch.save(torch.jit.load('{file.name}').state_dict(), 'model.pth')")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             zipped = zipfile.is_zipfile(file)  # torch reads the globals of the zip format only
@@ -110,8 +110,12 @@ def _read_pickle(file: Path) -> object:
                 # zip format: mapped, not read (a checkpoint of another architecture is refused
                 # from its names without reading its tensors); the legacy format can't be mapped
                 obj = torch.load(file, map_location="cpu", weights_only=True, mmap=zipped)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, KeyError, AttributeError) as e:
-        raise BadInput(f"cannot read checkpoint {file.name}: {first_line(e)}", hint=SAVE_HINT) from None
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, KeyError, AttributeError, zipfile.BadZipFile) as e:
+        said = first_line(e)
+        if isinstance(e, zipfile.BadZipFile) or "zip archive" in said:  # torch's miniz reader says it at length
+            raise BadInput(f"cannot read checkpoint {file.name}: its zip archive is damaged ({said.split('. ')[0]})",
+                           hint="the file was truncated or changed after saving: copy or save it again") from None
+        raise BadInput(f"cannot read checkpoint {file.name}: {said}", hint=SAVE_HINT) from None
     if isinstance(obj, _Stub):
         raise BadInput(f"{file.name} holds a whole pickled {obj.global_name}, not a state dict", hint=SAVE_HINT)
     return obj
@@ -132,6 +136,7 @@ def _unwrap(obj: object, file: Path) -> tuple[dict, str]:
 
 
 PARAMETER_SUFFIXES = (".weight", ".bias", ".running_mean", ".running_var")
+MAX_ELEMENTS = 1 << 30  # VGG's largest tensor (FC1 of a 7x7 head) has 103 M; 1 G is 4 GB of float32
 
 
 def _tensors_of(sd: dict, file: Path) -> dict:
@@ -145,11 +150,18 @@ def _tensors_of(sd: dict, file: Path) -> dict:
         if t.layout != torch.strided or t.is_meta:
             raise BadInput(f"{file.name}: tensor {k} is {'on the meta device (no data)' if t.is_meta else f'{t.layout} (not dense)'}",
                            hint="save the model's real weights: model.state_dict() after loading them")
+        if t.numel() == 0 or t.numel() > MAX_ELEMENTS:
+            raise BadInput(f"{file.name}: tensor {k} has shape {tuple(t.shape)}, "
+                           + ("an empty dimension" if t.numel() == 0 else f"{t.numel():.3g} elements (more than {MAX_ELEMENTS:.3g})"),
+                           hint="the checkpoint is damaged or not a VGG's")
+        if t.untyped_storage().nbytes() < t.numel() * t.element_size():  # a view expanded over a smaller storage
+            raise BadInput(f"{file.name}: tensor {k} has shape {tuple(t.shape)} but only {t.untyped_storage().nbytes()} bytes "
+                           "of data (an expanded view)", hint="save real weights: {k: v.contiguous() for k, v in sd.items()}")
         if t.dtype not in floats:
             raise BadInput(f"{file.name}: tensor {k} is {str(t.dtype).removeprefix('torch.')}; vggdeploy takes float16, "
                            "bfloat16, float32 or float64 weights (exported as float32)",
                            hint="dequantize a quantized or float8 model first")
-    bad = [k for k, t in tensors.items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    bad = [k for k, t in tensors.items() if k.endswith(PARAMETER_SUFFIXES) and not torch.isfinite(t).all()]
     if bad:
         raise BadInput(f"{file.name}: tensor {bad[0]} holds NaN or infinite values"
                        + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""), hint="the checkpoint is damaged or diverged")
