@@ -10,7 +10,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "vggdeploy"
 
 # lowest first; a module imports only from its own layer or lower ones
 LAYERS = [
-    ("foundation", {"_version", "errors", "naming", "progress", "signals", "tables", "isa", "ray_local"}),
+    ("foundation", {"_version", "errors", "naming", "progress", "signals", "tables", "isa", "limits", "ray_local"}),
     ("facts and files", {"variants", "metadata", "forms", "runs", "dataset", "data", "mnist", "preprocessing",
                          "filetypes", "store", "checkpoints", "gpu", "trt_calls", "triton_server", "budget",
                          "cluster"}),

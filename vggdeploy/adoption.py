@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import BadInput, first_line, spelled
+from .errors import BadInput, OutOfMemory, first_line, out_of_memory, spelled
 from .metadata import ArtifactMeta
 from .variants import CONFIGS, Variant
 
@@ -286,6 +286,8 @@ def adopt(src: Path, out_dir: Path, options: AdoptOptions = AdoptOptions(), *, f
             probe = ref.infer({"input": np.random.default_rng(0).standard_normal(
                 (2, foreign.in_channels, *foreign.size), dtype=np.float32)})[options.output]
         except Exception as e:
+            if out_of_memory(e):
+                raise OutOfMemory.of(e) from None
             raise BadInput(f"ONNX Runtime can't run {src.name}: {first_line(e)[:300]}") from None
     if probe.ndim != 2:
         raise BadInput(f"{src.name}'s output is {probe.shape[1:]} per image; adopt takes a classifier's (classes,) scores")

@@ -14,7 +14,8 @@ import click
 from .adoption import CHANNELS, LAYOUTS as INPUT_LAYOUTS, OUTPUTS, PIXELS
 from .backends import BACKENDS
 from .engine import HARDWARE_COMPAT
-from .errors import CLI_SPELLING, BadInput, VggDeployError, printable
+from .errors import CLI_SPELLING, BadInput, OutOfMemory, VggDeployError, out_of_memory, printable
+from .limits import check_address_space
 from . import signals
 from .signals import Terminated
 from .evaluate import PROTOCOLS
@@ -480,21 +481,29 @@ def hoist_global_flags(argv: list[str]) -> list[str]:
     return flags + [a for a in argv[:end] if a not in GLOBAL_FLAGS] + argv[end:]
 
 
+def report_error(e: VggDeployError, debug: bool) -> int:
+    """One `error:` line and its hint (the traceback too under --debug); the exit code to return."""
+    if debug:
+        traceback.print_exc()
+    click.echo(f"error: {printable(str(e))}", err=True)
+    if e.hint:
+        click.echo(f"hint: {e.hint}", err=True)
+    return e.exit_code
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = hoist_global_flags(list(argv if argv is not None else sys.argv[1:]))
     debug = "--debug" in argv
     spelling = CLI_SPELLING.set(True)
     signals.install()
     try:
+        verb = next((a for a in argv if not a.startswith("-")), None)
+        if verb not in (None, "list", "clean", "doctor") and not {"-h", "--help"} & set(argv):
+            check_address_space()  # before torch or a runtime loads
         cli.main(args=argv, prog_name="vggdeploy", standalone_mode=False)
         return 0
     except VggDeployError as e:
-        if debug:  # the traceback too, and the same exit code
-            traceback.print_exc()
-        click.echo(f"error: {printable(str(e))}", err=True)
-        if e.hint:
-            click.echo(f"hint: {e.hint}", err=True)
-        return e.exit_code
+        return report_error(e, debug)
     except click.exceptions.Exit as e:
         return e.exit_code
     except click.ClickException as e:  # click's usage errors, as one line like ours
@@ -515,5 +524,9 @@ def main(argv: list[str] | None = None) -> int:
         click.echo("hint: nothing was published; free space or fix the path and re-run" if e.errno == errno.ENOSPC
                    else "hint: check the path and its permissions", err=True)
         return 3 if e.errno == errno.ENOSPC else 2
+    except Exception as e:  # wherever a library ran out of memory or address space, in its own words
+        if not out_of_memory(e):
+            raise
+        return report_error(OutOfMemory.of(e), debug)
     finally:
         CLI_SPELLING.reset(spelling)

@@ -44,10 +44,31 @@ class MissingEnvironment(VggDeployError):
     exit_code = 3
 
 
+class OutOfMemory(MissingEnvironment):
+    """The process ran out of memory or address space (exit 3)."""
+
+    HINT = ("raise the limit (ulimit -v, prlimit --as, the container's): on a 2-core Xeon, VGG16's export ran under "
+            "prlimit --as=6G and --form all --fp16 --int8 under 12G; or use a smaller model or batch")
+
+    @classmethod
+    def of(cls, e: BaseException) -> OutOfMemory:
+        return cls(f"out of memory: {first_line(e)[:200]}", hint=cls.HINT)
+
+
 def printable(text: str) -> str:
     """Untrusted text (metadata, file names) with control characters escaped, so a terminal shows
     it as written instead of obeying ANSI escape sequences."""
     return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in text)
+
+
+OUT_OF_MEMORY_SIGNS = ("can't allocate memory", "Cannot allocate memory", "Failed to allocate memory", "Unable to allocate",
+                       "failed to map segment", "bad_alloc")  # torch, errno, ONNX Runtime's arena, numpy, ld.so, C++
+
+
+def out_of_memory(e: BaseException) -> bool:
+    """Whether an exception is the process running out of memory or address space (`ulimit -v`,
+    `prlimit --as`, a cgroup), however the library that hit it words it."""
+    return isinstance(e, MemoryError) or any(sign in str(e) for sign in OUT_OF_MEMORY_SIGNS)
 
 
 def first_line(e: BaseException) -> str:

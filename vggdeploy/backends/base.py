@@ -158,8 +158,10 @@ class ArtifactRunner(Runner):
 
     def load_error(self, runtime: str, e: Exception):
         """A runtime's refusal to load the model, as one line (its message's first)."""
-        from ..errors import BadInput, first_line
+        from ..errors import BadInput, OutOfMemory, first_line, out_of_memory
 
+        if out_of_memory(e):
+            return OutOfMemory.of(e)
         return BadInput(f"{runtime} can't load {self.path.name}: {first_line(e)[:300]}",
                         hint=f"`vggdeploy verify {self.path.parent}` checks the artifact folder")
 
