@@ -122,6 +122,14 @@ def test_an_unreachable_cluster_is_one_line_in_bounded_time(trained):
     assert "Traceback" not in done.stderr and time.monotonic() - t0 < 90
 
 
+def many_images(data, folder):
+    """480 images: the 60 digits, 8 times each."""
+    for i, f in enumerate(sorted(data.rglob("*.png")) * 8):
+        (folder / str(i % 10)).mkdir(parents=True, exist_ok=True)
+        (folder / str(i % 10) / f"{i}.png").write_bytes(f.read_bytes())
+    return folder
+
+
 def test_a_node_killed_mid_job_loses_no_row(cluster, trained, tmp_path):
     """Last in this module: it takes the second node down."""
     from vggdeploy.cluster import ClusterOptions
@@ -129,10 +137,7 @@ def test_a_node_killed_mid_job_loses_no_row(cluster, trained, tmp_path):
 
     import ray
 
-    many = tmp_path / "many"
-    for i, f in enumerate(sorted(trained["data"].rglob("*.png")) * 8):
-        (many / str(i % 10)).mkdir(parents=True, exist_ok=True)
-        (many / str(i % 10) / f"{i}.png").write_bytes(f.read_bytes())
+    many = many_images(trained["data"], tmp_path / "many")
     result = {}
     job = threading.Thread(target=lambda: result.update(extract(
         trained["features"], many, tmp_path / "out", batch=4, cluster=ClusterOptions(cluster.address, workers=2))))

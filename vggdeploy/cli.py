@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import logging
 import sys
 import traceback
@@ -488,6 +489,10 @@ def report_error(e: VggDeployError, debug: bool) -> int:
     click.echo(f"error: {printable(str(e))}", err=True)
     if e.hint:
         click.echo(f"hint: {e.hint}", err=True)
+    if e.exit_now:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(e.exit_code)
     return e.exit_code
 
 

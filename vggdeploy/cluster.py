@@ -10,7 +10,9 @@ here and in the actors, only when asked for.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import time
 from dataclasses import dataclass
 
@@ -77,12 +79,90 @@ def connect(opts: ClusterOptions):
                                      f"{time.perf_counter() - t0:.0f} s)",
                                      hint=START_HINT) from None
     logging.getLogger("ray.data").setLevel(logging.WARNING)  # its per-operator progress lines
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "Progress bars disabled"
+    logging.getLogger("ray.data.exceptions").setLevel(logging.CRITICAL)  # a stack trace for HeadLost: ours says it
     ray.data.DataContext.get_current().enable_progress_bars = False
     cpus = ray.cluster_resources().get("CPU", 0)
     if cpus < opts.workers * opts.cpus_per_worker:
         log.warning("the cluster has %g CPU(s); %d worker(s) x %d CPU(s) will queue", cpus, opts.workers,
                     opts.cpus_per_worker)
     return ray
+
+
+class HeadLost(MissingEnvironment):
+    """The cluster's head (its GCS) stopped answering mid-job (exit 3). The process must end at once:
+    Ray's own shutdown would wait 60 s for the lost GCS, then exit 1."""
+
+    exit_now = True
+
+
+@contextlib.contextmanager
+def cluster_job():
+    """Around a job's execution on the cluster (the lazy Dataset taken or written):
+
+    - Ray's C++ core writes to the process's stderr, e.g. a line for every Ray Data actor pool
+      ("constructor arguments in the object store and max_restarts > 0", ray#53727) that is not the
+      user's to act on; it also goes to the session's python-core-driver log, so stderr (fd 2) points
+      to /dev/null meanwhile, and our own lines come after.
+    - Ray's driver waits 60 s for a lost head (its GCS), then ends the process from C++ with exit 1 and
+      no word of ours. A thread probes the GCS; once it has refused for LOST_AFTER_S, HeadLost is raised
+      in the main thread (the stage's staging is cleaned as for any error); if the main thread is stuck
+      in Ray, the thread says so itself and exits 3 (a staging left behind goes with the next run)."""
+    import signal
+    import sys
+    import threading
+
+    import ray
+
+    gcs = ray.get_runtime_context().gcs_address
+    message = f"lost the Ray cluster's head mid-job (its GCS at {gcs} stopped answering)"
+
+    def lost(*_):
+        raise HeadLost(message, hint="nothing of this run was kept; restart the head (and the nodes), then run it again")
+
+    main = threading.current_thread() is threading.main_thread()  # signals reach the main thread only
+    sys.stderr.flush()
+    stderr, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    done = threading.Event()
+    previous = signal.signal(signal.SIGUSR2, lost) if main else None
+    if main:
+        threading.Thread(target=_watch, args=(gcs, message, done, stderr), daemon=True, name="vggdeploy-head-watch").start()
+    try:
+        yield
+    finally:
+        done.set()
+        if main:
+            signal.signal(signal.SIGUSR2, previous)
+        os.dup2(stderr, 2)
+        os.close(stderr)
+        os.close(null)
+
+
+PROBE_EVERY_S, LOST_AFTER_S, GRACE_S = 1.0, 8.0, 20.0
+
+
+def _watch(gcs: str, message: str, done, stderr: int) -> None:
+    import _thread
+    import signal
+    import socket
+
+    host, _, port = gcs.rpartition(":")
+    down_since = None
+    while not done.wait(PROBE_EVERY_S):
+        try:
+            socket.create_connection((host, int(port)), timeout=2).close()
+            down_since = None
+        except OSError:
+            down_since = down_since or time.monotonic()
+            if time.monotonic() - down_since >= LOST_AFTER_S:
+                break
+    if done.is_set():
+        return
+    _thread.interrupt_main(signal.SIGUSR2)
+    if not done.wait(GRACE_S):  # the main thread never got back from Ray
+        os.write(stderr, f"error: {message}\n".encode())
+        os._exit(HeadLost.exit_code)
 
 
 # HTTP/2's client preface and an empty SETTINGS frame: a gRPC server (Ray's GCS and its client
@@ -140,4 +220,4 @@ def map_on_cluster(opts: ClusterOptions, rows: list[dict], actor: type, actor_kw
         batch_size=batch, batch_format="numpy")
 
 
-__all__ = ["ClusterOptions", "actor_setup", "connect", "map_on_cluster"]
+__all__ = ["ClusterOptions", "HeadLost", "actor_setup", "cluster_job", "connect", "map_on_cluster"]

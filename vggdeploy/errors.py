@@ -17,6 +17,7 @@ class VggDeployError(Exception):
     """Base: one clear line (the message) and an optional hint."""
 
     exit_code = 2
+    exit_now = False  # True where the process can't shut down normally (the CLI exits at once)
 
     def __init__(self, message: str, hint: str | None = None):
         super().__init__(message)

@@ -283,13 +283,14 @@ class EvalActor:
 def run_protocol_on_cluster(opts: ClusterOptions, artifact: Path, samples, protocol, pre: dict, backend: str,
                             batch: int):
     """`run_protocol` over a Ray cluster: a Run (posteriors by path) and the runtime's name."""
-    from .cluster import map_on_cluster
+    from .cluster import map_on_cluster, cluster_job
 
     t0 = time.perf_counter()
     ds = map_on_cluster(opts, [{"path": str(Path(s.path).resolve()), "label": s.label} for s in samples], EvalActor,
                         {"artifact": str(Path(artifact).resolve()), "backend": backend, "protocol": protocol, "pre": pre},
                         batch)
-    rows = sorted(ds.take_all(), key=lambda r: r["path"])
+    with cluster_job():
+        rows = sorted(ds.take_all(), key=lambda r: r["path"])
     run, runtime = Run(), None
     for r in rows:
         runtime = runtime or r["runtime"]

@@ -187,14 +187,20 @@ class ExtractActor:
 
 
 def extract_on_cluster(opts: ClusterOptions, plan, paths: list[Path], out_dir: Path, backend: str) -> dict:
-    """`extract` over a Ray cluster: Parquet parts written by the cluster into out_dir (which
-    every node must see: shared storage), then counted by the driver."""
-    from .cluster import map_on_cluster
+    """`extract` over a Ray cluster: Parquet parts written by the cluster into a staging folder inside
+    out_dir (which every node must see: shared storage), moved into out_dir when the whole job is done,
+    then counted by the driver. A job that fails (a node lost, the head included) leaves no part under
+    out_dir: a rerun starts from an empty folder, never adding to a partial one."""
+    from .cluster import map_on_cluster, cluster_job
+    from .store import staging
 
     ds = map_on_cluster(opts, [{"path": str(p)} for p in paths], ExtractActor, {"plan": plan, "backend": backend},
                         plan.batch)
-    # the actors hold every CPU: writes take none, or they would wait for the actors to finish
-    ds.write_parquet(str(out_dir), ray_remote_args={"num_cpus": 0})
+    with staging(out_dir) as tmp, cluster_job():
+        # the actors hold every CPU: writes take none, or they would wait for the actors to finish
+        ds.write_parquet(str(tmp), ray_remote_args={"num_cpus": 0})
+        for part in sorted(tmp.glob("*.parquet")):
+            os.replace(part, out_dir / part.name)
     table = read_embeddings(out_dir)
     return {"written": table.num_rows if table is not None else 0,
             "errors": (table.num_rows - table.column("error").null_count) if table is not None else 0,
@@ -209,7 +215,7 @@ def extract(artifact: Path, data: Path, out_dir: Path, *, taps: list[str] | None
     of `batch` rows, memory bounded) and Ctrl-C keeps the rows written. `cluster` (a
     cluster.ClusterOptions) runs the same per-image code on a Ray cluster's actors."""
     from .dataset import list_images
-    from .store import sole_writer
+    from .store import clean_stale, sole_writer
 
     data = Path(data)
     plan = plan_extract(artifact, taps, pool, batch)
@@ -221,6 +227,7 @@ def extract(artifact: Path, data: Path, out_dir: Path, *, taps: list[str] | None
     if out_dir.exists() and not out_dir.is_dir():
         raise BadInput(f"{out_dir} is a file, not a folder", hint="give a folder for the Parquet output")
     with sole_writer(out_dir, "extract"):  # a second extract into the folder meanwhile is refused
+        clean_stale(out_dir)  # a killed run's staging: its parts never reached out_dir
         prepare_out(out_dir, force)
         return _write_parts(plan, paths, out_dir, backend, batch, cluster, progress_every)
 

@@ -20,6 +20,15 @@ RAY = Path(sys.executable).with_name("ray")
 AUTH_ENV = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH", "RAY_USAGE_STATS_ENABLED")
 
 
+TWO_NODES = """import sys, time, ray
+ray.init(address=sys.argv[1], log_to_driver=False, include_dashboard=False)
+end = time.monotonic() + 90
+while sum(n["Alive"] for n in ray.nodes()) < 2:
+    assert time.monotonic() < end, "two live nodes"
+    time.sleep(0.5)
+"""
+
+
 def _free_port(host: str) -> int:
     with socket.socket() as s:
         s.bind((host, 0))
@@ -57,25 +66,38 @@ class LoopbackCluster:
         log = open(self.root / f"{ip}.log", "w")
         return subprocess.Popen(args, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
-    def start(self):
+    def start(self, connect: bool = True):
+        """Both nodes up; this process joined as a driver, or (connect=False: a test that takes the head
+        down, which would end every driver) the two nodes awaited from a child process."""
         self.saved_env = {k: os.environ.get(k) for k in AUTH_ENV}
         os.environ.update({k: self.env[k] for k in AUTH_ENV})  # the driver (this process) too, before import
         self.nodes.append(self._start("127.0.0.2", self.temps[0], head=True))
         _wait(lambda: socket.socket().connect_ex(("127.0.0.2", self.port)) == 0, 90, "the head node's GCS")
         self.nodes.append(self._start("127.0.0.3", self.temps[1], head=False))
+        self.connected = connect
+        if not connect:
+            subprocess.run([sys.executable, "-c", TWO_NODES, self.address], env=self.env, check=True, timeout=120,
+                           capture_output=True)
+            return
         import ray
 
         ray.init(address=self.address, _node_ip_address="127.0.0.2", log_to_driver=False, include_dashboard=False)
         _wait(lambda: sum(n["Alive"] for n in ray.nodes()) == 2, 90, "two live nodes")
+
+    def gcs_pid(self) -> int:
+        """The head's GCS server: killing it is losing the head."""
+        out = subprocess.run(["pgrep", "-f", f"gcs_server.*{self.temps[0]}"], capture_output=True, text=True)
+        return int(out.stdout.split()[0])
 
     def raylet_pid(self, ip: str) -> int:
         out = subprocess.run(["pgrep", "-f", f"raylet.*--node_ip_address={ip}"], capture_output=True, text=True)
         return int(out.stdout.split()[0])
 
     def stop(self):
-        import ray
+        if getattr(self, "connected", False):
+            import ray
 
-        ray.shutdown()
+            ray.shutdown()
         for node in reversed(self.nodes):
             if node.poll() is None:
                 os.killpg(node.pid, signal.SIGTERM)
