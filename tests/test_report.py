@@ -203,3 +203,34 @@ def torch_threads() -> int:
     """The benchmark child's torch thread count (its default: one per core torch sees)."""
     return int(subprocess.run([sys.executable, "-c", "import torch; print(torch.get_num_threads())"],
                               capture_output=True, text=True, check=True).stdout)
+
+
+def test_an_onnx_without_metadata_is_benched_like_trtexec_would(run, tmp_path):
+    """`bench` refused an ONNX with no vggdeploy metadata (a Keras export): now timed on random data at
+    the graph's shape (or --shape for its free dims), beside vggdeploy artifacts, with no eager row and why."""
+    import onnx
+    from user_models import foreign_onnx
+
+    keras = foreign_onnx(tmp_path / "keras.onnx", shape=(2, 56, 56, 3))  # NHWC
+    graph = onnx.load(keras)
+    for d in graph.graph.input[0].type.tensor_type.shape.dim[1:3]:
+        d.dim_param = "free"  # H and W left free, as exporters often do
+    onnx.save(graph, keras)
+    code, _, err = run("bench", keras, "--runs", "2", "--batch", "1")
+    assert code == 2 and "is ?x?x3 after the batch" in err and "--shape" in err
+    code, _, err = run("bench", keras, "--shape", "3x56x56", "--runs", "2", "--batch", "1")
+    assert code == 2 and "--shape 3x56x56 does not fit keras.onnx's input ?x?x3" in err
+    code, out, err = run("bench", keras, "--shape", "56x56x3", "--runs", "2", "--batch", "1,2", "--backends", "onnxruntime,openvino",
+                         "--out", tmp_path / "run")
+    assert code == 0, err
+    assert "no eager row (it has no vggdeploy metadata" in err and "Traceback" not in err
+    rows = json.loads((tmp_path / "run" / "bench.json").read_text())["results"]
+    assert {(r["runtime"].split("[")[0], r["batch"]) for r in rows} == {(b, n) for b in ("onnxruntime", "openvino") for n in (1, 2)}
+    assert all(r["size"] == "56x56" and r["floor_ms"] is None and r["images_per_s"] > 0 for r in rows)
+    assert (tmp_path / "run" / "report.html").stat().st_size > 0
+    assert run("report", tmp_path / "run")[0] == 0  # the run reads back
+
+
+def test_shape_is_for_onnx_without_metadata(mini_artifacts, run):
+    code, _, err = run("bench", mini_artifacts / "classifier.onnx", "--shape", "1x32x32", "--runs", "1", "--batch", "1")
+    assert code == 2 and "--shape applies to an ONNX without vggdeploy metadata" in err

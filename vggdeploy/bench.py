@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -102,24 +103,76 @@ def time_serving(runner: Runner, feed: dict[str, np.ndarray], concurrency: int, 
                                               "images_per_s": round(requests * batch / wall, 2)}
 
 
+@dataclass(frozen=True)
+class ForeignInput:
+    """The input of an ONNX without vggdeploy metadata, as trtexec takes one: its name, element type and
+    dims after the batch (from the graph, or --shape where the graph leaves them free). Timed on
+    standard-normal data: no preprocessing is known."""
+
+    name: str
+    dtype: str
+    dims: tuple[int, ...]
+
+    @classmethod
+    def of(cls, artifact, shape: tuple[int, ...] | None, batches: list[int]) -> "ForeignInput":
+        """Judged against the graph: BadInput for a free dim without --shape, a --shape of another
+        rank or against a fixed dim, or a batch the graph fixes otherwise."""
+        from .errors import BadInput
+
+        ins = artifact.io[0]
+        if len(ins) != 1:
+            raise BadInput(f"{artifact.name} has {len(ins)} inputs; bench feeds one", hint="give an ONNX with one image input")
+        name, _, dims = ins[0]
+        if not dims:
+            raise BadInput(f"{artifact.name}'s input {name!r} has no shape", hint="give --shape, e.g. 3x224x224")
+        batch, rest = dims[0], tuple(dims[1:])
+        if batch > 0 and set(batches) != {batch}:
+            raise BadInput(f"{artifact.name} fixes the batch at {batch}", hint=f"--batch {batch}")
+        if shape is not None:
+            if len(shape) != len(rest) or any(f > 0 and f != g for f, g in zip(rest, shape)):
+                raise BadInput(f"--shape {'x'.join(map(str, shape))} does not fit {artifact.name}'s input "
+                               f"{'x'.join(str(d) if d > 0 else '?' for d in rest)} (after the batch)")
+            rest = shape
+        if any(d <= 0 for d in rest):
+            raise BadInput(f"{artifact.name}'s input {name!r} is {'x'.join(str(d) if d > 0 else '?' for d in rest)} "
+                           "after the batch, and it has no vggdeploy metadata to say the size",
+                           hint="give --shape with every dim after the batch, e.g. --shape 3x224x224")
+        return cls(name, artifact.input_dtype or "float32", rest)
+
+    @property
+    def size(self) -> str:
+        """H x W where the channel dim is first or last (1 to 4 channels), else every dim."""
+        d = self.dims
+        hw = d[1:] if len(d) == 3 and d[0] <= 4 else d[:2] if len(d) == 3 and d[-1] <= 4 else d
+        return "x".join(map(str, hw))
+
+    def batch(self, n: int) -> np.ndarray:
+        return np.random.default_rng(0).standard_normal((n, *self.dims)).astype(self.dtype)
+
+
 def bench_artifact(path, backend: str, batches: list[int], size: tuple[int, int] | None = None,
                    runs: int = 10, hint: str = "auto", duration: float | None = None,
-                   concurrency: list[int] | None = None) -> list[dict]:
-    """Time one artifact (a path or an Artifact) on one runtime at several batch sizes, on the bundled photos. Each
-    batch size loads the runtime anew: `start_s` + `first_ms` is the cold start."""
+                   concurrency: list[int] | None = None, foreign: ForeignInput | None = None) -> list[dict]:
+    """Time one artifact (a path or an Artifact) on one runtime at several batch sizes, on the bundled photos
+    (an ONNX without vggdeploy metadata: on `foreign`'s random input). Each batch size loads the runtime
+    anew: `start_s` + `first_ms` is the cold start."""
     from .backends import GPU_BACKENDS, cpu_backend_for, make_runner
     from .errors import BadInput
     from .artifact import described
     from .data import photo_batch
 
     source = described(path)
-    v, spec = source.variant, source.spec
     check_timing(batches, runs, duration)
-    size = size or tuple(spec.size)
-    spec.check_size(*size)
-    from .forms import check_memory
+    if foreign is None:
+        from .forms import check_memory
 
-    check_memory(v, size, max(batches))
+        v, spec = source.variant, source.spec
+        size = size or tuple(spec.size)
+        spec.check_size(*size)
+        check_memory(v, size, max(batches))
+        label, name, inputs = f"{size[0]}x{size[1]}", "input", lambda b: photo_batch(v, size, b)[1]
+    else:
+        label, name, inputs = foreign.size, foreign.name, foreign.batch
     if path.suffix == ".xml" and backend not in ("cpu", "openvino"):
         raise BadInput(f"{path.name} is an OpenVINO IR: only openvino runs it", hint="--backend openvino (or cpu)")
     if backend == "cpu":
@@ -130,9 +183,8 @@ def bench_artifact(path, backend: str, batches: list[int], size: tuple[int, int]
         for b in batches:
             # ONNX Runtime's run takes and returns host arrays: only the row with the copies applies
             for row in time_runner_cuda(lambda io: make_runner(backend, path, **({"device_io": io} if io else {})),
-                                        {"input": photo_batch(v, size, b)[1]}, runs=runs,
-                                        device_io=not backend.startswith("onnxruntime")):
-                rows.append({**row, "size": f"{size[0]}x{size[1]}"})
+                                        {name: inputs(b)}, runs=runs, device_io=not backend.startswith("onnxruntime")):
+                rows.append({**row, "size": label})
         return rows
     for b in batches:
         options = {"size": size} if backend == "pt2e" else {}  # PT2E is calibrated at the size it runs
@@ -141,13 +193,13 @@ def bench_artifact(path, backend: str, batches: list[int], size: tuple[int, int]
         t0 = time.perf_counter()
         with make_runner(backend, path, **options) as runner:
             start = time.perf_counter() - t0
-            feed = {"input": as_input(runner, photo_batch(v, size, b)[1])}
+            feed = {name: as_input(runner, inputs(b))}
             stats = time_runner(runner, feed, runs=runs, duration=duration)
-            rows.append({"runtime": runner.name, "config": runner.config, "size": f"{size[0]}x{size[1]}",
+            rows.append({"runtime": runner.name, "config": runner.config, "size": label,
                          "start_s": round(start, 2), "timing": "wall-clock", "concurrency": 1, **stats})
         for n in concurrency or []:  # a server's load: n requests in flight, the runtime's throughput setting
             with make_runner(backend, path, **({"hint": "throughput"} if backend == "openvino" else {})) as runner:
-                rows.append({"runtime": runner.name, "config": runner.config, "size": f"{size[0]}x{size[1]}", "start_s": None,
+                rows.append({"runtime": runner.name, "config": runner.config, "size": label, "start_s": None,
                              "timing": f"serving,{n}-in-flight", **time_serving(runner, feed, n, runs)})
     return rows
 

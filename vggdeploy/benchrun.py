@@ -21,6 +21,9 @@ from .runs import SCHEMA
 
 log = logging.getLogger("vggdeploy")
 PEER_PRECISION = {"torch-compile": "fp32", "pt2e": "int8", "torch-compile-cuda": "fp16"}
+ENGINES_ONLY = "tensorrt times .plan engines: `vggdeploy build` makes one"
+NO_METADATA = ("it has no vggdeploy metadata: no PyTorch weights to time, and no compute floor; "
+               "`vggdeploy adopt` records what it is")
 
 
 def expand(paths: list[Path], engines: Path = Path("engines")) -> list[Path]:
@@ -47,12 +50,12 @@ def expand(paths: list[Path], engines: Path = Path("engines")) -> list[Path]:
     return out
 
 
-def _block(artifact, backend: str, batches: list[int], size, runs: int, duration, hint: str, concurrency):
+def _block(artifact, backend: str, batches: list[int], size, runs: int, duration, hint: str, concurrency, foreign=None):
     """One runtime's timing, run in a fresh child process (which receives the Artifact as the parent
     read it): (rows, peak RSS of that process in MB)."""
     from .bench import bench_artifact
 
-    rows = bench_artifact(artifact, backend, batches, size, runs, hint, duration, concurrency)
+    rows = bench_artifact(artifact, backend, batches, size, runs, hint, duration, concurrency, foreign)
     # VmHWM, not ru_maxrss: getrusage's peak survives execve, so a spawned child would report its parent's
     status = Path("/proc/self/status").read_text()
     peak_kb = int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:")))
@@ -113,13 +116,15 @@ def _die_with_parent() -> None:
 
 def run_bench(paths: list[Path], backends: list[str], batches: list[int], sizes: list[tuple[int, int]] | None = None,
               runs: int = 10, duration: float | None = None, eager: bool = True, strict: bool = False,
-              hint: str = "auto", concurrency: list[int] | None = None, peers: list[str] | None = None) -> dict:
+              hint: str = "auto", concurrency: list[int] | None = None, peers: list[str] | None = None,
+              shape: tuple[int, ...] | None = None) -> dict:
     """Time every artifact on every backend that applies to it, plus eager PyTorch once per form and
     weights, and the `peers` a PyTorch user would pick instead (backends/peers.py) the same way;
-    Ctrl-C keeps what was measured (`interrupted`)."""
+    Ctrl-C keeps what was measured (`interrupted`). An ONNX without vggdeploy metadata is timed as
+    trtexec would (its input from the graph, or `shape` after the batch), with no eager row."""
     from .metadata import ADOPTED_NO_EAGER
     from .backends import BACKENDS, GPU_BACKENDS
-    from .bench import check_timing, gemm_rates
+    from .bench import ForeignInput, check_timing, gemm_rates
     from .artifact import Artifact, described
     from .forms import check_memory
     from .variants import macs_at
@@ -136,8 +141,17 @@ def run_bench(paths: list[Path], backends: list[str], batches: list[int], sizes:
     if gpu and peers and "torch-compile" in peers and "torch-compile-cuda" not in peers:
         peers = [*peers, "torch-compile-cuda"]  # a GPU run's peer: torch.compile on CUDA (FP16 autocast)
     eager_backends = (["torch", "torch-cuda"] if gpu else ["torch"]) if eager else []
-    blocks, eager_keys, skipped, said = [], {}, [], set()
-    for path in map(Artifact.open, expand(paths)):  # read once: the benchmark children receive it
+    blocks, eager_keys, skipped, said, foreign = [], {}, [], set(), {}
+    artifacts = list(map(Artifact.open, expand(paths)))  # read once: the benchmark children receive it
+    if shape is not None and all(a.kind != "onnx" or a.meta for a in artifacts):
+        raise BadInput("--shape applies to an ONNX without vggdeploy metadata", hint="use --size for a vggdeploy artifact")
+    for path in artifacts:
+        if path.kind == "onnx" and path.meta is None:
+            foreign[path] = ForeignInput.of(path, shape, batches)
+            blocks += [(path, backend, None, None, None, None) for backend in backends if backend != "tensorrt"]
+            skipped += [{"artifact": path.name, "backend": "tensorrt", "reason": ENGINES_ONLY}] if "tensorrt" in backends else []
+            skipped += [{"artifact": path.name, "backend": b, "reason": NO_METADATA} for b in eager_backends + list(peers or [])]
+            continue
         meta = described(path).declared()
         v, spec = meta.to_variant(), meta.spec
         # a dynamic form at the variant's own input size unless asked (its minimum is 16x16 for the features form)
@@ -151,8 +165,7 @@ def run_bench(paths: list[Path], backends: list[str], batches: list[int], sizes:
                 elif (backend == "tensorrt") == (path.kind == "tensorrt-engine"):
                     blocks.append((path, backend, size, meta, v, spec))
                 elif backend == "tensorrt":
-                    skipped.append({"artifact": path.name, "backend": backend,
-                                    "reason": "tensorrt times .plan engines: `vggdeploy build` makes one"})
+                    skipped.append({"artifact": path.name, "backend": backend, "reason": ENGINES_ONLY})
             if meta.is_adopted and peers and path not in said:  # asked for by name: said once, not only listed
                 said.add(path)
                 log.warning("no peers for %s: %s", path.name, ADOPTED_NO_EAGER)
@@ -163,24 +176,29 @@ def run_bench(paths: list[Path], backends: list[str], batches: list[int], sizes:
                 key = (meta.weights_sha256, spec.form, size, eager_backend)
                 if key not in eager_keys and path.kind == "onnx":
                     eager_keys[key] = (path, eager_backend, size, meta, v, spec)
-    if sizes and not any(spec.dynamic_hw for *_, spec in blocks):
+    if sizes and not any(spec and spec.dynamic_hw for *_, spec in blocks):
         fixed = blocks[0][5].size if blocks else None
         raise BadInput(f"--size applies to the dense and features forms; {blocks[0][0].name if blocks else 'this artifact'} "
                        f"takes a fixed {fixed[0]}x{fixed[1]}" if fixed else "--size applies to the dense and features forms",
                        hint="drop --size, or bench the dense form (vggdeploy export MODEL --form dense)")
-    for path in {b[0] for b in blocks if sizes and not b[5].dynamic_hw}:
+    for path in {b[0] for b in blocks if sizes and b[5] and not b[5].dynamic_hw}:
         log.warning("%s takes a fixed input size: timed at it, not at --size", path.name)
+    for path in foreign:
+        log.warning("%s: no eager row (%s)", path.name, NO_METADATA)
     blocks += list(eager_keys.values())
-    with step("measuring the compute floor (GEMM rates)"):
-        rates = gemm_rates()
+    rates = {}
+    if any(b[3] for b in blocks):  # an ONNX without vggdeploy metadata has no MACs to set a floor with
+        with step("measuring the compute floor (GEMM rates)"):
+            rates = gemm_rates()
     system = system_info()  # its INT8 ISA per row too: merged runs may come from different CPUs
     results, interrupted_by = [], None
     try:
         for i, (path, backend, size, meta, v, spec) in enumerate(blocks, 1):
-            label = f"[{i}/{len(blocks)}] {path.name} on {backend} at {size[0]}x{size[1]}, batch {batches}"
+            at = foreign[path].size if path in foreign else f"{size[0]}x{size[1]}"
+            label = f"[{i}/{len(blocks)}] {path.name} on {backend} at {at}, batch {batches}"
             try:
                 with step(label):
-                    rows, rss = _in_child(path, backend, batches, size, runs, duration, hint, concurrency)
+                    rows, rss = _in_child(path, backend, batches, size, runs, duration, hint, concurrency, foreign.get(path))
             except MissingEnvironment as e:
                 if strict:
                     raise
@@ -194,20 +212,23 @@ def run_bench(paths: list[Path], backends: list[str], batches: list[int], sizes:
                 skipped.append({"artifact": path.name, "backend": backend, "reason": reason})
                 log.warning("peer %s on %s %s", backend, path.name, reason)
                 continue
-            precision = PEER_PRECISION.get(backend) or ("fp32" if backend.startswith("torch") else meta.precision)
-            rate = rates["int8" if precision.startswith("int8") else "fp32"]
+            precision = PEER_PRECISION.get(backend) or ("fp32" if backend.startswith("torch") or not meta else meta.precision)
+            rate = rates.get("int8" if precision.startswith("int8") else "fp32")
             for r in rows:
-                floor = macs_at(v, spec.form, *size) * r["batch"] / (rate * 1e9) * 1e3
+                floor = macs_at(v, spec.form, *size) * r["batch"] / (rate * 1e9) * 1e3 if meta else None
                 peer = backend in (peers or [])
                 eager = backend.startswith("torch") or peer  # eager and peer rows: the weights behind the artifact, not its file
                 results.append({"artifact": f"{'peer' if peer else 'eager'}:{meta.weights}" if eager else str(path),
-                                "model": v.name, "folder": Path(path).parent.name, "form": spec.form, "precision": precision,
+                                "model": v.name if meta else path.stem,
+                                # the folder names the model; a foreign ONNX is named by its file too
+                                "folder": Path(path).resolve().parent.name + ("" if meta else f"/{path.name}"),
+                                "form": spec.form if meta else "onnx", "precision": precision,
                                 "backend": {"torch": "eager", "torch-cuda": "eager-cuda"}.get(backend, backend),
                                 "peer": peer, **({"compile_s": round(r["first_ms"] / 1e3, 1)} if peer and "first_ms" in r else {}),
                                 "cpu_isa": system["int8_isa"], **r,
                                 "peak_rss_mb": rss,
                                 "artifact_mb": None if eager else round(sum(f.stat().st_size for f in side_files(path)) / 2**20, 1),
-                                "floor_ms": round(floor, 3), "vs_floor": round(r["median_ms"] / floor, 2)})
+                                "floor_ms": floor and round(floor, 3), "vs_floor": floor and round(r["median_ms"] / floor, 2)})
     except (KeyboardInterrupt, Terminated) as e:  # the child was killed by subprocess.run on the way out
         interrupted_by = "SIGTERM" if isinstance(e, Terminated) else "SIGINT"
         log.warning("interrupted: keeping the %d result(s) measured so far", len(results))

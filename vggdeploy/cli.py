@@ -22,7 +22,7 @@ from .signals import Terminated
 from .evaluate import PROTOCOLS
 from .extraction import POOLS
 from .forms import FORMS
-from .cli_options import (OutPath, choice_list, cluster_options, echo_artifacts, json_option, parse_floats, parse_ints,
+from .cli_options import (OutPath, choice_list, parse_dims, cluster_options, echo_artifacts, json_option, parse_floats, parse_ints,
                           parse_size, precision_options, pure_stdout, split_list)
 from .triton import ACCELERATORS, KINDS, PLATFORMS
 
@@ -223,6 +223,8 @@ def inspect(path: Path, as_json: bool, check_qdq: str | None) -> None:
 @click.option("--batch", default="1,8", show_default=True, help="Batch sizes, comma-separated.")
 @click.option("--size", help="Input sizes for the dense and features forms, comma-separated: 224,384,512x640 "
                              "(default: the artifact's fixed or minimum size).")
+@click.option("--shape", help="An ONNX without vggdeploy metadata: its input's dims after the batch, e.g. 3x224x224 "
+                              "(default: the graph's; timed on random data, with no eager row).")
 @click.option("--runs", default=10, show_default=True, help="Timed runs per batch size.")
 @click.option("--duration", type=float, help="Seconds of timed runs per batch size (instead of --runs).")
 @click.option("--hint", type=click.Choice(["latency", "throughput", "auto"]), default="auto", show_default=True,
@@ -237,7 +239,8 @@ def inspect(path: Path, as_json: bool, check_qdq: str | None) -> None:
 @click.option("--strict", is_flag=True, help="Exit 3 when a backend can't run here, instead of skipping it.")
 @click.option("--out", "out_dir", type=OutPath(), help="Run folder for bench.json, bench.md, report.html.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run as JSON.")
-def bench(paths, backends, batch, size, runs, duration, hint, concurrency, no_eager, peers, strict, out_dir, as_json) -> None:
+def bench(paths, backends, batch, size, shape, runs, duration, hint, concurrency, no_eager, peers, strict, out_dir,
+          as_json) -> None:
     """Latency and throughput of artifacts (ONNX files, .plan engines, or artifact folders) on each
     runtime, beside eager PyTorch from the same weights, each runtime in a process of its own.
     GPU runtimes are timed with CUDA events, with and without host<->device copies."""
@@ -250,7 +253,8 @@ def bench(paths, backends, batch, size, runs, duration, hint, concurrency, no_ea
         require_writable(out_dir)  # before the long run, not after it
     run = run_bench(list(paths), split_list(backends) or [], parse_ints(batch, "--batch"), sizes, runs, duration,
                     eager=not no_eager, strict=strict, hint=hint, peers=split_list(peers) if peers else None,
-                    concurrency=parse_ints(concurrency, "--concurrency") if concurrency else None)
+                    concurrency=parse_ints(concurrency, "--concurrency") if concurrency else None,
+                    shape=parse_dims(shape, "--shape") if shape else None)
     if out_dir:
         for f in write_reports([run], out_dir):
             log.info("wrote %s", f)

@@ -98,6 +98,17 @@ def parse_ints(text: str, option: str) -> list[int]:
     return values
 
 
+def parse_dims(text: str, option: str) -> tuple[int, ...]:
+    """'3x224x224' -> (3, 224, 224): positive dims, separated by x."""
+    try:
+        dims = tuple(int(t) for t in text.lower().split("x"))
+    except ValueError:
+        dims = ()
+    if not dims or min(dims) < 1 or max(dims) > 1 << 20:
+        raise BadInput(f"{option} {text!r}: give positive dims separated by x, e.g. 3x224x224")
+    return dims
+
+
 def precision_options(f):
     """--fp16/--int8 and their settings, shared by `export` and `quantize`."""
     for opt in reversed([

@@ -121,7 +121,8 @@ def _plots(results: list[dict]) -> list[tuple[str, str]]:
             line, = ax.plot([r["batch"] for r in rows], [r["median_ms"] for r in rows], **peer,
                             label=f"{'peer: ' if peer else ''}{model} {form} {precision} · {_series_runtime(rows)} · {size}")
             # each series' own floor (its model, form and size), in its colour: never another series' floor
-            ax.plot([r["batch"] for r in rows], [r["floor_ms"] for r in rows], ":", color=line.get_color(), marker="")
+            if all(r["floor_ms"] for r in rows):  # an ONNX without vggdeploy metadata has none
+                ax.plot([r["batch"] for r in rows], [r["floor_ms"] for r in rows], ":", color=line.get_color(), marker="")
     ax.plot([], [], ":", color="gray", label="dotted: each series' compute floor")
     ax.set(xlabel="batch", ylabel="p50 latency per batch (ms)", xscale="log", yscale="log",
            title="Latency vs batch")
@@ -191,7 +192,8 @@ def _plots(results: list[dict]) -> list[tuple[str, str]]:
             rows = sorted(rows, key=lambda r: _pixels(r["size"]))
             ax.plot([_pixels(r["size"]) / 1e3 for r in rows], [r["median_ms"] for r in rows],
                     label=f"{model} {form} {precision} · {_runtime(rows[0])} · b{batch}")
-            ax.plot([_pixels(r["size"]) / 1e3 for r in rows], [r["floor_ms"] for r in rows], ":", color="gray")
+            if all(r["floor_ms"] for r in rows):
+                ax.plot([_pixels(r["size"]) / 1e3 for r in rows], [r["floor_ms"] for r in rows], ":", color="gray")
         ax.set(xlabel="input pixels (thousands)", ylabel="p50 latency (ms)", title="Latency vs input size (dotted: floor)")
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
         plots.append(("Latency vs input size (dense and features forms)", _png(fig)))

@@ -38,7 +38,7 @@ def load_runs(paths: list[Path]) -> list[dict]:
 RUN_KEYS = {"created": str, "command": str, "system": dict, "gemm_gmacs": dict}
 ROW_KEYS = {"artifact": str, "model": str, "form": str, "precision": str, "backend": str, "runtime": str, "size": str,
             "batch": int, "timing": str, "median_ms": (int, float), "images_per_s": (int, float),
-            "floor_ms": (int, float)}
+            "floor_ms": (int, float, type(None))}  # None: an ONNX without vggdeploy metadata
 
 
 def _run_problem(run: dict) -> str | None:
