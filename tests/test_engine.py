@@ -23,7 +23,7 @@ no_gpu = pytest.mark.skipif(cuda_info().available, reason="checks what happens w
 # read by a getAndDelOption call there; an option it doesn't know is an error)
 TRTEXEC_OPTIONS = {"--onnx", "--saveEngine", "--stronglyTyped", "--noTF32", "--profile", "--minShapes", "--optShapes",
                    "--maxShapes", "--memPoolSize", "--builderOptimizationLevel", "--hardwareCompatibilityLevel",
-                   "--timingCacheFile"}
+                   "--timingCacheFile", "--profilingVerbosity"}
 SHAPES = ("--minShapes", "--optShapes", "--maxShapes")
 
 
@@ -190,7 +190,7 @@ def test_trtexec_and_build_commands(mini_artifacts, tmp_path, run):
                       hardware_compat="ampere+", out=tmp_path / "d.plan")
     d = mini_artifacts / "dense.onnx"
     assert plan.trtexec_command() == (
-        f"trtexec --onnx={d} --saveEngine={tmp_path / 'd.plan'} --stronglyTyped --noTF32 "
+        f"trtexec --onnx={d} --saveEngine={tmp_path / 'd.plan'} --stronglyTyped --noTF32 --profilingVerbosity=detailed "
         "--profile=0 --minShapes=input:1x1x32x32 --optShapes=input:4x1x80x80 --maxShapes=input:16x1x128x128 "
         "--profile=1 --minShapes=input:1x1x128x128 --optShapes=input:1x1x192x192 --maxShapes=input:4x1x256x256 "
         f"--memPoolSize=workspace:2048M --builderOptimizationLevel=4 --hardwareCompatibilityLevel=ampere+ "

@@ -2,6 +2,7 @@
 a self-contained HTML page checked in a real headless browser, and merging runs."""
 
 import json
+from pathlib import Path
 import os
 import re
 import shutil
@@ -234,3 +235,24 @@ def test_an_onnx_without_metadata_is_benched_like_trtexec_would(run, tmp_path):
 def test_shape_is_for_onnx_without_metadata(mini_artifacts, run):
     code, _, err = run("bench", mini_artifacts / "classifier.onnx", "--shape", "1x32x32", "--runs", "1", "--batch", "1")
     assert code == 2 and "--shape applies to an ONNX without vggdeploy metadata" in err
+
+
+def test_profile_layers_sums_each_runtimes_profiler_by_layer_type(mini_artifacts, run, tmp_path):
+    """`bench --profile-layers`: OpenVINO's performance counters and ONNX Runtime's profiler, by layer type,
+    in bench.json, bench.md and the report; the profiler's files left nowhere."""
+    import tempfile
+
+    before = set(os.listdir(tempfile.gettempdir()))
+    code, _, err = run("bench", mini_artifacts / "classifier.onnx", "--backends", "onnxruntime,openvino", "--runs", "3",
+                       "--batch", "1,2", "--profile-layers", "--out", tmp_path / "run")
+    assert code == 0, err
+    rows = json.loads((tmp_path / "run" / "bench.json").read_text())["results"]
+    profiled = {(r["runtime"].split("[")[0], r["batch"]): r["layers"] for r in rows if "layers" in r}
+    assert set(profiled) == {(b, n) for b in ("onnxruntime", "openvino") for n in (1, 2)}  # eager has no profiler
+    assert "Conv" in profiled[("onnxruntime", 1)] and "Convolution (F32)" in profiled[("openvino", 1)]
+    for layers in profiled.values():  # each layer type's time, summed, is about the batch's latency (not zero, not x runs)
+        assert 0 < sum(layers.values()) < 50 and list(layers.values()) == sorted(layers.values(), reverse=True)
+    assert "Time per layer type" in (tmp_path / "run" / "bench.md").read_text()
+    assert "Time per layer type (--profile-layers)" in (tmp_path / "run" / "report.html").read_text()
+    assert not [n for n in set(os.listdir(tempfile.gettempdir())) - before if "ort-profile" in n]
+    assert not list(Path.cwd().glob("onnxruntime_profile*.json"))

@@ -152,10 +152,12 @@ class ForeignInput:
 
 def bench_artifact(path, backend: str, batches: list[int], size: tuple[int, int] | None = None,
                    runs: int = 10, hint: str = "auto", duration: float | None = None,
-                   concurrency: list[int] | None = None, foreign: ForeignInput | None = None) -> list[dict]:
+                   concurrency: list[int] | None = None, foreign: ForeignInput | None = None,
+                   profile_layers: bool = False) -> list[dict]:
     """Time one artifact (a path or an Artifact) on one runtime at several batch sizes, on the bundled photos
     (an ONNX without vggdeploy metadata: on `foreign`'s random input). Each batch size loads the runtime
-    anew: `start_s` + `first_ms` is the cold start."""
+    anew: `start_s` + `first_ms` is the cold start. `profile_layers`: each row also gets `layers`, ms per
+    layer type from the runtime's own profiler, in a separate run (profiling slows the timed one)."""
     from .backends import GPU_BACKENDS, cpu_backend_for, make_runner
     from .errors import BadInput
     from .artifact import described
@@ -184,7 +186,7 @@ def bench_artifact(path, backend: str, batches: list[int], size: tuple[int, int]
             # ONNX Runtime's run takes and returns host arrays: only the row with the copies applies
             for row in time_runner_cuda(lambda io: make_runner(backend, path, **({"device_io": io} if io else {})),
                                         {name: inputs(b)}, runs=runs, device_io=not backend.startswith("onnxruntime")):
-                rows.append({**row, "size": label})
+                rows.append({**row, "size": label, **_layers(profile_layers, backend, path, {name: inputs(b)}, runs)})
         return rows
     for b in batches:
         options = {"size": size} if backend == "pt2e" else {}  # PT2E is calibrated at the size it runs
@@ -197,11 +199,27 @@ def bench_artifact(path, backend: str, batches: list[int], size: tuple[int, int]
             stats = time_runner(runner, feed, runs=runs, duration=duration)
             rows.append({"runtime": runner.name, "config": runner.config, "size": label,
                          "start_s": round(start, 2), "timing": "wall-clock", "concurrency": 1, **stats})
+        rows[-1] |= _layers(profile_layers, backend, path, feed, runs)
         for n in concurrency or []:  # a server's load: n requests in flight, the runtime's throughput setting
             with make_runner(backend, path, **({"hint": "throughput"} if backend == "openvino" else {})) as runner:
                 rows.append({"runtime": runner.name, "config": runner.config, "size": label, "start_s": None,
                              "timing": f"serving,{n}-in-flight", **time_serving(runner, feed, n, runs)})
     return rows
+
+
+PROFILED = ("onnxruntime", "openvino", "tensorrt", "onnxruntime-cuda", "onnxruntime-tensorrt")
+
+
+def _layers(wanted: bool, backend: str, path, feed: dict[str, np.ndarray], runs: int) -> dict:
+    """{"layers": ms per layer type, "layers_runtime": the profiled runner} from a runner with its
+    profiler on (OpenVINO at its latency hint: one request runs the whole batch), or nothing (not
+    asked; eager and peers have no profile here)."""
+    from .backends import make_runner
+
+    if not wanted or backend not in PROFILED:
+        return {}
+    with make_runner(backend, path, profile=True, **({"hint": "latency"} if backend == "openvino" else {})) as runner:
+        return {"layers": runner.layer_times(feed, runs), "layers_runtime": runner.name}
 
 
 def gemm_rates(n: int = 2048, runs: int = 5) -> dict[str, float]:

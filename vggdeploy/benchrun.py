@@ -50,12 +50,13 @@ def expand(paths: list[Path], engines: Path = Path("engines")) -> list[Path]:
     return out
 
 
-def _block(artifact, backend: str, batches: list[int], size, runs: int, duration, hint: str, concurrency, foreign=None):
+def _block(artifact, backend: str, batches: list[int], size, runs: int, duration, hint: str, concurrency, foreign=None,
+           profile_layers: bool = False):
     """One runtime's timing, run in a fresh child process (which receives the Artifact as the parent
     read it): (rows, peak RSS of that process in MB)."""
     from .bench import bench_artifact
 
-    rows = bench_artifact(artifact, backend, batches, size, runs, hint, duration, concurrency, foreign)
+    rows = bench_artifact(artifact, backend, batches, size, runs, hint, duration, concurrency, foreign, profile_layers)
     # VmHWM, not ru_maxrss: getrusage's peak survives execve, so a spawned child would report its parent's
     status = Path("/proc/self/status").read_text()
     peak_kb = int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:")))
@@ -117,11 +118,13 @@ def _die_with_parent() -> None:
 def run_bench(paths: list[Path], backends: list[str], batches: list[int], sizes: list[tuple[int, int]] | None = None,
               runs: int = 10, duration: float | None = None, eager: bool = True, strict: bool = False,
               hint: str = "auto", concurrency: list[int] | None = None, peers: list[str] | None = None,
-              shape: tuple[int, ...] | None = None) -> dict:
+              shape: tuple[int, ...] | None = None, profile_layers: bool = False) -> dict:
     """Time every artifact on every backend that applies to it, plus eager PyTorch once per form and
     weights, and the `peers` a PyTorch user would pick instead (backends/peers.py) the same way;
     Ctrl-C keeps what was measured (`interrupted`). An ONNX without vggdeploy metadata is timed as
-    trtexec would (its input from the graph, or `shape` after the batch), with no eager row."""
+    trtexec would (its input from the graph, or `shape` after the batch), with no eager row.
+    `profile_layers`: each runtime row also gets ms per layer type (OpenVINO's performance counters,
+    ONNX Runtime's profiler, TensorRT's IProfiler)."""
     from .metadata import ADOPTED_NO_EAGER
     from .backends import BACKENDS, GPU_BACKENDS
     from .bench import ForeignInput, check_timing, gemm_rates
@@ -198,7 +201,8 @@ def run_bench(paths: list[Path], backends: list[str], batches: list[int], sizes:
             label = f"[{i}/{len(blocks)}] {path.name} on {backend} at {at}, batch {batches}"
             try:
                 with step(label):
-                    rows, rss = _in_child(path, backend, batches, size, runs, duration, hint, concurrency, foreign.get(path))
+                    rows, rss = _in_child(path, backend, batches, size, runs, duration, hint, concurrency, foreign.get(path),
+                                          profile_layers)
             except MissingEnvironment as e:
                 if strict:
                     raise

@@ -232,6 +232,9 @@ def inspect(path: Path, as_json: bool, check_qdq: str | None) -> None:
 @click.option("--concurrency", help="Also a server's load: N requests in flight, comma-separated (e.g. 1,4,16): "
                                    "images/s and p99 at each (OpenVINO's async queue, threads for ONNX Runtime).")
 @click.option("--no-eager", is_flag=True, help="Skip the eager PyTorch baseline.")
+@click.option("--profile-layers", is_flag=True, help="Also ms per layer type from each runtime's profiler (OpenVINO's "
+                                                    "performance counters, ONNX Runtime's profiler, TensorRT's IProfiler), "
+                                                    "in a separate run; drawn in the report.")
 @click.option("--peers", metavar="LIST", help="Also time what a PyTorch user would pick instead, from the same weights: "
                                               "torch-compile (inductor, freezing), pt2e (torchao's X86InductorQuantizer INT8, "
                                               "pip install 'vggdeploy[peers]'), torch-compile-cuda (FP16 autocast; added "
@@ -239,8 +242,8 @@ def inspect(path: Path, as_json: bool, check_qdq: str | None) -> None:
 @click.option("--strict", is_flag=True, help="Exit 3 when a backend can't run here, instead of skipping it.")
 @click.option("--out", "out_dir", type=OutPath(), help="Run folder for bench.json, bench.md, report.html.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run as JSON.")
-def bench(paths, backends, batch, size, shape, runs, duration, hint, concurrency, no_eager, peers, strict, out_dir,
-          as_json) -> None:
+def bench(paths, backends, batch, size, shape, runs, duration, hint, concurrency, no_eager, profile_layers, peers, strict,
+          out_dir, as_json) -> None:
     """Latency and throughput of artifacts (ONNX files, .plan engines, or artifact folders) on each
     runtime, beside eager PyTorch from the same weights, each runtime in a process of its own.
     GPU runtimes are timed with CUDA events, with and without host<->device copies."""
@@ -254,7 +257,7 @@ def bench(paths, backends, batch, size, shape, runs, duration, hint, concurrency
     run = run_bench(list(paths), split_list(backends) or [], parse_ints(batch, "--batch"), sizes, runs, duration,
                     eager=not no_eager, strict=strict, hint=hint, peers=split_list(peers) if peers else None,
                     concurrency=parse_ints(concurrency, "--concurrency") if concurrency else None,
-                    shape=parse_dims(shape, "--shape") if shape else None)
+                    shape=parse_dims(shape, "--shape") if shape else None, profile_layers=profile_layers)
     if out_dir:
         for f in write_reports([run], out_dir):
             log.info("wrote %s", f)

@@ -125,7 +125,8 @@ class BuildPlan:
         11.x; --noTF32: trtexec turns TF32 on by default, Polygraphy's CreateConfig (our build) off.
         trtexec takes a second min/opt/max triple only behind `--profile=i`, each triple right after
         its index (samples/common/sampleOptions.cpp, getOptimizationProfiles)."""
-        args = ["trtexec", f"--onnx={self.onnx}", f"--saveEngine={self.out}", "--stronglyTyped", "--noTF32"]
+        args = ["trtexec", f"--onnx={self.onnx}", f"--saveEngine={self.out}", "--stronglyTyped", "--noTF32",
+                "--profilingVerbosity=detailed"]
         for i, p in enumerate(self.profiles):
             args += [f"--profile={i}"] if len(self.profiles) > 1 else []
             args += [f"--minShapes={p.input}:{dims(p.min)}", f"--optShapes={p.input}:{dims(p.opt)}",
@@ -245,7 +246,9 @@ def build_engine(plan: BuildPlan) -> Path:
     from polygraphy.backend.trt import CreateConfig, EngineBytesFromNetwork, NetworkFromOnnxPath
     from polygraphy.backend.trt import Profile as PolyProfile
 
-    config_args = {"profiles": [PolyProfile().add(p.input, p.min, p.opt, p.max) for p in plan.profiles]}
+    config_args = {"profiles": [PolyProfile().add(p.input, p.min, p.opt, p.max) for p in plan.profiles],
+                   # layer types and parameters in the engine: `bench --profile-layers` sums its IProfiler's times by them
+                   "profiling_verbosity": trt.ProfilingVerbosity.DETAILED}
     if plan.workspace:
         config_args["memory_pool_limits"] = {trt.MemoryPoolType.WORKSPACE: plan.workspace}
     if plan.opt_level is not None:

@@ -83,11 +83,58 @@ def render_markdown(runs: list[dict], entries: dict[str, dict] | None = None) ->
         if layers:
             out += ["", "Layers adding the most error against FP32 (relative L2 each adds; from the manifests):", "",
                     table(LAYER_COLUMNS, layers, markdown=True), ""]
+        profiled = layer_time_rows(run["results"])
+        if profiled:
+            out += ["", "Time per layer type (`--profile-layers`: the runtime's own profiler, median of the runs):", "",
+                    table(LAYER_TIME_COLUMNS, profiled, markdown=True), ""]
     out += ["", "p50/p90/p99: latency per batch; `vs eager`: eager PyTorch's p50 over this row's (same model, form, "
             "size, batch); `runtime settings`: threads (ONNX Runtime's auto: one per physical core), streams and requests as the runtime reported them; `std/p50`: NOISY above 0.25 (rerun on a quiet machine); `x floor`: p50 over the compute floor (the model's MACs at that size and batch over the "
             "best GEMM rate of its precision measured in the same run); `load s` + `first ms`: cold start; "
             "peak RSS of the process that ran that runtime alone."]
     return "\n".join(out) + "\n"
+
+
+LAYER_TIME_COLUMNS = ["model", "form", "precision", "runtime", "batch", "profiled ms", "layer types: ms (share)"]
+
+
+def layer_time_rows(results: list[dict], top: int = 5) -> list[list]:
+    """One row per profiled result: its summed layer time and its `top` layer types."""
+    rows = []
+    for r in results:
+        if r.get("layers"):
+            total = sum(r["layers"].values()) or 1.0
+            shown = ", ".join(f"{t} {ms:.3g} ({ms / total:.0%})" for t, ms in list(r["layers"].items())[:top])
+            rows.append([folder_of(r), r["form"], r["precision"], r.get("layers_runtime", r["runtime"]), r["batch"], round(total, 3), shown])
+    return rows
+
+
+def _layer_time_plot(results: list[dict]) -> tuple[str, str] | None:
+    """Stacked bars: each profiled row's time by layer type (the six largest types overall, the rest as other)."""
+    import matplotlib.pyplot as plt
+
+    profiled = [r for r in results if r.get("layers")]
+    if not profiled:
+        return None
+    overall: dict[str, float] = {}
+    for r in profiled:
+        for t, ms in r["layers"].items():
+            overall[t] = overall.get(t, 0.0) + ms
+    kinds = sorted(overall, key=lambda t: -overall[t])[:6]
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(profiled) + 1.5))
+    labels = [f"{folder_of(r)} {r['form']} {r['precision']} · {r.get('layers_runtime', r['runtime'])} · b{r['batch']}"
+              for r in profiled]
+    left = [0.0] * len(profiled)
+    for kind in kinds + ["other"]:
+        widths = [r["layers"].get(kind, 0.0) if kind != "other" else sum(ms for t, ms in r["layers"].items() if t not in kinds)
+                  for r in profiled]
+        ax.barh(labels, widths, left=left, label=kind)
+        left = [a + b for a, b in zip(left, widths)]
+    ax.set(xlabel="ms per batch (profiled run)", title="Time per layer type")
+    ax.invert_yaxis()
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+    out = ("Time per layer type (--profile-layers)", _png(fig))
+    plt.close(fig)
+    return out
 
 
 def _png(fig) -> str:
@@ -387,8 +434,7 @@ def render_html(runs: list[dict], evals: list[dict] | None = None, entries: dict
                      " The tables below hold every figure.</p>")
     entries = _entries_of(results, entries or {})
     if plots:
-        layer_plot = _layer_plot(entries)
-        plots += [layer_plot] if layer_plot else []
+        plots += [p for p in (_layer_plot(entries), _layer_time_plot(results)) if p]
     for title, src in plots:
         parts.append(f"<h2>{escape(title)}</h2><img alt='{escape(title)}' src='{src}'>")
     parts.append("<h2>Results</h2>")
@@ -405,6 +451,10 @@ def render_html(runs: list[dict], evals: list[dict] | None = None, entries: dict
     if layers:
         parts.append("<h2>Layers adding the most error against FP32 (from the artifact manifests)</h2>")
         parts.append(_html_table(LAYER_COLUMNS, layers))
+    profiled = layer_time_rows(results)
+    if profiled:
+        parts.append("<h2>Time per layer type (the runtime's own profiler)</h2>")
+        parts.append(_html_table(LAYER_TIME_COLUMNS, profiled))
     parts.append("<p class='note'>vs eager: eager PyTorch's p50 over the row's, same weights, form, size and batch, "
                  "same run. x floor: p50 over the model's MACs divided by the best GEMM rate of its precision measured "
                  "in the same run. Each runtime ran in a process of its own.</p></body></html>")

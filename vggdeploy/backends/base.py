@@ -76,6 +76,16 @@ class Runner(ABC):
             if isinstance(x, np.ndarray) and x.dtype.kind == "f" and not np.isfinite(x).all():
                 raise BadInput(f"input {name!r} holds NaN or infinite values", hint="check the preprocessing")
 
+    def layer_times(self, feed: dict[str, np.ndarray], runs: int) -> dict[str, float]:
+        """Milliseconds per layer type in one inference of `feed` (the median over `runs`, after one
+        warm-up), from the runtime's own profiler; the runner must have been made with profile=True.
+        Runtimes without one say so (MissingEnvironment)."""
+        from ..errors import MissingEnvironment
+
+        raise MissingEnvironment(f"{self.name} has no per-layer profiler here",
+                                 hint="--profile-layers reads OpenVINO's performance counters, ONNX Runtime's "
+                                      "profiler and TensorRT's IProfiler")
+
     def deactivate(self) -> None:
         """Release the model."""
         self.active = False
@@ -164,6 +174,13 @@ class ArtifactRunner(Runner):
             return OutOfMemory.of(e)
         return BadInput(f"{runtime} can't load {self.path.name}: {first_line(e)[:300]}",
                         hint=f"`vggdeploy verify {self.path.parent}` checks the artifact folder")
+
+
+def median_by_type(per_run: list[dict[str, float]]) -> dict[str, float]:
+    """{layer type: ms} for each run -> each type's median over the runs, largest first."""
+    types = {t for run in per_run for t in run}
+    median = {t: float(np.median([run.get(t, 0.0) for run in per_run])) for t in types}
+    return {t: round(ms, 3) for t, ms in sorted(median.items(), key=lambda kv: -kv[1])}
 
 
 def as_input(runner: Runner, x: np.ndarray) -> np.ndarray:

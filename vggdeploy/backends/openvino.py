@@ -66,13 +66,15 @@ class OpenVinoRunner(ArtifactRunner):
     name = "openvino"
 
     def __init__(self, path: str | Path, hint: str = "latency", device: str = "CPU", cache_dir: str | Path | None = DEFAULT_CACHE,
-                 threads: int | None = None, inference_precision: str = "f32", low_memory: bool = False):
+                 threads: int | None = None, inference_precision: str = "f32", low_memory: bool = False,
+                 profile: bool = False):
         if hint not in HINTS:
             raise BadInput(f"unknown OpenVINO hint {hint!r}", hint=f"choose from: {', '.join(HINTS)}")
         super().__init__(path)
         self.hint, self.device, self.threads = hint, device, threads
         self.inference_precision = inference_precision
         self.low_memory = low_memory  # no cache of per-shape kernels (dynamic-shape checks)
+        self.profile = profile  # performance counters on (layer_times)
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.compiled = self.request = self.queue = None
         self.used_cache = False
@@ -94,6 +96,8 @@ class OpenVinoRunner(ArtifactRunner):
         config = {"PERFORMANCE_HINT": self.hint.upper(), "INFERENCE_PRECISION_HINT": self.inference_precision}
         if self.threads:
             config["INFERENCE_NUM_THREADS"] = self.threads
+        if self.profile:
+            config["PERF_COUNT"] = True
         if self.low_memory and self.device == "CPU":
             config["CPU_RUNTIME_CACHE_CAPACITY"] = 0
         try:
@@ -125,6 +129,27 @@ class OpenVinoRunner(ArtifactRunner):
             return self._infer_streams(x)
         res = self.request.infer({0: x})
         return {name: res[out] for name, out in zip(self.output_names, self.compiled.outputs)}
+
+    def layer_times(self, feed: dict[str, np.ndarray], runs: int) -> dict[str, float]:
+        """From OpenVINO's performance counters (one infer request, the whole batch): each executed
+        node's real time, summed by its type and the precision its kernel ran in (e.g. Convolution (I8))."""
+        from .base import median_by_type
+
+        if not self.profile:
+            raise BadInput(f"{self.name} was made without its profiler", hint="make_runner(..., profile=True)")
+        self.check_feed(feed)
+        x = next(iter(feed.values()))
+        self.request.infer({0: x})
+        per_run = []
+        for _ in range(runs):
+            self.request.infer({0: x})
+            times: dict[str, float] = {}
+            for p in self.request.profiling_info:
+                if p.status == p.Status.EXECUTED:
+                    key = f"{p.node_type} ({p.exec_type.rsplit('_', 1)[-1].upper()})"
+                    times[key] = times.get(key, 0.0) + p.real_time.total_seconds() * 1e3
+            per_run.append(times)
+        return median_by_type(per_run)
 
     def _infer_streams(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """One request per stream, each on a slice of the batch."""

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..store import cache_root
-from ..errors import MissingEnvironment
+from ..errors import BadInput, MissingEnvironment
 from .base import ArtifactRunner
 
 TRT_CACHE = cache_root() / "ort-tensorrt"
@@ -35,7 +35,7 @@ class OrtRunner(ArtifactRunner):
     name = "onnxruntime"
 
     def __init__(self, path: str | Path, provider: str = "CPUExecutionProvider", threads: int | None = None,
-                 trt_cache: str | Path = TRT_CACHE, low_memory: bool = False):
+                 trt_cache: str | Path = TRT_CACHE, low_memory: bool = False, profile: bool = False):
         """trt_cache: where the TensorRT provider keeps the engines and timing cache it builds, so a
         second session starts in seconds, not minutes. low_memory: no re-laid-out or pre-packed copies of
         the weights (VGG16's dense form: 0.7 instead of 1.8 GB, about 20% slower; for checks, never
@@ -43,6 +43,7 @@ class OrtRunner(ArtifactRunner):
         super().__init__(path)
         self.provider, self.threads, self.trt_cache = provider, threads, Path(trt_cache)
         self.low_memory = low_memory
+        self.profile = profile  # ONNX Runtime's profiler on (layer_times); its JSON goes to a temporary folder
         self.session = None
 
     def _activate(self) -> None:
@@ -58,6 +59,12 @@ class OrtRunner(ArtifactRunner):
         opts.log_severity_level = 3
         if self.threads:
             opts.intra_op_num_threads = self.threads
+        if self.profile:
+            import tempfile
+
+            self._profile_dir = tempfile.TemporaryDirectory(prefix="vggdeploy-ort-profile-")
+            opts.enable_profiling = True
+            opts.profile_file_prefix = str(Path(self._profile_dir.name) / "ort")
         if self.low_memory:  # no NCHWc copies of the weights (layout optimizations), no pre-packed ones
             opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
             opts.add_session_config_entry("session.disable_prepacking", "1")
@@ -107,5 +114,29 @@ class OrtRunner(ArtifactRunner):
         out = self.session.run(None, feed)
         return dict(zip(self.output_names, out))
 
+    def layer_times(self, feed: dict[str, np.ndarray], runs: int) -> dict[str, float]:
+        """From ONNX Runtime's profiler: each node's kernel time, assigned to the run it fell in,
+        summed by op type (the ops as ORT ran them: fused ones under their fused name)."""
+        import json
+
+        from .base import median_by_type
+
+        if not self.profile:
+            raise BadInput(f"{self.name} was made without its profiler", hint="make_runner(..., profile=True)")
+        for _ in range(runs + 1):
+            self.infer(feed)
+        events = json.loads(Path(self.session.end_profiling()).read_text())
+        spans = sorted((e["ts"], e["ts"] + e["dur"]) for e in events if e.get("cat") == "Session" and e.get("name") == "model_run")
+        per_run = [{} for _ in spans]
+        for e in events:
+            if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time"):
+                i = next((k for k, (a, b) in enumerate(spans) if a <= e["ts"] <= b), None)
+                if i is not None:
+                    op = e.get("args", {}).get("op_name", "?")
+                    per_run[i][op] = per_run[i].get(op, 0.0) + e["dur"] / 1e3
+        return median_by_type(per_run[1:])  # the first run: the warm-up
+
     def _deactivate(self) -> None:
-        self.session = None
+        self.session = None  # first: a profiling session writes its file as it goes
+        if getattr(self, "_profile_dir", None):
+            self._profile_dir.cleanup()

@@ -83,14 +83,36 @@ def choose_profile(profiles: list[Profile], shape: tuple[int, ...]) -> int:
                    hint="rebuild with a --profile that covers it")
 
 
+def _layer_types(trt, engine) -> dict[str, str]:
+    """{layer name: LayerType} from the engine inspector (empty for an engine built with layer names only)."""
+    import json
+
+    info = json.loads(engine.create_engine_inspector().get_engine_information(trt.LayerInformationFormat.JSON) or "{}")
+    return {layer["Name"]: layer.get("LayerType", layer["Name"]) for layer in info.get("Layers", []) if isinstance(layer, dict)}
+
+
+def _LayerTimes(trt):
+    """A trt.IProfiler that keeps (layer name, ms) as TensorRT reports each layer of a run."""
+    class LayerTimes(trt.IProfiler):
+        def __init__(self):
+            trt.IProfiler.__init__(self)
+            self.times: list[tuple[str, float]] = []
+
+        def report_layer_time(self, layer_name: str, ms: float) -> None:
+            self.times.append((layer_name, ms))
+
+    return LayerTimes()
+
+
 class TensorRTRunner(Runner):
     name = "tensorrt"
 
-    def __init__(self, path: str | Path, device_io: bool = False):
-        """device_io: take and return torch CUDA tensors (no host copies) instead of numpy arrays."""
-        self.path, self.device_io = Path(path), device_io
-        self.inner = self.profiles = self.input_name = None
-        self.active = -1
+    def __init__(self, path: str | Path, device_io: bool = False, profile: bool = False):
+        """device_io: take and return torch CUDA tensors (no host copies) instead of numpy arrays.
+        profile: TensorRT's IProfiler on the execution context (layer_times)."""
+        self.path, self.device_io, self.profile = Path(path), device_io, profile
+        self.inner = self.profiles = self.input_name = self.layer_types = None
+        self.profile_index = -1  # the optimization profile in use (not `active`: Runner's own flag)
 
     def _activate(self) -> None:
         from ..gpu import require_tensorrt
@@ -119,8 +141,11 @@ class TensorRTRunner(Runner):
         self.inner = TrtRunner(engine)
         with polygraphy_calls(f"starting {self.path.name} on TensorRT"):  # loads libcudart: the pip one too
             self.inner.activate()
-        self.active = 0
+        self.profile_index = 0
         self.name = f"tensorrt[{gpu.name}]"
+        if self.profile:
+            self.layer_types = _layer_types(trt, engine)
+            self.inner.context.profiler = _LayerTimes(trt)
 
     @property
     def output_names(self) -> list[str]:
@@ -134,9 +159,9 @@ class TensorRTRunner(Runner):
     def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         x = next(iter(feed.values()))
         index = choose_profile(self.profiles, tuple(x.shape))
-        if index != self.active:
+        if index != self.profile_index:
             self.inner.set_profile(index)
-            self.active = index
+            self.profile_index = index
         from ..trt_calls import polygraphy_calls
 
         with polygraphy_calls(f"TensorRT's run of {self.path.name}"):
@@ -144,6 +169,26 @@ class TensorRTRunner(Runner):
         # the outputs are views into Polygraphy's buffers (host, or its output allocator's on the
         # device), which the next call overwrites: hand out copies
         return {n: out[n].clone() if self.device_io else np.array(out[n]) for n in self._outputs}
+
+    def layer_times(self, feed: dict[str, np.ndarray], runs: int) -> dict[str, float]:
+        """From TensorRT's IProfiler (called per layer as each run completes), summed by layer type:
+        the engine inspector's LayerType where the engine was built with detailed profiling verbosity
+        (`vggdeploy build` does), else each layer under its own name."""
+        from .base import median_by_type
+
+        if not self.profile:
+            raise BadInput(f"{self.name} was made without its profiler", hint="make_runner(..., profile=True)")
+        self.infer(feed)
+        per_run = []
+        for _ in range(runs):
+            self.inner.context.profiler.times.clear()
+            self.infer(feed)
+            times: dict[str, float] = {}
+            for layer, ms in self.inner.context.profiler.times:
+                kind = self.layer_types.get(layer, layer)
+                times[kind] = times.get(kind, 0.0) + ms
+            per_run.append(times)
+        return median_by_type(per_run)
 
     def _deactivate(self) -> None:
         if self.inner is not None:
