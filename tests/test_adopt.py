@@ -138,6 +138,7 @@ BAD = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", BAD)
 def test_foreign_graphs_adopt_refuses(tmp_path, case):
     make, args, message = BAD[case]
@@ -153,8 +154,6 @@ def test_foreign_graphs_adopt_refuses(tmp_path, case):
 
 def test_metadata_less_onnx_points_at_adopt(tmp_path):
     src = foreign_onnx(tmp_path / "k.onnx")
-    r = cli("bench", src)
-    assert r.returncode == 2 and "vggdeploy adopt" in r.stderr
     r = cli("triton", src, "--repo", tmp_path / "repo")
     assert r.returncode == 2 and "vggdeploy adopt" in r.stderr and not (tmp_path / "repo").exists()
     with pytest.raises(BadInput, match="fixed batch"):
@@ -264,6 +263,7 @@ UNTRUSTED = {"dotdot": "external data '../../../../etc/passwd' is not a file bes
              "duplicate name": "not a valid ONNX graph: .*single static assignment", "zero dim": "has an empty axis"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", [*UNTRUSTED, "inner input", "inner logits"])
 def test_untrusted_graphs_are_judged_before_any_runtime_reads_them(tmp_path, case):
     """adopt and convert check a foreign graph themselves (the runtimes blocked these reads, then

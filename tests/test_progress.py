@@ -39,6 +39,7 @@ def test_quiet_steps_say_nothing(caplog):
     assert caplog.records == []
 
 
+@pytest.mark.slow
 def test_the_journey_never_goes_quiet_for_10_seconds(tmp_path):
     """The README's journey on vgg-mini, stderr read line by line as it arrives."""
     proc = subprocess.Popen([sys.executable, "-m", "vggdeploy", "export", "vgg-mini", "--form", "all", "--fp16", "--int8",

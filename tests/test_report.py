@@ -26,6 +26,7 @@ def bench_run(tmp_path_factory, mini_artifacts):
     return out
 
 
+@pytest.mark.slow
 def test_run_json_holds_every_runtime_beside_eager(bench_run):
     run = json.loads((bench_run / "bench.json").read_text())
     assert run["schema"] == "vggdeploy-bench/1" and not run["interrupted"]
@@ -46,6 +47,7 @@ def test_run_json_holds_every_runtime_beside_eager(bench_run):
     assert len({r["peak_rss_mb"] for r in run["results"]}) > 1
 
 
+@pytest.mark.slow
 def test_markdown_and_html_reports(bench_run):
     md = (bench_run / "bench.md").read_text()
     assert "| dense | fp32 | openvino[CPU,throughput,f32] | streams 2, threads 2, requests 2 | 64x96 | 4 |" in md or \
@@ -59,6 +61,7 @@ def test_markdown_and_html_reports(bench_run):
     assert "Accuracy parity" in html  # the artifact folder's manifest holds parity figures
 
 
+@pytest.mark.slow
 def test_eval_results_join_the_html_report(bench_run, mini_artifacts, run, tmp_path):
     from vggdeploy.mnist import write_image_folder
 
@@ -70,6 +73,7 @@ def test_eval_results_join_the_html_report(bench_run, mini_artifacts, run, tmp_p
     assert "Accuracy under the paper's protocols" in html and "<td>dense</td><td>32,40</td>" in html
 
 
+@pytest.mark.slow
 def test_report_merges_runs_and_refuses_foreign_json(bench_run, tmp_path, run):
     other = tmp_path / "other"
     other.mkdir()
@@ -97,6 +101,7 @@ def test_bench_bad_input(mini_artifacts, run, args, message):
     assert code == 2 and message in err and "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_unavailable_backend_is_skipped_with_a_line_or_strict_exit_3(mini_artifacts, run):
     code, out, err = run("bench", mini_artifacts / "classifier.onnx", "--backends", "onnxruntime,torch-cuda",
                          "--batch", "1", "--runs", "1", "--no-eager")
@@ -106,6 +111,7 @@ def test_unavailable_backend_is_skipped_with_a_line_or_strict_exit_3(mini_artifa
     assert code == 3
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not shutil.which("chromium"), reason="Debian's chromium is not installed (CI installs it)")
 def test_report_renders_in_a_real_browser(bench_run, tmp_path):
     import numpy as np
@@ -153,6 +159,7 @@ def test_every_latency_series_is_drawn_distinctly_and_noisy_ratios_are_marked():
     assert _noisy_ratio({**row, "std_ms": 0.5}, [quiet_eager])
 
 
+@pytest.mark.slow
 def test_serving_load_reports_throughput_per_requests_in_flight(mini_artifacts, run, tmp_path):
     code, out, err = run("bench", mini_artifacts / "classifier.onnx", "--backends", "onnxruntime,openvino", "--batch", "2",
                          "--concurrency", "1,3", "--runs", "6", "--no-eager", "--out", tmp_path, "--json")
@@ -173,6 +180,7 @@ def test_a_variant_name_stands_for_its_artifact_folder(run, tmp_path, monkeypatc
     assert code == 0 and "classifier" in out, err
 
 
+@pytest.mark.slow
 def test_rows_say_what_ran_and_how_steady(bench_run, mini_artifacts, run, tmp_path):
     rows = json.loads((bench_run / "bench.json").read_text())["results"]
     eager = [r for r in rows if r["backend"] == "eager"]
@@ -206,6 +214,7 @@ def torch_threads() -> int:
                               capture_output=True, text=True, check=True).stdout)
 
 
+@pytest.mark.slow
 def test_an_onnx_without_metadata_is_benched_like_trtexec_would(run, tmp_path):
     """`bench` refused an ONNX with no vggdeploy metadata (a Keras export): now timed on random data at
     the graph's shape (or --shape for its free dims), beside vggdeploy artifacts, with no eager row and why."""
@@ -237,6 +246,7 @@ def test_shape_is_for_onnx_without_metadata(mini_artifacts, run):
     assert code == 2 and "--shape applies to an ONNX without vggdeploy metadata" in err
 
 
+@pytest.mark.slow
 def test_profile_layers_sums_each_runtimes_profiler_by_layer_type(mini_artifacts, run, tmp_path):
     """`bench --profile-layers`: OpenVINO's performance counters and ONNX Runtime's profiler, by layer type,
     in bench.json, bench.md and the report; the profiler's files left nowhere."""
