@@ -7,6 +7,8 @@ import sys
 import threading
 import time
 
+import pytest
+
 from vggdeploy import progress
 
 
