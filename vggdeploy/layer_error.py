@@ -95,6 +95,9 @@ def layer_errors(reference: Path, derived: Path, batches: list[np.ndarray], grap
         opts.log_severity_level = 3
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
         opts.add_session_config_entry("session.disable_prepacking", "1")
+        # every layer's output is a graph output here: an arena sized for them, in two sessions, is held to
+        # the end (VGG16's journey peaked at 4.38 GB with it, 3.23 without; benchmarks/journey_bench.py)
+        opts.enable_cpu_mem_arena = False
         sessions = [ort.InferenceSession(str(c), opts, providers=["CPUExecutionProvider"]) for c in copies]
         input_types = [s.get_inputs()[0].type for s in sessions]
         sums = {n: np.zeros(3) for n in names}  # |d|^2, |ref|^2, and the sum of per-input cosines
