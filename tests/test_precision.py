@@ -241,7 +241,9 @@ def test_recorded_eager_outputs_are_kept_in_float16_for_the_derived_checks():
 
     x = np.random.default_rng(0).standard_normal((2, 10)).astype(np.float32) * 50
     big = np.array([[1e5, 1.0]], dtype=np.float32)  # beyond float16's range: kept as it was
-    e = Expected("torch", (Case("c", ["a", "b"], x),), ({"logits": x, "huge": big},)).compact()
-    small, kept = e.outputs[0]["logits"], e.outputs[0]["huge"]
-    assert small.dtype == np.float16 and small.nbytes == x.nbytes // 2 and kept.dtype == np.float32
+    tiny = x * 1e-7  # a random model's logits: they would underflow
+    e = Expected("torch", (Case("c", ["a", "b"], x),), ({"logits": x, "huge": big, "tiny": tiny},)).compact()
+    small = e.outputs[0]["logits"]
+    assert small.dtype == np.float16 and small.nbytes == x.nbytes // 2
+    assert e.outputs[0]["huge"].dtype == e.outputs[0]["tiny"].dtype == np.float32
     assert np.linalg.norm(small.astype(np.float32) - x) / np.linalg.norm(x) < THRESHOLDS["fp16"].rel_l2 / 20
