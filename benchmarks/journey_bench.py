@@ -5,9 +5,11 @@ wall time, peak memory counted three ways, and the longest silence of its log (i
     python benchmarks/journey_bench.py [--variant vgg16] [--sources random,timm-folder,dataparallel]
 
 runs `vggdeploy export VARIANT|CHECKPOINT --form all --fp16 --int8 --target cpu` with stderr a pipe
-(so progress is log lines, as in CI or a log file), from `--weights random`, a timm checkpoint folder
-(model.safetensors, as the hub holds it) and a DataParallel `.pth` (`module.` names), the two
-checkpoints made here first with random weights. The command runs under GNU `time -v` where it is
+(so progress is log lines, as in CI or a log file), from `--weights random`, a timm-layout checkpoint
+folder (model.safetensors as the hub holds it; `pre_logits.fc1` a 7x7 conv, `head.fc`) and a
+DataParallel `.pth` (`module.` names), the two checkpoints made here first from the same weights as
+`--weights random --seed 0` (torchvision's and timm's own random inits leave a VGG's logits near zero,
+which INT8's parity rightly refuses). The command runs under GNU `time -v` where it is
 installed, and the peak is read three ways: the kernel's high-water mark of the vggdeploy process
 (VmHWM, polled every 50 ms: it only grows), `wait4`'s ru_maxrss for the process `time` ran, and
 what `time -v` prints. Writes benchmarks/results/journey.json and journey.md.
@@ -36,20 +38,24 @@ def make_source(source: str, variant: str, folder: Path) -> list[str]:
 
     if source == "random":
         return [variant, "--weights", "random", "--seed", "0"]
+    from vggdeploy.weights import load_model
+
+    sd = load_model(variant, weights="random", seed=0).model.state_dict()  # the same weights as `random`
     if source == "timm-folder":
-        import timm
         from safetensors.torch import save_file
 
-        torch.manual_seed(0)
+        timm_names = {"classifier.0": ("pre_logits.fc1", (4096, 512, 7, 7)), "classifier.3": ("pre_logits.fc2", (4096, 4096, 1, 1)),
+                      "classifier.6": ("head.fc", None)}
+        renamed = {}
+        for name, t in sd.items():
+            module, _, param = name.rpartition(".")
+            target, shape = timm_names.get(module, (module, None))
+            renamed[f"{target}.{param}"] = t.reshape(shape).contiguous() if shape and param == "weight" else t
         hub = folder / f"timm-{variant}"
         hub.mkdir()
-        save_file(timm.create_model(variant, pretrained=False).state_dict(), hub / "model.safetensors")
+        save_file(renamed, hub / "model.safetensors")
         return [str(hub)]
-    import torchvision
-
-    torch.manual_seed(0)
-    model = torch.nn.DataParallel(getattr(torchvision.models, variant)())
-    torch.save(model.state_dict(), folder / f"{variant}-dataparallel.pth")  # module.features.0.weight, ...
+    torch.save({f"module.{k}": t for k, t in sd.items()}, folder / f"{variant}-dataparallel.pth")  # as DataParallel names them
     return [str(folder / f"{variant}-dataparallel.pth")]
 
 
