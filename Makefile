@@ -45,7 +45,7 @@ demo: setup
 	$(VGG) bench engines/vgg16-random0/classifier.onnx --backend onnxruntime --batch 1 --runs 5
 	$(VGG) bench engines/vgg16-random0/classifier.int8-cpu.onnx --batch 1 --runs 5
 
-# the tests (about 11 minutes on 2 cores: 545 tests, 10.3 min in a fresh-clone CI run 2026-12-06 on the Emerald Rapids); test-slow: full-size VGGs, an emulated AVX2 CPU, a Ray cluster (CI runs both)
+# the tests (about 8 minutes on 2 cores: 537 tests, 7.8 min in a fresh-clone CI run 2026-12-07 on the Emerald Rapids); test-slow: full-size VGGs, an emulated AVX2 CPU, a Ray cluster (CI runs both)
 test: setup
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q -rs -m "not slow"
