@@ -128,13 +128,14 @@ class ForeignInput:
         batch, rest = dims[0], tuple(dims[1:])
         if batch > 0 and set(batches) != {batch}:
             raise BadInput(f"{artifact.name} fixes the batch at {batch}", hint=f"--batch {batch}")
+        graph_dims = "x".join(str(d) if d > 0 else "?" for d in rest)
         if shape is not None:
             if len(shape) != len(rest) or any(f > 0 and f != g for f, g in zip(rest, shape)):
                 raise BadInput(f"--shape {'x'.join(map(str, shape))} does not fit {artifact.name}'s input "
-                               f"{'x'.join(str(d) if d > 0 else '?' for d in rest)} (after the batch)")
+                               f"{graph_dims} (after the batch)")
             rest = shape
         if any(d <= 0 for d in rest):
-            raise BadInput(f"{artifact.name}'s input {name!r} is {'x'.join(str(d) if d > 0 else '?' for d in rest)} "
+            raise BadInput(f"{artifact.name}'s input {name!r} is {graph_dims} "
                            "after the batch, and it has no vggdeploy metadata to say the size",
                            hint="give --shape with every dim after the batch, e.g. --shape 3x224x224")
         return cls(name, artifact.input_dtype or "float32", rest)
@@ -184,9 +185,10 @@ def bench_artifact(path, backend: str, batches: list[int], size: tuple[int, int]
     if backend in GPU_BACKENDS or backend == "torch-compile-cuda":
         for b in batches:
             # ONNX Runtime's run takes and returns host arrays: only the row with the copies applies
+            feed = {name: inputs(b)}
             for row in time_runner_cuda(lambda io: make_runner(backend, path, **({"device_io": io} if io else {})),
-                                        {name: inputs(b)}, runs=runs, device_io=not backend.startswith("onnxruntime")):
-                rows.append({**row, "size": label, **_layers(profile_layers, backend, path, {name: inputs(b)}, runs)})
+                                        feed, runs=runs, device_io=not backend.startswith("onnxruntime")):
+                rows.append({**row, "size": label, **_layers(profile_layers, backend, path, feed, runs)})
         return rows
     for b in batches:
         options = {"size": size} if backend == "pt2e" else {}  # PT2E is calibrated at the size it runs

@@ -86,6 +86,13 @@ class Runner(ABC):
                                  hint="--profile-layers reads OpenVINO's performance counters, ONNX Runtime's "
                                       "profiler and TensorRT's IProfiler")
 
+    def require_profiler(self) -> None:
+        """BadInput unless the runner was made with profile=True (its runtime's profiler on)."""
+        if not getattr(self, "profile", False):
+            from ..errors import BadInput
+
+            raise BadInput(f"{self.name} was made without its profiler", hint="make_runner(..., profile=True)")
+
     def deactivate(self) -> None:
         """Release the model."""
         self.active = False

@@ -135,8 +135,7 @@ class OpenVinoRunner(ArtifactRunner):
         node's real time, summed by its type and the precision its kernel ran in (e.g. Convolution (I8))."""
         from .base import median_by_type
 
-        if not self.profile:
-            raise BadInput(f"{self.name} was made without its profiler", hint="make_runner(..., profile=True)")
+        self.require_profiler()
         self.check_feed(feed)
         x = next(iter(feed.values()))
         self.request.infer({0: x})

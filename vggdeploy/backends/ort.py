@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..store import cache_root
-from ..errors import BadInput, MissingEnvironment
+from ..errors import MissingEnvironment
 from .base import ArtifactRunner
 
 TRT_CACHE = cache_root() / "ort-tensorrt"
@@ -121,8 +121,7 @@ class OrtRunner(ArtifactRunner):
 
         from .base import median_by_type
 
-        if not self.profile:
-            raise BadInput(f"{self.name} was made without its profiler", hint="make_runner(..., profile=True)")
+        self.require_profiler()
         for _ in range(runs + 1):
             self.infer(feed)
         events = json.loads(Path(self.session.end_profiling()).read_text())

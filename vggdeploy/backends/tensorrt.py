@@ -176,8 +176,7 @@ class TensorRTRunner(Runner):
         (`vggdeploy build` does), else each layer under its own name."""
         from .base import median_by_type
 
-        if not self.profile:
-            raise BadInput(f"{self.name} was made without its profiler", hint="make_runner(..., profile=True)")
+        self.require_profiler()
         self.infer(feed)
         per_run = []
         for _ in range(runs):
