@@ -508,9 +508,9 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in argv
     spelling = CLI_SPELLING.set(True)
     signals.install()
+    verb = next((a for a in argv if not a.startswith("-")), "")
     try:
-        verb = next((a for a in argv if not a.startswith("-")), None)
-        if verb not in (None, "list", "clean", "doctor") and not {"-h", "--help"} & set(argv):
+        if verb not in ("", "list", "clean", "doctor") and not {"-h", "--help"} & set(argv):
             check_address_space()  # before torch or a runtime loads
         cli.main(args=argv, prog_name="vggdeploy", standalone_mode=False)
         return 0
@@ -520,7 +520,6 @@ def main(argv: list[str] | None = None) -> int:
         return e.exit_code
     except click.ClickException as e:  # click's usage errors, as one line like ours
         click.echo(f"error: {printable(e.format_message())}", err=True)
-        verb = next((a for a in argv if not a.startswith("-")), "")
         click.echo(f"hint: `vggdeploy {verb + ' ' if verb in cli.commands else ''}--help` lists the options", err=True)
         return 2
     except click.exceptions.Abort:
@@ -530,6 +529,8 @@ def main(argv: list[str] | None = None) -> int:
         click.echo("terminated", err=True)
         return 143
     except OSError as e:  # disk full, permissions, a folder where a file was expected: the write was staged
+        if out_of_memory(e):  # ENOMEM is an OSError too
+            return report_error(OutOfMemory.of(e), debug)
         if debug:
             traceback.print_exc()
         click.echo(f"error: {e.strerror or e}{f': {e.filename}' if e.filename else ''}", err=True)
