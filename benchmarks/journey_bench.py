@@ -12,7 +12,10 @@ DataParallel `.pth` (`module.` names), the two checkpoints made here first from 
 which INT8's parity rightly refuses). The command runs under GNU `time -v` where it is
 installed, and the peak is read three ways: the kernel's high-water mark of the vggdeploy process
 (VmHWM, polled every 50 ms: it only grows), `wait4`'s ru_maxrss for the process `time` ran, and
-what `time -v` prints. Writes benchmarks/results/journey.json and journey.md.
+what `time -v` prints. Each journey runs with an empty $VGGDEPLOY_CACHE, as a user's first run: cached
+calibration ranges skip ONNX Runtime's calibration, the part of INT8 that needs the most memory (an earlier
+version of this script, run on a warm cache, reported its `--weights random` journey 1.5 GB low).
+Writes benchmarks/results/journey.json and journey.md.
 """
 
 from __future__ import annotations
@@ -73,8 +76,9 @@ def run_journey(model_args: list[str], out: Path) -> dict:
     argv = [sys.executable, "-m", "vggdeploy", "export", *model_args, "--form", "all", "--fp16", "--int8",
             "--target", "cpu", "--out", str(out / "artifacts")]
     wrapped = ["/usr/bin/time", "-v", "-o", str(timing_file), *argv] if gnu_time else argv
+    env = {**os.environ, "VGGDEPLOY_CACHE": str(out / "cache")}  # cold: nothing calibrated or compiled before
     t0 = time.perf_counter()
-    proc = subprocess.Popen(wrapped, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen(wrapped, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
     lines: list[tuple[float, str]] = []
     reader = threading.Thread(target=lambda: lines.extend((time.perf_counter() - t0, ln.rstrip()) for ln in proc.stderr))
     reader.start()
@@ -128,7 +132,8 @@ def main() -> None:
               "variant": args.variant, "runs": rows}
     (HERE / "results" / "journey.json").write_text(json.dumps(result, indent=2) + "\n")
     md = [f"# The journey on {args.variant} ({isa.model}, {result['cores']} cores, {result['date']})", "",
-          "`vggdeploy export MODEL --form all --fp16 --int8 --target cpu`, stderr a pipe, from three weight sources.", "",
+          "`vggdeploy export MODEL --form all --fp16 --int8 --target cpu`, stderr a pipe, from three weight sources, "
+          "each with an empty cache (a first run: ONNX Runtime calibrates).", "",
           "| source | wall s | peak GB: VmHWM | wait4 ru_maxrss | time -v | artifacts GB | longest silence s | log lines |",
           "|---|---|---|---|---|---|---|---|"]
     md += [f"| {r['source']} | {r['wall_s']} | {r['peak_vmhwm_gb']} | {r['peak_wait4_gb']} | {r['peak_time_v_gb'] or '-'} | "

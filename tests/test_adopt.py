@@ -176,13 +176,13 @@ def test_resize_only_and_probabilities_are_the_models_own_recipe(tmp_path):
             "--channels", "BGR", "--mean", ",".join(map(str, CAFFE_MEAN_BGR)))
     assert r.returncode == 0 and "looks like probabilities" not in r.stderr, r.stderr
     art = vd.Artifact.open(tmp_path / "art" / "classifier.onnx")
-    assert art.outputs == ("probabilities",) and art.meta.preprocessing["resize_only"]
+    assert art.outputs == ("probabilities",) and art.meta.preprocessing.resize_only
     photo = sample_photos()[1][1]  # chelsea, 300x451: a centre crop would cut its sides off
     Image.fromarray(photo).save(tmp_path / "cat.png")
     x = vd.preprocess(tmp_path / "cat.png", art)
     t = F.resize(torch.from_numpy(photo).permute(2, 0, 1), [56, 56], antialias=True)
-    want = F.normalize(F.to_dtype(t, torch.float32, scale=True), list(art.meta.preprocessing["mean"]),
-                       list(art.meta.preprocessing["std"])).numpy()
+    want = F.normalize(F.to_dtype(t, torch.float32, scale=True), list(art.meta.preprocessing.mean),
+                       list(art.meta.preprocessing.std)).numpy()
     np.testing.assert_allclose(x, want, atol=1e-6)
     rows = vd.predict(art, [tmp_path / "cat.png"], top=4)
     with make_runner("onnxruntime", art) as runner:

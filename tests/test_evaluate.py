@@ -37,7 +37,7 @@ def test_center_at_crop_size_equals_the_classifier_run_directly(mini_artifacts, 
     pre = pre_of(path)
     with make_runner("onnxruntime", path) as r:
         run = run_protocol(r, samples, Protocol("center"), pre, batch=7)
-        x = np.stack([(read_image(s.path).transpose(2, 0, 1) / 255.0 - pre["mean"][0]) / pre["std"][0]
+        x = np.stack([(read_image(s.path).transpose(2, 0, 1) / 255.0 - pre.mean[0]) / pre.std[0]
                       for s in samples]).astype(np.float32)
         direct = softmax(r.infer({"input": x})["logits"].astype(np.float64))
     assert run.labels == [s.label for s in samples]

@@ -23,7 +23,6 @@ def images(tmp_path_factory):
 
 def test_extract_matches_the_runner_image_by_image(run, mini_artifacts, images, tmp_path):
     from vggdeploy.extraction import plan_extract
-    from vggdeploy.preprocessing import center_input
 
     out = tmp_path / "emb"
     code, stdout, err = run("extract", mini_artifacts / "features.onnx", "--data", images, "--out", out,
@@ -39,7 +38,7 @@ def test_extract_matches_the_runner_image_by_image(run, mini_artifacts, images, 
     broken = [r for r in rows if r["error"]]
     assert len(broken) == 1 and broken[0]["path"].endswith("broken.jpg") and broken[0][plan.outputs[0]] is None
     good = [r for r in rows if not r["error"]][:5]
-    x = np.stack([center_input(r["path"], plan.pre) for r in good])
+    x = np.stack([plan.pre(r["path"]) for r in good])
     with make_runner("onnxruntime", mini_artifacts / "features.onnx") as r:
         ref = r.infer({"input": x})
     for tap in plan.outputs:

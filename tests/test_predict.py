@@ -46,8 +46,8 @@ def test_predict_equals_timms_forward_on_photos(timm_model, photos, run):
 
     model, arts = timm_model
     pre = arts["classifier"].meta.preprocessing
-    transform = create_transform(input_size=(3, pre["crop"], pre["crop"]), crop_pct=pre["crop"] / pre["resize"],
-                                 interpolation="bilinear", mean=tuple(pre["mean"]), std=tuple(pre["std"]))
+    transform = create_transform(input_size=(3, pre.crop, pre.crop), crop_pct=pre.crop / pre.resize,
+                                 interpolation="bilinear", mean=pre.mean, std=pre.std)
     code, out, err = run("predict", arts["classifier"].path, photos, "--top", "3", "--json")
     assert code == 0, err
     rows = json.loads(out)["rows"]

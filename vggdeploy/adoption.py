@@ -19,6 +19,7 @@ import numpy as np
 
 from .errors import BadInput, OutOfMemory, first_line, out_of_memory, spelled
 from .metadata import ArtifactMeta
+from .preprocessing import Preprocessing
 from .variants import CONFIGS, Variant
 
 log = logging.getLogger("vggdeploy")
@@ -314,9 +315,8 @@ def adopt(src: Path, out_dir: Path, options: AdoptOptions = AdoptOptions(), *, f
     meta = ArtifactMeta(
         form="classifier", variant=name, config=foreign.config, batch_norm=foreign.batch_norm, num_classes=classes,
         input_sizes=spec.input_sizes(),
-        preprocessing={"layout": "NCHW", "color": "gray" if foreign.in_channels == 1 else "RGB", "scale": 1 / 255,
-                       "resize": v.resize, "crop": crop, "interpolation": "bilinear", "mean": list(mean01), "std": list(std01),
-                       **({"resize_only": True} if options.resize_only else {})},
+        preprocessing=Preprocessing("gray" if foreign.in_channels == 1 else "RGB", v.resize, crop, tuple(mean01),
+                                    tuple(std01), options.resize_only),
         head=foreign.head or None, class_names=tuple(options.class_names) if options.class_names else None,
         weights=f"adopted:{src.name}", weights_sha256=stated["sha256"], adopted=stated)
     del model.metadata_props[:]

@@ -19,6 +19,7 @@ from typing import Callable
 import numpy as np
 
 from .errors import BadInput, CheckFailed
+from .preprocessing import Preprocessing
 
 
 @dataclass(frozen=True)
@@ -46,11 +47,10 @@ class EvalSet:
     source: str
 
 
-def load_eval_set(budget: AccuracyBudget, pre: dict, num_classes: int | None) -> EvalSet:
+def load_eval_set(budget: AccuracyBudget, pre: Preprocessing, num_classes: int | None) -> EvalSet:
     """The budget's images, preprocessed as the artifact declares. BadInput for an empty folder or
     labels outside the model's classes."""
     from .dataset import Sample, list_images, load_dataset
-    from .preprocessing import center_input
 
     folder = Path(budget.eval_data)
     try:
@@ -65,7 +65,7 @@ def load_eval_set(budget: AccuracyBudget, pre: dict, num_classes: int | None) ->
         raise BadInput(f"--eval-data {folder}: label {int(labels.max())} is outside the model's {num_classes} classes",
                        hint="class folders are numbered in sorted order from 0; use as many as the model has classes")
     try:
-        x = np.stack([center_input(s.path, pre) for s in samples])
+        x = np.stack([pre(s.path) for s in samples])
     except ValueError as e:
         raise BadInput(f"--eval-data {folder}: {e}") from None
     kind = "top-1" if labels is not None else "top-1 agreement with FP32"

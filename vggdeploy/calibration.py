@@ -15,14 +15,16 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import SAMPLE_PHOTOS, photo_batch, preprocess
+from .data import SAMPLE_PHOTOS, photo_batch
 from .dataset import IMAGE_SUFFIXES, read_image
 from .errors import BadInput, MissingEnvironment
+from .preprocessing import Preprocessing
 from .variants import Variant
 
 log = logging.getLogger("vggdeploy")
 
 BATCH = 8
+BATCH_PIXELS = 1 << 16  # one 224x224 input: ORT's calibration session keeps the arena its largest batch grew
 
 
 @dataclass
@@ -77,8 +79,8 @@ class _FolderBatches(Sequence):
     """One input size's batches of image files, decoded and preprocessed when read: a folder of
     any size is calibrated in the memory of one batch."""
 
-    def __init__(self, files: list[Path], v: Variant, size: tuple[int, int], batch: int):
-        self.files, self.v, self.size, self.batch = files, v, size, batch
+    def __init__(self, files: list[Path], pre: Preprocessing, size: tuple[int, int], batch: int):
+        self.files, self.pre, self.size, self.batch = files, pre, size, batch
 
     def __len__(self) -> int:
         return len(self.files) // self.batch
@@ -86,7 +88,7 @@ class _FolderBatches(Sequence):
     def __getitem__(self, i: int) -> np.ndarray:
         if not 0 <= i < len(self):
             raise IndexError(i)
-        return np.stack([preprocess(_read(f), self.v, self.size) for f in self.files[i * self.batch:(i + 1) * self.batch]])
+        return np.stack([self.pre(_read(f), self.size) for f in self.files[i * self.batch:(i + 1) * self.batch]])
 
 
 def calibration_sizes(v: Variant, form: str, fixed: tuple[int, int] | None, min_size: int) -> list[tuple[int, int]]:
@@ -97,21 +99,25 @@ def calibration_sizes(v: Variant, form: str, fixed: tuple[int, int] | None, min_
 
 
 def load_calibration(source: str | None, v: Variant, sizes: list[tuple[int, int]], count: int | None,
-                     min_size: int) -> CalibrationSet:
+                     min_size: int, pre: Preprocessing | None = None) -> CalibrationSet:
+    """`count` inputs per size (default: all) from `source` (None or 'samples', an image folder, a
+    .npy/.npz file), images preprocessed by `pre` (default: the variant's own). BadInput where the
+    source is missing, short or unreadable."""
+    pre = pre or Preprocessing.of_variant(v)
     if source in (None, "samples"):
         if v.config == "mini" and v.in_channels == 1:  # the model trained on bundled digits calibrates on them
             from .mnist import TRAIN
 
             _check_count(TRAIN, count, "samples (MNIST training digits)")
             n = count or 256
-            chunks = [_batches(_digits(n, hw, v, classifier=len(sizes) == 1)) for hw in sizes]
+            chunks = [_batches(_digits(n, hw, v, classifier=len(sizes) == 1), sizes) for hw in sizes]
             return CalibrationSet("samples (MNIST training digits)", sizes, chunks, n, TRAIN)
         log.warning("calibrating on the 8 bundled sample photos: a small sample; pass --calib DIR for real data")
         _check_count(len(SAMPLE_PHOTOS), count, "samples (bundled photos)")
-        return _photo_set(v, sizes, count or len(SAMPLE_PHOTOS))
+        return _photo_set(v, sizes, count or len(SAMPLE_PHOTOS), pre)
     path = Path(source)
     if path.is_dir():
-        return _from_folder(path, v, sizes, count)
+        return _from_folder(path, v, sizes, count, pre)
     if path.suffix in (".npy", ".npz"):
         return _from_tensors(path, v, count, min_size, fixed=sizes[0] if len(sizes) == 1 else None)
     raise BadInput(f"calibration source {source!r} not found or not supported",
@@ -127,9 +133,10 @@ def probe_samples(v: Variant, sizes: list[tuple[int, int]]) -> CalibrationSet:
         return _photo_set(v, sizes, len(SAMPLE_PHOTOS))
 
 
-def _photo_set(v: Variant, sizes: list[tuple[int, int]], n: int) -> CalibrationSet:
+def _photo_set(v: Variant, sizes: list[tuple[int, int]], n: int, pre: Preprocessing | None = None) -> CalibrationSet:
     """`n` bundled photos (cycling) at each size."""
-    return CalibrationSet("samples", sizes, [_batches(photo_batch(v, hw, n)[1]) for hw in sizes], n, len(SAMPLE_PHOTOS))
+    return CalibrationSet("samples", sizes, [_batches(photo_batch(v, hw, n, pre=pre)[1], sizes) for hw in sizes], n,
+                          len(SAMPLE_PHOTOS))
 
 
 def _digits(n: int, size: tuple[int, int], v: Variant, classifier: bool) -> np.ndarray:
@@ -147,13 +154,16 @@ def _digits(n: int, size: tuple[int, int], v: Variant, classifier: bool) -> np.n
     return x
 
 
-def _batch_size(n: int) -> int:
-    """One batch size for all (ORT's histogram calibrators stack a step's batches: a short last one breaks them)."""
-    return next(b for b in (BATCH, 4, 2, 1) if n % b == 0)
+def _batch_size(n: int, sizes: list[tuple[int, int]]) -> int:
+    """One batch size for every size (ORT's histogram calibrators stack a step's batches: a short last one
+    breaks them), of at most BATCH inputs and BATCH_PIXELS pixels an input plane (VGG16's dense form at
+    three sizes: ORT's calibration peaked at 4.0 GB with 8 photos a batch, 2.9 GB with 1, in the same time)."""
+    pixels = max(h * w for h, w in sizes)
+    return next(b for b in (BATCH, 4, 2, 1) if n % b == 0 and (b == 1 or b * pixels <= BATCH_PIXELS))
 
 
-def _batches(x: np.ndarray) -> list[np.ndarray]:
-    size = _batch_size(len(x))
+def _batches(x: np.ndarray, sizes: list[tuple[int, int]]) -> list[np.ndarray]:
+    size = _batch_size(len(x), sizes)
     return [x[i:i + size] for i in range(0, len(x), size)]
 
 
@@ -166,7 +176,7 @@ def _read(f: Path) -> np.ndarray:
     return np.repeat(img[..., :1], 3, -1) if img.shape[2] < 3 else img
 
 
-def _from_folder(path: Path, v: Variant, sizes, count: int | None) -> CalibrationSet:
+def _from_folder(path: Path, v: Variant, sizes, count: int | None, pre: Preprocessing) -> CalibrationSet:
     files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise BadInput(f"no images in {path}", hint=f"looked for {', '.join(sorted(IMAGE_SUFFIXES))}, recursively")
@@ -176,9 +186,10 @@ def _from_folder(path: Path, v: Variant, sizes, count: int | None) -> Calibratio
     for f in files:  # every image decoded once now: a bad one is refused before any work, not mid-quantization
         _read(f)
         h.update(f.read_bytes())
-    h.update(repr((v.mean, v.std, v.resize, v.image_size, v.in_channels, sizes)).encode())
-    batch = _batch_size(len(files))
-    chunks = [_FolderBatches(files, v, hw, batch) for hw in sizes]
+    h.update(repr((pre.mean, pre.std, pre.resize, pre.crop, len(pre.mean), sizes, *(("resize-only",) if pre.resize_only else ())))
+             .encode())
+    batch = _batch_size(len(files), sizes)
+    chunks = [_FolderBatches(files, pre, hw, batch) for hw in sizes]
     return CalibrationSet(str(path), sizes, chunks, len(files), available, h.hexdigest())
 
 
@@ -209,7 +220,8 @@ def _from_tensors(path: Path, v: Variant, count: int | None, min_size: int, fixe
     available = min(len(a) for a in arrays)
     _check_count(available, count, path)
     n = count or available  # the same count per size: ORT's chunked collection needs equal chunks
-    return CalibrationSet(str(path), [tuple(a.shape[2:]) for a in arrays], [_batches(a[:n]) for a in arrays], n, available)
+    sizes = [tuple(a.shape[2:]) for a in arrays]
+    return CalibrationSet(str(path), sizes, [_batches(a[:n], sizes) for a in arrays], n, available)
 
 
 def _check_count(available: int, asked: int | None, where) -> None:

@@ -295,5 +295,5 @@ def engine_entry(plan: BuildPlan, trt_version: str, gpu, build_s: float) -> dict
             "timing_cache": str(plan.timing_cache) if plan.timing_cache else None, "build_s": round(build_s, 1),
             "trtexec": plan.trtexec_command(), **file_entry([plan.out]),
             # a plan has no metadata: programs that run it (examples/cpp) read these from the manifest
-            "preprocessing": plan.meta.preprocessing if plan.meta else None,
+            "preprocessing": plan.meta.preprocessing.to_table() if plan.meta else None,
             "class_names": list(plan.meta.class_names or []) or None if plan.meta else None}

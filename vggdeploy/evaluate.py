@@ -25,11 +25,11 @@ import numpy as np
 from .artifact import Artifact, described
 from .cluster import ClusterOptions
 from .backends.base import as_input
-from .dataset import Sample, read_image
+from .dataset import Sample
 from .errors import BadInput
 from .forms import FormSpec, check_memory
 from .prediction import class_posteriors, prediction_rows
-from .preprocessing import center_view, normalise, to_tensor
+from .preprocessing import Preprocessing
 
 log = logging.getLogger("vggdeploy")
 PROTOCOLS = ("center", "dense", "multicrop", "dense+multicrop")
@@ -61,7 +61,7 @@ class Prepared:
 MAX_CROPS, MAX_SCALE = 10, 4096
 
 
-def check_protocol(p: Protocol, spec: FormSpec, pre: dict, name: str) -> None:
+def check_protocol(p: Protocol, spec: FormSpec, pre: Preprocessing, name: str) -> None:
     if p.name not in PROTOCOLS:
         raise BadInput(f"unknown protocol {p.name!r}", hint=f"choose from: {', '.join(PROTOCOLS)}")
     if spec is None or spec.form == "features":
@@ -74,9 +74,9 @@ def check_protocol(p: Protocol, spec: FormSpec, pre: dict, name: str) -> None:
         if low:
             raise BadInput(f"scale {low[0]} is below the dense form's minimum {spec.min_size}")
     if "multicrop" in p.parts:
-        low = [q for q in p.scales if q < pre["crop"]]
+        low = [q for q in p.scales if q < pre.crop]
         if low:
-            raise BadInput(f"scale {low[0]} is below the crop size {pre['crop']} (multicrop takes crops of it)")
+            raise BadInput(f"scale {low[0]} is below the crop size {pre.crop} (multicrop takes crops of it)")
         if not 1 <= p.crops <= MAX_CROPS:
             raise BadInput(f"--crops {p.crops}: give 1 to {MAX_CROPS} (an n x n grid per scale; the paper's is 5)")
     big = [q for q in p.scales if q > MAX_SCALE]
@@ -86,20 +86,20 @@ def check_protocol(p: Protocol, spec: FormSpec, pre: dict, name: str) -> None:
         raise BadInput(f"the {p.name} protocol needs --scales")
 
 
-def prepare(sample: Sample, p: Protocol, pre: dict) -> Prepared:
+def prepare(sample: Sample, p: Protocol, pre: Preprocessing) -> Prepared:
     """Decode and build every input the protocol needs (runs in a worker thread)."""
     import torch
     from torchvision.transforms.v2 import functional as F
 
-    t = to_tensor(read_image(sample.path), pre)
-    out, crop = Prepared(sample.label, str(sample.path)), pre["crop"]
+    t = pre.tensor(sample.path)
+    out, crop = Prepared(sample.label, str(sample.path)), pre.crop
     if "center" in p.parts:
-        out.center = center_view(t, pre)
+        out.center = pre.center_view(t)
     for q in p.scales if ("dense" in p.parts or "multicrop" in p.parts) else ():
         x = F.resize(t, q, antialias=True)
         if "dense" in p.parts:
             views = [x, F.horizontal_flip(x)] if p.flip else [x]
-            out.dense.append(np.stack([normalise(v, pre) for v in views]))
+            out.dense.append(np.stack([pre.normalise(v) for v in views]))
         if "multicrop" in p.parts:
             h, w = x.shape[1:]
             tops = np.linspace(0, h - crop, p.crops).round().astype(int)
@@ -107,7 +107,7 @@ def prepare(sample: Sample, p: Protocol, pre: dict) -> Prepared:
             crops = torch.stack([x[:, i:i + crop, j:j + crop] for i in tops for j in lefts])
             if p.flip:
                 crops = torch.cat([crops, F.horizontal_flip(crops)])
-            out.multicrop.append(normalise(crops, pre))
+            out.multicrop.append(pre.normalise(crops))
     return out
 
 
@@ -125,7 +125,7 @@ class Run:
     interrupted: bool = False
 
 
-def run_protocol(runner, samples: list[Sample], p: Protocol, pre: dict, batch: int = 16, workers: int = 2,
+def run_protocol(runner, samples: list[Sample], p: Protocol, pre: Preprocessing, batch: int = 16, workers: int = 2,
                  progress_every: int = 200) -> Run:
     """Every sample through `runner` under protocol `p`; decoding overlaps inference. An unreadable
     image is skipped and counted; Ctrl-C keeps what was done."""
@@ -200,9 +200,9 @@ def errors(posteriors: np.ndarray, labels: np.ndarray) -> dict:
     return {"top1_err": round(top1, 2), "top5_err": None if top5 is None else round(top5, 2)}
 
 
-def default_scales(pre: dict) -> tuple[int, ...]:
+def default_scales(pre: Preprocessing) -> tuple[int, ...]:
     """The paper's test scales relative to the training resize: 256, 384, 512 for ImageNet VGGs."""
-    r = pre["resize"]
+    r = pre.resize
     return r, round(1.5 * r), 2 * r
 
 
@@ -250,7 +250,7 @@ def select_artifacts(paths: list[Path], protocol: str) -> list[Artifact]:
 class EvalActor:
     """One runner per actor; a batch of (path, label) rows in, one posterior (or error) row each out."""
 
-    def __init__(self, artifact: str, backend: str, protocol, pre: dict, threads: int):
+    def __init__(self, artifact: str, backend: str, protocol, pre: Preprocessing, threads: int):
         from .backends import make_runner
         from .cluster import actor_setup
 
@@ -280,7 +280,7 @@ class EvalActor:
                          "runtime": pa.array(rows["runtime"], pa.string())})
 
 
-def run_protocol_on_cluster(opts: ClusterOptions, artifact: Path, samples, protocol, pre: dict, backend: str,
+def run_protocol_on_cluster(opts: ClusterOptions, artifact: Path, samples, protocol, pre: Preprocessing, backend: str,
                             batch: int):
     """`run_protocol` over a Ray cluster: a Run (posteriors by path) and the runtime's name."""
     from .cluster import map_on_cluster, cluster_job

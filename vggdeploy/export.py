@@ -18,6 +18,7 @@ from .forms import DEFAULT_OPSET, FormSpec, check_memory, check_opset, form_spec
 from .metadata import ArtifactMeta
 from .naming import artifact_name
 from .parity import Expected
+from .preprocessing import Preprocessing
 from .models import build_form, output_names
 from .progress import step
 from .variants import Variant
@@ -34,9 +35,7 @@ def metadata(loaded: LoadedModel, spec: FormSpec, precision: str = "fp32") -> Ar
     return ArtifactMeta(
         form=spec.form, variant=v.name, config=v.config, batch_norm=v.batch_norm, num_classes=v.num_classes,
         input_sizes=spec.input_sizes(),
-        preprocessing={"layout": "NCHW", "color": "RGB" if v.in_channels == 3 else "gray", "scale": 1 / 255,
-                       "resize": v.resize, "crop": v.image_size, "interpolation": "bilinear",
-                       "mean": list(v.mean), "std": list(v.std)},
+        preprocessing=Preprocessing.of_variant(v),
         precision=precision, taps=tuple(spec.taps) or None, head={"pool": v.pool, "hidden": v.hidden},
         class_names=tuple(names) if names else None, version=__version__, weights=loaded.weights,
         weights_sha256=loaded.weights_sha256, weights_prefix=loaded.prefix)

@@ -22,6 +22,7 @@ from .artifact import Artifact
 from .cluster import ClusterOptions
 from .errors import BadInput, MissingEnvironment, printable, spelled
 from .metadata import PREFIX
+from .preprocessing import Preprocessing
 
 log = logging.getLogger("vggdeploy")
 
@@ -42,7 +43,7 @@ class ExtractPlan:
     outputs: tuple[str, ...]
     pool: str
     batch: int
-    pre: dict
+    pre: Preprocessing
     sha256: str
     precision: str
     opened: Artifact | None = None  # the artifact as read when planning: runners take it without reading it again
@@ -102,7 +103,6 @@ def embed_paths(runner, paths: list[str], plan: ExtractPlan) -> dict[str, list]:
     """Rows for a batch of image paths: {"path", "error", OUTPUT...}. An unreadable image is an
     error row (its outputs None), never a failed batch."""
     from .backends.base import as_input
-    from .preprocessing import center_input
 
     rows = {"path": list(paths), "error": [None] * len(paths), **{o: [None] * len(paths) for o in plan.outputs}}
     if plan.pool == "none":
@@ -110,7 +110,7 @@ def embed_paths(runner, paths: list[str], plan: ExtractPlan) -> dict[str, list]:
     ready, inputs = [], []
     for i, p in enumerate(paths):
         try:
-            inputs.append(center_input(Path(p), plan.pre))
+            inputs.append(plan.pre(Path(p)))
             ready.append(i)
         except (OSError, ValueError, RuntimeError) as e:
             rows["error"][i] = f"{type(e).__name__}: {str(e)[:200]}"

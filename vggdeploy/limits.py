@@ -1,4 +1,5 @@
-"""The process's address-space limit, judged before any library is loaded.
+"""The process's memory: its address-space limit, judged before any library is loaded, and freed heap
+handed back between a pipeline's stages.
 
 Under `ulimit -v` / `prlimit --as`, torch, ONNX Runtime and OpenBLAS reserve address space they never
 touch and fail wherever the limit falls: a Python MemoryError, a C++ `std::bad_alloc` abort, or
@@ -8,6 +9,9 @@ is refused up front, in one line.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import gc
 import resource
 
 from .errors import OutOfMemory
@@ -33,3 +37,14 @@ def check_address_space() -> None:
 
 
 __all__ = ["MIN_ADDRESS_SPACE", "address_space_limit", "check_address_space"]
+
+
+def give_back_freed_memory() -> None:
+    """Collect garbage and hand glibc's freed heap pages back to the kernel (malloc_trim): after a
+    model's weights and a stage's sessions are released, glibc keeps their pages for reuse, and the
+    next stage's peak lands on top of them (0.25 GB after VGG16's eager model). A no-op off glibc."""
+    gc.collect()
+    name = ctypes.util.find_library("c")
+    libc = ctypes.CDLL(name) if name else None
+    if libc is not None and hasattr(libc, "malloc_trim"):
+        libc.malloc_trim(0)

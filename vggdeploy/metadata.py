@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import BadInput, printable
+from .preprocessing import Preprocessing
 
 PREFIX = "vggdeploy."
 PRECISIONS = ("fp32", "fp16", "int8-tensorrt", "int8-cpu")
@@ -88,7 +89,7 @@ class ArtifactMeta:
     batch_norm: bool
     num_classes: int
     input_sizes: dict
-    preprocessing: dict
+    preprocessing: Preprocessing
     precision: str = "fp32"
     taps: tuple[str, ...] | None = None  # the features form's outputs
     head: dict | None = None  # {pool, hidden}: FC1's window and width, when not the ImageNet VGGs' 7 and 4096
@@ -135,6 +136,7 @@ class ArtifactMeta:
         for name in ("taps", "class_names", "fp32_nodes"):
             if isinstance(values.get(name), list):
                 values[name] = tuple(values[name])
+        values["preprocessing"] = Preprocessing.from_table(values["preprocessing"])
         return cls(**values)
 
     def to_props(self) -> dict[str, str]:
@@ -144,6 +146,8 @@ class ArtifactMeta:
             value = getattr(self, f.name)
             if value is None:
                 continue
+            if isinstance(value, Preprocessing):
+                value = value.to_table()
             if f.name in JSON_FIELDS:
                 value = json.dumps(list(value) if isinstance(value, tuple) else value)
             out[PREFIX + f.name] = str(value)
@@ -170,5 +174,5 @@ class ArtifactMeta:
         pre = self.preprocessing
         dense_pool = self.input_sizes["min"][0] // self.input_sizes["stride"] if self.form == "dense" else 7
         return Variant(self.variant, self.config, self.batch_norm, num_classes=self.num_classes,
-                       in_channels=len(pre["mean"]), image_size=pre["crop"], resize=pre["resize"],
-                       mean=tuple(pre["mean"]), std=tuple(pre["std"]), **(self.head or {"pool": dense_pool}))
+                       in_channels=len(pre.mean), image_size=pre.crop, resize=pre.resize,
+                       mean=pre.mean, std=pre.std, **(self.head or {"pool": dense_pool}))

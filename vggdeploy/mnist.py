@@ -59,15 +59,15 @@ def write_image_folder(out: Path, count: int = HELD_OUT, sizes: tuple[int, int] 
 
 def center(x: np.ndarray, v, size: tuple[int, int] | None = None) -> np.ndarray:
     """Digits from `split()` as the variant's classifier sees them at `size` (default: its own):
-    resized and centre-cropped as `data.preprocess` does for photos (the identity for vgg-mini)."""
+    resized and centre-cropped as photos are (the identity for vgg-mini)."""
     size = size or (v.image_size, v.image_size)
     if v.resize == v.image_size and x.shape[-2:] == tuple(size):
         return x
     import torch
 
-    from .data import resize_crop
+    from .preprocessing import Preprocessing
 
-    return resize_crop(torch.from_numpy(x), v, size).numpy()
+    return Preprocessing.of_variant(v).resize_crop(torch.from_numpy(x), size).numpy()
 
 
 def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:

@@ -16,6 +16,7 @@ from pathlib import Path
 from .backends import CHECK_BACKENDS
 from .errors import BadInput
 from .layouts import Int8Options
+from .limits import give_back_freed_memory
 
 
 def refuse_without_int8(given: dict[str, object]) -> None:
@@ -100,9 +101,11 @@ def derive(paths: list, plan: PrecisionPlan, *, verify: bool = True, force: bool
         make_ref = (lambda: reference(p.stem)) if reference else (lambda: None)  # noqa: B023 (used in this iteration)
         if plan.fp16:
             out.append(to_fp16(p, io=plan.io, reference=make_ref(), verify=verify, force=force, backend=plan.backend))
+            give_back_freed_memory()
         if plan.int8:
             out.append(to_int8(p, options=plan.int8, calib=plan.calib, keep_fp32=list(plan.keep_fp32),
                                reference=make_ref(), verify=verify, force=force, backend=plan.backend))
+            give_back_freed_memory()
     return out
 
 
@@ -163,6 +166,7 @@ def deploy(loaded, forms: list[str], out_dir: Path, *, precision: PrecisionPlan 
     if release_model:
         loaded.model = None
     expected = {form: e.compact() for form, e in expected.items()}  # the FP32 checks are done: float16 suffices now
+    give_back_freed_memory()
     paths += derive(paths, precision, verify=verify, force=force, reference=expected.get if expected else None)
     if engine:
         from .engine import build_engines, engine_sources

@@ -13,7 +13,6 @@ import numpy as np
 
 from .artifact import Artifact, described
 from .errors import BadInput, printable
-from .preprocessing import center_input
 
 log = logging.getLogger("vggdeploy")
 ROW_FORMATS = (".json", ".csv", ".parquet")
@@ -59,7 +58,7 @@ def prediction_rows(paths: list[str], posteriors: list[np.ndarray], top: int, na
 def preprocess(image, artifact) -> np.ndarray:
     """One image (a path or an HxWxC array) as `artifact` (a path or an Artifact) takes it:
     (C, H, W) float32, ready to stack into a batch for its runner."""
-    return center_input(image, described(Artifact.of(artifact)).declared().preprocessing)
+    return described(Artifact.of(artifact)).declared().preprocessing(image)
 
 
 def check_predictable(artifact: Artifact) -> Artifact:
@@ -102,7 +101,7 @@ def predict(artifact, images: list[Path], *, top: int = 5, backend: str = "cpu",
             ready, inputs = [], []
             for f in files[start:start + batch]:
                 try:
-                    inputs.append(center_input(f, pre))
+                    inputs.append(pre(f))
                     ready.append(str(f))
                 except (OSError, ValueError, RuntimeError) as e:
                     failed[str(f)] = f"{type(e).__name__}: {str(e)[:200]}"

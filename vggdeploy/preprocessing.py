@@ -1,9 +1,11 @@
 """An image as an artifact takes it: decoded, in the artifact's colour, resized, centre-cropped (or
 resized to the input size for a model adopted with `--resize-only`) and normalised, as its metadata
-declares. The one implementation behind predict, eval, extract and the accuracy budget."""
+declares. `Preprocessing` is the one implementation behind predict, eval, extract, calibration,
+parity photos and the accuracy budget."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,39 +30,74 @@ def image_array(image) -> np.ndarray:
     return x[..., :3]
 
 
-def to_tensor(img: np.ndarray, pre: dict):
-    """CxHxW uint8 tensor in the artifact's colour (gray or RGB)."""
-    import torch
-    from torchvision.transforms.v2 import functional as F
+@dataclass(frozen=True)
+class Preprocessing:
+    """What an artifact's `vggdeploy.preprocessing` table declares: colour, the shorter side's resize,
+    the centre crop, mean and std (of 0-1 pixels), and `resize_only` (the whole image squeezed to the
+    input size: adopted models whose own recipe has no crop). `to_table`/`from_table` are the
+    metadata's JSON form (the C++ example and Triton's model.py read the same keys)."""
 
-    t = torch.from_numpy(np.require(img, requirements=["C", "W"])).permute(2, 0, 1)
-    if pre["color"] == "gray" and t.shape[0] == 3:
-        t = F.rgb_to_grayscale(t)
-    elif pre["color"] == "RGB" and t.shape[0] == 1:
-        t = t.expand(3, -1, -1)
-    return t
+    color: str
+    resize: int
+    crop: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    resize_only: bool = False
+
+    @classmethod
+    def of_variant(cls, v) -> "Preprocessing":
+        """A Variant's own: torchvision's recipe for the ImageNet VGGs (resize 256, crop 224)."""
+        return cls("RGB" if v.in_channels == 3 else "gray", v.resize, v.image_size, tuple(v.mean), tuple(v.std))
+
+    @classmethod
+    def from_table(cls, table: dict) -> "Preprocessing":
+        """From the metadata's table (already checked against metadata.SCHEMA)."""
+        color = table.get("color") or ("gray" if len(table["mean"]) == 1 else "RGB")
+        return cls(color, table["resize"], table["crop"], tuple(table["mean"]), tuple(table["std"]),
+                   bool(table.get("resize_only")))
+
+    def to_table(self) -> dict:
+        return {"layout": "NCHW", "color": self.color, "scale": 1 / 255, "resize": self.resize, "crop": self.crop,
+                "interpolation": "bilinear", "mean": list(self.mean), "std": list(self.std),
+                **({"resize_only": True} if self.resize_only else {})}
+
+    def tensor(self, image):
+        """CxHxW uint8 tensor of an image (a path, an array, see image_array) in the artifact's colour."""
+        import torch
+        from torchvision.transforms.v2 import functional as F
+
+        t = torch.from_numpy(np.require(image_array(image), requirements=["C", "W"])).permute(2, 0, 1)
+        if self.color == "gray" and t.shape[0] == 3:
+            t = F.rgb_to_grayscale(t)
+        elif self.color == "RGB" and t.shape[0] == 1:
+            t = t.expand(3, -1, -1)
+        return t
+
+    def normalise(self, t) -> np.ndarray:
+        """uint8 CxHxW (or NxCxHxW) tensor -> float32 array, scaled to 0-1 and normalised."""
+        import torch
+        from torchvision.transforms.v2 import functional as F
+
+        return F.normalize(F.to_dtype(t, torch.float32, scale=True), list(self.mean), list(self.std)).numpy()
+
+    def resize_crop(self, t, size: tuple[int, int] | None = None):
+        """The geometry alone, of a (N)CHW tensor of any dtype: resize the shorter side, centre-crop to
+        (crop, crop). At another `size` (h, w), the resize scales by the same ratio and the crop is h x w
+        (calibration and parity photos at the dense form's sizes)."""
+        from torchvision.transforms.v2 import functional as F
+
+        h, w = size or (self.crop, self.crop)
+        if self.resize_only:  # the model's own recipe: the whole image squeezed to the input size
+            return F.resize(t, [h, w], antialias=True)
+        return F.center_crop(F.resize(t, round(max(h, w) * self.resize / self.crop), antialias=True), [h, w])
+
+    def center_view(self, t, size: tuple[int, int] | None = None) -> np.ndarray:
+        """The single view a classifier takes of a uint8 tensor: (C, crop, crop) float32 (see resize_crop)."""
+        return self.normalise(self.resize_crop(t, size))
+
+    def __call__(self, image, size: tuple[int, int] | None = None) -> np.ndarray:
+        """One image (a path or an array): (C, H, W) float32, as `center_view`."""
+        return self.center_view(self.tensor(image), size)
 
 
-def normalise(t, pre: dict) -> np.ndarray:
-    import torch
-    from torchvision.transforms.v2 import functional as F
-
-    return F.normalize(F.to_dtype(t, torch.float32, scale=True), list(pre["mean"]), list(pre["std"])).numpy()
-
-
-def center_view(t, pre: dict) -> np.ndarray:
-    """The single view a classifier takes: (C, crop, crop) float32."""
-    from torchvision.transforms.v2 import functional as F
-
-    crop = pre["crop"]
-    if pre.get("resize_only"):  # the model's own recipe: the whole image squeezed to the input size
-        return normalise(F.resize(t, [crop, crop], antialias=True), pre)
-    return normalise(F.center_crop(F.resize(t, pre["resize"], antialias=True), [crop, crop]), pre)
-
-
-def center_input(image, pre: dict) -> np.ndarray:
-    """One image (a path or an array) under preprocessing `pre` (an artifact's metadata): (C, H, W)."""
-    return center_view(to_tensor(image_array(image), pre), pre)
-
-
-__all__ = ["center_input", "center_view", "image_array", "normalise", "to_tensor"]
+__all__ = ["Preprocessing", "image_array"]
