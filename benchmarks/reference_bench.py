@@ -25,7 +25,7 @@ from vggdeploy.benchrun import add_speedups, run_bench  # noqa: E402
 from vggdeploy.isa import cpu_isa  # noqa: E402
 from vggdeploy.layouts import CPU_DEFAULT  # noqa: E402
 from vggdeploy.precision import to_fp16, to_int8  # noqa: E402
-from vggdeploy.report import write_reports  # noqa: E402
+from vggdeploy.report_files import write_reports  # noqa: E402
 from vggdeploy.tables import table  # noqa: E402
 
 

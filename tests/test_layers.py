@@ -10,7 +10,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "vggdeploy"
 
 # lowest first; a module imports only from its own layer or lower ones
 LAYERS = [
-    ("foundation", {"_version", "errors", "naming", "progress", "signals", "tables", "isa", "limits", "ray_local"}),
+    ("foundation", {"_version", "errors", "naming", "progress", "signals", "tables", "isa", "limits", "ray_local",
+                    "manifest", "sources"}),
     ("facts and files", {"variants", "metadata", "forms", "runs", "dataset", "data", "mnist", "preprocessing",
                          "filetypes", "store", "checkpoints", "gpu", "trt_calls", "triton_server", "budget",
                          "cluster"}),
@@ -20,7 +21,7 @@ LAYERS = [
     ("runtimes", {"backends.base", "backends.eager", "backends.ort", "backends.openvino", "backends.tensorrt",
                   "backends.peers", "backends", "parity"}),
     ("stages", {"publish", "convert", "export", "precision", "derived", "graph_edits", "fp16", "int8", "adoption", "engine", "bench", "benchrun", "doctor", "triton", "prediction",
-                "evaluate", "extraction", "pipeline"}),
+                "evaluate", "extraction", "pipeline", "report_files"}),
     ("interface", {"cli", "cli_options", "__main__", ""}),
 ]
 LAYER_OF = {m: i for i, (_, mods) in enumerate(LAYERS) for m in mods}

@@ -18,8 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from .errors import BadInput, OutOfMemory, first_line, out_of_memory, spelled
+from .manifest import ManifestEntry
 from .metadata import ArtifactMeta
 from .preprocessing import Preprocessing
+from .sources import WeightsSource
 from .variants import CONFIGS, Variant
 
 log = logging.getLogger("vggdeploy")
@@ -318,13 +320,13 @@ def adopt(src: Path, out_dir: Path, options: AdoptOptions = AdoptOptions(), *, f
         preprocessing=Preprocessing("gray" if foreign.in_channels == 1 else "RGB", v.resize, crop, tuple(mean01),
                                     tuple(std01), options.resize_only),
         head=foreign.head or None, class_names=tuple(options.class_names) if options.class_names else None,
-        weights=f"adopted:{src.name}", weights_sha256=stated["sha256"], adopted=stated)
+        weights=str(WeightsSource("adopted", src.name)), weights_sha256=stated["sha256"], adopted=stated)
     del model.metadata_props[:]
     model.metadata_props.extend(onnx.StringStringEntryProto(key=k, value=val) for k, val in meta.to_props().items())
-    entry = {"kind": "onnx", "form": "classifier", "precision": "fp32", "variant": name, "opset": foreign.opset,
-             "input": {"name": "input", "shape": ["batch", foreign.in_channels, *foreign.size]},
-             "input_sizes": spec.input_sizes(), "outputs": [options.output], "weights": meta.weights,
-             "weights_sha256": stated["sha256"], "adopted": stated}
+    entry = ManifestEntry("onnx", "classifier", "fp32", name, details={
+        "opset": foreign.opset, "input": {"name": "input", "shape": ["batch", foreign.in_channels, *foreign.size]},
+        "input_sizes": spec.input_sizes(), "outputs": [options.output], "weights": meta.weights,
+        "weights_sha256": stated["sha256"], "adopted": stated})
     with staging(out_dir) as tmp:
         staged = tmp / out_name
         save_onnx(model, staged)

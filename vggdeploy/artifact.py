@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .errors import BadInput
+from .manifest import ManifestEntry
 from .metadata import ArtifactMeta
 
 if TYPE_CHECKING:
@@ -67,7 +68,7 @@ class Artifact:
     outputs: tuple[str, ...] = ()
     int8_layout: str | None = None
     io: tuple = ((), ())  # (inputs, outputs) as (name, ONNX element type, dims with -1 for free); weights left out
-    entry: dict | None = None  # its manifest entry (None: not in a vggdeploy folder's manifest)
+    entry: ManifestEntry | None = None  # its manifest entry (None: not in a vggdeploy folder's manifest)
     source: "Artifact | None" = None  # an engine's or IR's source ONNX, as its entry names it
 
     def __fspath__(self) -> str:  # an Artifact works wherever its path did: open(), Path(), os.* ...
@@ -88,7 +89,7 @@ class Artifact:
     def open(cls, path: str | Path, manifest: dict | None = None) -> "Artifact":
         """The single read: the ONNX header (side files and metadata checked, BadInput naming the
         file otherwise); other kinds by their suffix alone. `manifest`: its folder's, if already read."""
-        from .store import read_manifest
+        from .store import entry_of, read_manifest
         from .filetypes import require_model_file
 
         path = Path(path)
@@ -99,8 +100,8 @@ class Artifact:
         if path.suffix not in DERIVED_HINTS:
             return cls(path, KINDS.get(path.suffix, "other"))
         manifest = manifest if manifest is not None else read_manifest(path.parent)
-        entry = manifest["artifacts"].get(path.name)
-        named = entry.get("source") if entry else None
+        entry = entry_of(path, manifest)
+        named = entry.source if entry else None
         source = cls.open(path.with_name(named), manifest) if isinstance(named, str) and path.with_name(named).is_file() else None
         return cls(path, KINDS[path.suffix], entry=entry, source=source)
 

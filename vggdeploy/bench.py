@@ -39,17 +39,6 @@ def latency_stats(times_ms: list[float], batch: int) -> dict:
             "runs": len(t), "batch": batch, "images_per_s": round(batch * 1e3 / med, 2)}
 
 
-def check_timing(batches: list[int], runs: int, duration: float | None = None) -> None:
-    from .errors import BadInput
-
-    if not batches or min(batches) < 1:
-        raise BadInput("--batch needs positive batch sizes")
-    if runs < 1:
-        raise BadInput(f"--runs {runs}: give at least 1 timed run")
-    if duration is not None and not 0 < duration <= 3600:
-        raise BadInput(f"--duration {duration}: give a positive duration, at most 3600 s")
-
-
 def time_runner_cuda(make, feed: dict[str, np.ndarray], warmup: int = 3, runs: int = 20,
                      device_io: bool = True) -> list[dict]:
     """GPU timing with CUDA events, after a synchronised warm-up, two ways: `host` (numpy in and
@@ -158,26 +147,19 @@ def bench_artifact(path, backend: str, batches: list[int], size: tuple[int, int]
     """Time one artifact (a path or an Artifact) on one runtime at several batch sizes, on the bundled photos
     (an ONNX without vggdeploy metadata: on `foreign`'s random input). Each batch size loads the runtime
     anew: `start_s` + `first_ms` is the cold start. `profile_layers`: each row also gets `layers`, ms per
-    layer type from the runtime's own profiler, in a separate run (profiling slows the timed one)."""
+    layer type from the runtime's own profiler, in a separate run (profiling slows the timed one). The
+    options are the caller's to judge (benchrun.run_bench judges a whole run's before any is timed)."""
     from .backends import GPU_BACKENDS, cpu_backend_for, make_runner
-    from .errors import BadInput
     from .artifact import described
     from .data import photo_batch
 
     source = described(path)
-    check_timing(batches, runs, duration)
     if foreign is None:
-        from .forms import check_memory
-
         v, spec = source.variant, source.spec
         size = size or tuple(spec.size)
-        spec.check_size(*size)
-        check_memory(v, size, max(batches))
         label, name, inputs = f"{size[0]}x{size[1]}", "input", lambda b: photo_batch(v, size, b)[1]
     else:
         label, name, inputs = foreign.size, foreign.name, foreign.batch
-    if path.suffix == ".xml" and backend not in ("cpu", "openvino"):
-        raise BadInput(f"{path.name} is an OpenVINO IR: only openvino runs it", hint="--backend openvino (or cpu)")
     if backend == "cpu":
         # resolved here, not by make_runner, because the OpenVINO hint depends on it
         backend = cpu_backend_for(path, source.precision, source.int8_layout)

@@ -13,7 +13,7 @@ import platform
 import time
 from pathlib import Path
 
-from .store import command_line, read_manifest, side_files
+from .store import command_line, entries, side_files
 from .errors import BadInput, MissingEnvironment, first_line
 from .signals import Terminated
 from .progress import step
@@ -38,8 +38,7 @@ def expand(paths: list[Path], engines: Path = Path("engines")) -> list[Path]:
                 raise BadInput(f"no artifacts for {p} in {engines / p.name}", hint=f"vggdeploy export {p} --form all first")
             p = engines / p.name
         if p.is_dir():
-            entries = read_manifest(p)["artifacts"]
-            listed = [p / n for n, e in entries.items() if e.get("kind") in ("onnx", "tensorrt-engine") and (p / n).exists()]
+            listed = [p / n for n, e in entries(p).items() if e.kind in ("onnx", "tensorrt-engine") and (p / n).exists()]
             if not listed:
                 raise BadInput(f"{p} lists no ONNX artifact or engine in its manifest.json")
             out += listed
@@ -115,6 +114,15 @@ def _die_with_parent() -> None:
         pass
 
 
+def check_timing(batches: list[int], runs: int, duration: float | None = None) -> None:
+    if not batches or min(batches) < 1:
+        raise BadInput("--batch needs positive batch sizes")
+    if runs < 1:
+        raise BadInput(f"--runs {runs}: give at least 1 timed run")
+    if duration is not None and not 0 < duration <= 3600:
+        raise BadInput(f"--duration {duration}: give a positive duration, at most 3600 s")
+
+
 def run_bench(paths: list[Path], backends: list[str], batches: list[int], sizes: list[tuple[int, int]] | None = None,
               runs: int = 10, duration: float | None = None, eager: bool = True, strict: bool = False,
               hint: str = "auto", concurrency: list[int] | None = None, peers: list[str] | None = None,
@@ -127,7 +135,7 @@ def run_bench(paths: list[Path], backends: list[str], batches: list[int], sizes:
     ONNX Runtime's profiler, TensorRT's IProfiler)."""
     from .metadata import ADOPTED_NO_EAGER
     from .backends import BACKENDS, GPU_BACKENDS
-    from .bench import ForeignInput, check_timing, gemm_rates
+    from .bench import ForeignInput, gemm_rates
     from .artifact import Artifact, described
     from .forms import check_memory
     from .variants import macs_at

@@ -83,18 +83,14 @@ def export(model, forms, weights, seed, prefix, size, taps, opset, out_dir, forc
            **precision) -> None:
     """Export MODEL (a variant name or a checkpoint) to ONNX, checked against eager PyTorch."""
     from .filetypes import check_model_arg
-    from .pipeline import PrecisionPlan, check_export_options
+    from .pipeline import ExportOptions, PrecisionPlan
 
     check_model_arg(model, weights)
-    plan = PrecisionPlan.from_flags(**precision)
-    form_list = list(FORMS) if forms == "all" else split_list(forms) or []
-    parsed_size = parse_size(size)
-    check_export_options(form_list, plan, parsed_size, split_list(taps), engine)
+    options = ExportOptions(tuple(FORMS) if forms == "all" else tuple(split_list(forms) or ()),
+                            PrecisionPlan.from_flags(**precision), parse_size(size), tuple(split_list(taps) or ()) or None,
+                            opset, engine)
     if not 0 <= seed < 2**63:
         raise BadInput(f"--seed {seed}: give a whole number from 0 to 2**63 - 1")
-    from .forms import check_opset
-
-    check_opset(opset)
     from .progress import step
 
     with step(f"loading {model}"):
@@ -105,8 +101,8 @@ def export(model, forms, weights, seed, prefix, size, taps, opset, out_dir, forc
     if loaded.inferred:
         log.info(loaded.inferred)
     out_dir = out_dir or Path("engines") / loaded.folder_name
-    echo_artifacts(deploy(loaded, form_list, out_dir, precision=plan, size=parsed_size, taps=split_list(taps),
-                          opset=opset, verify=not no_verify, force=force, engine=engine, release_model=True), as_json)
+    echo_artifacts(deploy(loaded, list(options.forms), out_dir, options=options, verify=not no_verify, force=force,
+                          release_model=True), as_json)
 
 
 @cli.command()
@@ -249,7 +245,8 @@ def bench(paths, backends, batch, size, shape, runs, duration, hint, concurrency
     GPU runtimes are timed with CUDA events, with and without host<->device copies."""
     from .store import require_writable
     from .benchrun import run_bench
-    from .report import bench_table, write_reports
+    from .report import bench_table
+    from .report_files import write_reports
 
     sizes = [parse_size(t) for t in split_list(size)] if size else None
     if out_dir:
@@ -294,7 +291,8 @@ def eval_cmd(artifacts, data, labels, protocol, scales, flip, crops, backend, fu
     from .cluster import ClusterOptions
     from .evaluate import evaluate, protocol_for, select_artifacts
     from .prediction import check_rows_path, write_rows
-    from .report import eval_columns, eval_rows, write_eval
+    from .report import eval_columns, eval_rows
+    from .report_files import write_eval
     from .tables import table
 
     if per_image:
@@ -410,7 +408,7 @@ def report(runs, out_dir) -> None:
     """Rebuild bench.md and report.html from bench.json files or run folders (several are merged,
     e.g. a CPU run and a GPU run of the same model)."""
     from .runs import load_runs
-    from .report import write_reports
+    from .report_files import write_reports
 
     loaded = load_runs(list(runs))
     target = out_dir or (runs[0] if runs[0].is_dir() else runs[0].parent)

@@ -62,7 +62,7 @@ def echo_artifacts(paths: list, as_json: bool) -> None:
         for p in paths:
             click.echo(p)
         return
-    from .store import read_manifest
+    from .store import entry_of, read_manifest
 
     manifests: dict[Path, dict] = {}  # for what returns a bare path: read once per folder
     records = []
@@ -71,8 +71,8 @@ def echo_artifacts(paths: list, as_json: bool) -> None:
         if entry is None:
             if p.parent not in manifests:
                 manifests[p.parent] = read_manifest(p.parent)
-            entry = manifests[p.parent].get("artifacts", {}).get(p.name, {})
-        records.append({"path": str(p), **entry})
+            entry = entry_of(p, manifests[p.parent])
+        records.append({"path": str(p), **(entry.to_json() if entry else {})})
     click.echo(json.dumps({"artifacts": records}, indent=2))
 
 
@@ -121,7 +121,8 @@ def precision_options(f):
         click.option("--calib-method", default="minmax", show_default=True, type=click.Choice(METHODS),
                      help="ONNX Runtime's calibration method."),
         click.option("--calib-count", type=int, help="Inputs per size to calibrate on (default: all the source has; for vgg-mini's bundled digits, 256 of 4,000). Error if fewer."),
-        click.option("--keep-fp32", help="Compute nodes left unquantized: first, last, or node names."),
+        click.option("--keep-fp32", callback=lambda ctx, param, value: tuple(split_list(value) or ()),
+                     help="Compute nodes left unquantized: first, last, or node names (comma-separated)."),
         click.option("--cpu-layout", type=click.Choice(list(CPU_LAYOUTS)), help="INT8 layout for --target cpu: u8s7-channel (default: exact on every CPU), "
                                           "u8s7-tensor, u8s8-tensor, u8s8-channel (exact on ONNX Runtime only with "
                                           "VNNI/AMX), s8s8-tensor, u8u8-tensor."),

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from .artifact import Artifact
 from .errors import MissingEnvironment
+from .manifest import ManifestEntry
 
 
 def save_ir(onnx_path: Path, out_dir: Path | None = None, force: bool = False) -> Artifact:
@@ -30,7 +31,8 @@ def save_ir(onnx_path: Path, out_dir: Path | None = None, force: bool = False) -
     with staging(out_dir) as tmp:
         ov.save_model(model, str(tmp / f"{stem}.xml"), compress_to_fp16=False)
         xml, entry = publish_recorded([tmp / f"{stem}.xml", tmp / f"{stem}.bin"], out_dir,
-                                      {"kind": "openvino-ir", "source": onnx_path.name, "versions": {"openvino": ov.get_version()}}, force)
+                                      ManifestEntry("openvino-ir", source=onnx_path.name,
+                                                    details={"versions": {"openvino": ov.get_version()}}), force)
     return Artifact(xml, "openvino-ir", entry=entry)
 
 

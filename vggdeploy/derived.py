@@ -13,6 +13,7 @@ from .backends.base import Runner
 from .errors import BadInput
 from .publish import publish_checked, verify_artifact
 from .forms import FormSpec
+from .manifest import ManifestEntry
 from .artifact import Artifact, load_graph
 from .parity import Expected
 from .progress import step
@@ -59,7 +60,7 @@ def finish(staged: Path, out_dir: Path, src: Artifact, precision: str, v: Varian
     """Check, compare with the reference (default: the FP32 ONNX), publish, record."""
     from .backends.ort import OrtRunner
 
-    entry = {"kind": "onnx", "form": spec.form, "precision": precision, "source": src.path.name, "variant": v.name,
-             "input_sizes": spec.input_sizes(), **extra}
+    entry = ManifestEntry("onnx", spec.form, precision, v.name, src.path.name,
+                          details={"input_sizes": spec.input_sizes(), **extra})
     check = (lambda path: verify_artifact(path, reference or OrtRunner(src), v, spec, precision, backend)) if verify else None
     return publish_checked(staged, out_dir, entry, check, force)

@@ -22,6 +22,7 @@ from .errors import BadInput
 from .artifact import Artifact
 from .backends.tensorrt import Profile, dims
 from .forms import FormSpec
+from .manifest import ManifestEntry
 from .metadata import ArtifactMeta
 from .naming import engine_name
 from .progress import step
@@ -286,14 +287,14 @@ def build_engine(plan: BuildPlan) -> Path:
     return plan.out
 
 
-def engine_entry(plan: BuildPlan, trt_version: str, gpu, build_s: float) -> dict:
+def engine_entry(plan: BuildPlan, trt_version: str, gpu, build_s: float) -> ManifestEntry:
     """The manifest entry of a built engine (what the runner checks before deserializing)."""
-    return {"kind": "tensorrt-engine", "source": plan.onnx.name, "source_sha256": artifact_sha256(plan.onnx),
-            "form": plan.form, "precision": plan.precision, "profiles": [p.to_json() for p in plan.profiles],
-            "tensorrt": trt_version, "gpu": {"name": gpu.name, "compute_capability": gpu.compute_capability},
-            "hardware_compat": plan.hardware_compat, "workspace": plan.workspace, "opt_level": plan.opt_level,
-            "timing_cache": str(plan.timing_cache) if plan.timing_cache else None, "build_s": round(build_s, 1),
-            "trtexec": plan.trtexec_command(), **file_entry([plan.out]),
-            # a plan has no metadata: programs that run it (examples/cpp) read these from the manifest
-            "preprocessing": plan.meta.preprocessing.to_table() if plan.meta else None,
-            "class_names": list(plan.meta.class_names or []) or None if plan.meta else None}
+    return ManifestEntry("tensorrt-engine", plan.form, plan.precision, source=plan.onnx.name, **file_entry([plan.out]), details={
+        "source_sha256": artifact_sha256(plan.onnx), "profiles": [p.to_json() for p in plan.profiles],
+        "tensorrt": trt_version, "gpu": {"name": gpu.name, "compute_capability": gpu.compute_capability},
+        "hardware_compat": plan.hardware_compat, "workspace": plan.workspace, "opt_level": plan.opt_level,
+        "timing_cache": str(plan.timing_cache) if plan.timing_cache else None, "build_s": round(build_s, 1),
+        "trtexec": plan.trtexec_command(),
+        # a plan has no metadata: programs that run it (examples/cpp) read these from the manifest
+        "preprocessing": plan.meta.preprocessing.to_table() if plan.meta else None,
+        "class_names": list(plan.meta.class_names or []) or None if plan.meta else None})

@@ -15,6 +15,7 @@ from .store import prepare_out_dir, staging
 from .backends.eager import TorchRunner
 from .publish import publish_checked, record_reference, verify_artifact
 from .forms import DEFAULT_OPSET, FormSpec, check_memory, check_opset, form_spec
+from .manifest import ManifestEntry
 from .metadata import ArtifactMeta
 from .naming import artifact_name
 from .parity import Expected
@@ -69,12 +70,16 @@ def export_onnx(loaded: LoadedModel, forms: list[str], out_dir: Path, *, size: t
 def plan_export(loaded: LoadedModel, forms: list[str], out_dir: Path, *, size: tuple[int, int] | None = None,
                 taps: list[str] | None = None, opset: int = DEFAULT_OPSET, force: bool = False) -> list[FormSpec]:
     """The forms' specs, once the opset, the memory they need and `out_dir` are judged (nothing written)."""
-    out_dir = Path(out_dir)
     check_opset(opset)
-    specs = [form_spec(loaded.variant, f, size if f == "classifier" else None, taps) for f in forms]
+    return prepare_export(loaded, [form_spec(loaded.variant, f, size if f == "classifier" else None, taps) for f in forms],
+                          out_dir, force)
+
+
+def prepare_export(loaded: LoadedModel, specs: list[FormSpec], out_dir: Path, force: bool = False) -> list[FormSpec]:
+    """`specs` back, once the memory they need and `out_dir` are judged (nothing written)."""
     for spec in specs:
         check_memory(loaded.variant, spec.size, batch=8)  # the exporter's example and the parity batches
-    prepare_out_dir(out_dir, [artifact_name(s.form) for s in specs], force)
+    prepare_out_dir(Path(out_dir), [artifact_name(s.form) for s in specs], force)
     return specs
 
 
@@ -92,12 +97,12 @@ def export_one(loaded: LoadedModel, spec: FormSpec, out_dir: Path, *, opset: int
     v, name = loaded.variant, artifact_name(spec.form)
     module = build_form(loaded.model, spec.form, list(spec.taps))
     outputs = output_names(spec.form, list(spec.taps))
-    entry = {
-        "kind": "onnx", "form": spec.form, "precision": "fp32", "variant": v.name, "opset": opset,
+    entry = ManifestEntry("onnx", spec.form, "fp32", v.name, details={
+        "opset": opset,
         "input": {"name": "input", "shape": ["batch", v.in_channels, *(("height", "width") if spec.dynamic_hw else spec.size)]},
         "input_sizes": spec.input_sizes(), "outputs": outputs,
         "weights": loaded.weights, "weights_sha256": loaded.weights_sha256,
-    }
+    })
     with staging(out_dir) as tmp:
         staged = tmp / name
         with step(f"exporting {v.name} {spec.form} form (opset {opset})"):

@@ -13,8 +13,8 @@ import onnx
 from .store import copy_into, prepare_out_dir, save_onnx, staging
 from .backends.base import Runner
 from .calibration import calibration_sizes, probe_samples
-from .errors import BadInput
 from .forms import FormSpec
+from .layouts import Fp16Options
 from .artifact import Artifact
 from .naming import derived_name
 from .parity import Expected
@@ -33,16 +33,16 @@ NO_LARGER_OUTPUT = {"Relu", "MaxPool", "Dropout", "Flatten", "Reshape", "Identit
 
 
 def to_fp16(artifact: Path | Artifact, out_dir: Path | None = None, *, io: str = "fp32", reference: Runner | Expected | None = None,
-            verify: bool = True, force: bool = False, backend: str = "cpu") -> Artifact:
+            verify: bool = True, force: bool = False, backend: str = "cpu", options: Fp16Options | None = None) -> Artifact:
     """FORM.fp16.onnx beside the FP32 `artifact` (a path or an Artifact; or in `out_dir`): the FP32 artifact in FP16, nodes whose
     activations come near FP16's range kept in FP32, I/O in FP32 unless io="fp16"; checked against
     `reference` (default: the FP32 ONNX) on `backend`, then published and recorded in the manifest.
     Returns it (an Artifact). Raises BadInput (not an FP32 vggdeploy artifact, output exists without
-    `force`), CheckFailed (onnx.checker or parity failed; nothing is written)."""
+    `force`), CheckFailed (onnx.checker or parity failed; nothing is written). `options`: an Fp16Options
+    already judged (a PrecisionPlan's), in place of io."""
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
-    if io not in ("fp32", "fp16"):
-        raise BadInput(f"unknown --io {io!r}", hint="fp32 (default) or fp16")
+    io = (options or Fp16Options(io)).io
     src = Path(artifact)
     graph, opened = source_model(src)
     meta, v, spec = opened.meta, opened.variant, opened.spec

@@ -10,7 +10,7 @@ import numpy as np
 import onnx
 
 from .artifact import load_graph
-from .store import read_manifest, side_files
+from .store import entry_of, side_files
 from .errors import BadInput, MissingEnvironment
 from .metadata import ArtifactMeta
 
@@ -67,7 +67,7 @@ def _quality(path: Path) -> dict:
     """What the manifest measured when the artifact was made: each layer's error against FP32
     (ranked) and the accuracy budget's search; nothing for a file outside a vggdeploy folder."""
     try:
-        entry = read_manifest(path.parent)["artifacts"].get(path.name) or {}
+        entry = entry_of(path) or {}
     except BadInput:  # a foreign or damaged manifest: inspect still describes the file
         entry = {}
     return {"layer_errors": entry.get("layer_errors"), "accuracy_budget": entry.get("accuracy_budget")}
@@ -129,7 +129,7 @@ def describe_ir(xml: Path) -> dict:
     consts = [op for op in model.get_ordered_ops() if op.get_type_name() == "Constant"]
     dtypes = Counter(c.get_element_type().get_type_name() for c in consts)
     params = sum(int(np.prod(c.get_output_shape(0))) for c in consts if c.get_element_type().is_real())
-    entry = read_manifest(xml.parent).get("artifacts", {}).get(xml.name) or {}
+    entry = entry_of(xml) or {}
     source = xml.with_name(entry["source"]) if isinstance(entry.get("source"), str) else None
     return {"path": str(xml), "files": {p.name: p.stat().st_size for p in (xml, xml.with_suffix(".bin"))},
             "ir_version": "openvino", "opsets": {}, "producer": f"OpenVINO {ov.get_version()}",

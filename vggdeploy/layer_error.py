@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from .limits import give_back_freed_memory
+
 log = logging.getLogger("vggdeploy")
 COMPUTE = ("Conv", "Gemm", "MatMul")
 
@@ -52,6 +54,17 @@ def _with_layer_outputs(graph: onnx.ModelProto, names: list[str], out: Path) -> 
             model.graph.output.append(onnx.helper.make_tensor_value_info(tensor, types.get(tensor, onnx.TensorProto.FLOAT), None))
     onnx.save(model, str(out))
     return tensors
+
+
+def _sums(r: np.ndarray, g: np.ndarray, chunk: int = 1 << 20) -> tuple[float, float, float, float]:
+    """|g - r|^2, |r|^2, |g|^2 and r.g in float64, a chunk at a time (float64 copies of VGG16's largest
+    maps whole: 0.2 GB more at the journey's peak)."""
+    out = np.zeros(4)
+    for i in range(0, r.size, chunk):
+        a, b = r[i:i + chunk].astype(np.float64), g[i:i + chunk].astype(np.float64)
+        d = b - a
+        out += [d @ d, a @ a, b @ b, a @ b]
+    return tuple(float(x) for x in out)
 
 
 def _predecessors(model: onnx.ModelProto) -> dict[str, list[str]]:
@@ -98,6 +111,7 @@ def layer_errors(reference: Path, derived: Path, batches: list[np.ndarray], grap
         # every layer's output is a graph output here: an arena sized for them, in two sessions, is held to
         # the end (VGG16's journey peaked at 4.38 GB with it, 3.23 without; benchmarks/journey_bench.py)
         opts.enable_cpu_mem_arena = False
+        give_back_freed_memory()  # what the stage freed before this, its peak
         sessions = [ort.InferenceSession(str(c), opts, providers=["CPUExecutionProvider"]) for c in copies]
         input_types = [s.get_inputs()[0].type for s in sessions]
         sums = {n: np.zeros(3) for n in names}  # |d|^2, |ref|^2, and the sum of per-input cosines
@@ -108,12 +122,11 @@ def layer_errors(reference: Path, derived: Path, batches: list[np.ndarray], grap
                          for s, t in zip(sessions, input_types)]
                 ref_out = dict(zip([o.name for o in sessions[0].get_outputs()], sessions[0].run(None, feeds[0])))
                 got_out = dict(zip([o.name for o in sessions[1].get_outputs()], sessions[1].run(None, feeds[1])))
-                for n in names:
-                    r = ref_out[ref_tensors[n]].astype(np.float64).ravel()
-                    g = got_out[got_tensors[n]].astype(np.float64).ravel()
-                    denom = np.linalg.norm(r) * np.linalg.norm(g)
-                    cos = float(r @ g / denom) if denom > 0 else float(np.array_equal(r, g))
-                    sums[n] += [float(((g - r) ** 2).sum()), float((r ** 2).sum()), cos]
+                for n in names:  # each map freed once measured
+                    dd, rr, gg, rg = _sums(ref_out.pop(ref_tensors[n]).ravel(), got_out.pop(got_tensors[n]).ravel())
+                    denom = np.sqrt(rr * gg)
+                    cos = rg / denom if denom > 0 else float(dd == 0)
+                    sums[n] += [dd, rr, cos]
                 count += 1
         del sessions
     finally:

@@ -107,6 +107,19 @@ def cpu_runtime(layout: str, isa: CpuIsa) -> str:
 
 
 NNCF_INSTALL = "pip install 'vggdeploy[nncf]'  (or: pip install nncf)"
+FP16_IO = ("fp32", "fp16")
+
+
+@dataclass(frozen=True)
+class Fp16Options:
+    """How an FP16 artifact is made, judged on construction: its input/output type `io` (fp32: Casts
+    at the edges, a drop-in for the FP32 artifact; fp16: half the input bytes). Raises BadInput."""
+
+    io: str = "fp32"
+
+    def __post_init__(self):
+        if self.io not in FP16_IO:
+            raise BadInput(f"unknown --io {self.io!r}", hint="fp32 (default) or fp16")
 
 
 @dataclass(frozen=True)

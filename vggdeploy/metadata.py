@@ -19,6 +19,7 @@ import numpy as np
 
 from .errors import BadInput, printable
 from .preprocessing import Preprocessing
+from .sources import WeightsSource
 
 PREFIX = "vggdeploy."
 PRECISIONS = ("fp32", "fp16", "int8-tensorrt", "int8-cpu")
@@ -109,7 +110,7 @@ class ArtifactMeta:
     def is_adopted(self) -> bool:
         """Adopted from a foreign ONNX: no checkpoint behind it to rebuild eager PyTorch from (the
         `adopted` record; artifacts adopted before that record existed say it in `weights` only)."""
-        return self.adopted is not None or (self.weights or "").startswith("adopted:")
+        return self.adopted is not None or (self.weights is not None and not WeightsSource.parse(self.weights).rebuildable)
 
     @classmethod
     def from_props(cls, props: Mapping[str, str], path: Path | str = "the artifact") -> "ArtifactMeta | None":

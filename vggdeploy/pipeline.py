@@ -9,13 +9,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .backends import CHECK_BACKENDS
 from .errors import BadInput
-from .layouts import Int8Options
+from .forms import check_opset
+from .layouts import Fp16Options, Int8Options
 from .limits import give_back_freed_memory
 
 
@@ -28,21 +29,13 @@ def refuse_without_int8(given: dict[str, object]) -> None:
         raise BadInput(f"{given_as} applies to --int8", hint=f"add --int8, or drop {flag}")
 
 
-def _check_float_settings(fp16: bool, io: str, backend: str) -> None:
-    if backend not in CHECK_BACKENDS:
-        raise BadInput(f"unknown --backend {backend!r}", hint=f"choose from: {', '.join(CHECK_BACKENDS)}")
-    if io not in ("fp32", "fp16"):
-        raise BadInput(f"unknown --io {io!r}", hint="fp32 (default) or fp16")
-    if io != "fp32" and not fp16:
-        raise BadInput(f"--io {io} applies to --fp16", hint="add --fp16, or drop --io")
-
-
 @dataclass(frozen=True)
 class PrecisionPlan:
     """What to derive from each FP32 artifact, judged whole on construction: an FP16 artifact (`io`:
     its input/output type), an INT8 one (`int8`: its options; `calib`: the calibration source, None
     for the bundled samples; `keep_fp32`: first, last or node names left in float), and the runtime
-    that checks them (`backend`). Raises BadInput naming the option."""
+    that checks them (`backend`). Raises BadInput naming the option. `fp16_options`: the FP16
+    settings as to_fp16 takes them (judged here, once)."""
 
     fp16: bool = False
     io: str = "fp32"
@@ -50,28 +43,35 @@ class PrecisionPlan:
     calib: str | None = None
     keep_fp32: tuple[str, ...] = ()
     backend: str = "cpu"
+    fp16_options: Fp16Options = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
-        _check_float_settings(self.fp16, self.io, self.backend)
+        if self.backend not in CHECK_BACKENDS:
+            raise BadInput(f"unknown --backend {self.backend!r}", hint=f"choose from: {', '.join(CHECK_BACKENDS)}")
+        object.__setattr__(self, "fp16_options", Fp16Options(self.io))
+        if self.io != "fp32" and not self.fp16:
+            raise BadInput(f"--io {self.io} applies to --fp16", hint="add --fp16, or drop --io")
         if self.int8 is None:
             refuse_without_int8({"--calib": self.calib, "--keep-fp32": ",".join(self.keep_fp32) or None})
 
     @classmethod
     def from_flags(cls, *, fp16: bool = False, io: str = "fp32", int8: bool = False, target: str | None = None,
                    calib: str | None = None, calib_method: str = "minmax", calib_count: int | None = None,
-                   keep_fp32: str | None = None, cpu_layout: str | None = None, quantizer: str = "ort",
+                   keep_fp32: Sequence[str] = (), cpu_layout: str | None = None, quantizer: str = "ort",
                    max_drop: float | None = None, eval_data: Path | None = None, no_equalize: bool = False,
                    backend: str = "cpu") -> "PrecisionPlan":
-        """The plan from `export`'s and `quantize`'s flags (a keyword per flag, as the CLI names them),
-        judged in the order a user reads them: the FP16 settings and the check's runtime, then an INT8
-        setting given without --int8 (BadInput naming both), then the INT8 options and the budget."""
-        _check_float_settings(fp16, io, backend)
+        """The plan from `export`'s and `quantize`'s flags (a keyword per flag, as the CLI names them;
+        `keep_fp32` already split), judged once: without --int8, the FP16 settings and the check's
+        runtime, then an INT8 setting given without it (BadInput naming both); with it, the INT8
+        options and the budget, then the rest."""
         if not int8:
-            refuse_without_int8({"--target": target, "--calib": calib, "--calib-count": calib_count, "--keep-fp32": keep_fp32,
+            plan = cls(fp16, io, None, None, (), backend)
+            refuse_without_int8({"--target": target, "--calib": calib, "--calib-count": calib_count,
+                                 "--keep-fp32": ",".join(keep_fp32) or None,
                                  "--cpu-layout": cpu_layout, "--calib-method": None if calib_method == "minmax" else calib_method,
                                  "--quantizer": None if quantizer == "ort" else quantizer, "--no-equalize": no_equalize or None,
                                  "--max-drop": None if max_drop is None else f"{max_drop:g}", "--eval-data": eval_data})
-            return cls(fp16, io, None, None, (), backend)
+            return plan
         budget = None
         if max_drop is not None or eval_data is not None:
             from .budget import AccuracyBudget
@@ -81,8 +81,7 @@ class PrecisionPlan:
                 raise BadInput(f"{given} needs {other}", hint="--max-drop POINTS --eval-data DIR: the budget and the images it is judged on")
             budget = AccuracyBudget(max_drop, eval_data)
         options = Int8Options(target, calib_method, calib_count, cpu_layout, quantizer, not no_equalize, budget)
-        keep = tuple(t.strip() for t in (keep_fp32 or "").split(",") if t.strip())
-        return cls(fp16, io, options, calib, keep, backend)
+        return cls(fp16, io, options, calib, tuple(keep_fp32), backend)
 
     @property
     def empty(self) -> bool:
@@ -100,7 +99,8 @@ def derive(paths: list, plan: PrecisionPlan, *, verify: bool = True, force: bool
     for p in paths:
         make_ref = (lambda: reference(p.stem)) if reference else (lambda: None)  # noqa: B023 (used in this iteration)
         if plan.fp16:
-            out.append(to_fp16(p, io=plan.io, reference=make_ref(), verify=verify, force=force, backend=plan.backend))
+            out.append(to_fp16(p, options=plan.fp16_options, reference=make_ref(), verify=verify, force=force,
+                               backend=plan.backend))
             give_back_freed_memory()
         if plan.int8:
             out.append(to_int8(p, options=plan.int8, calib=plan.calib, keep_fp32=list(plan.keep_fp32),
@@ -109,9 +109,27 @@ def derive(paths: list, plan: PrecisionPlan, *, verify: bool = True, force: bool
     return out
 
 
-def check_export_options(forms: list[str], precision: PrecisionPlan, size: tuple[int, int] | None = None,
-                         taps: list[str] | None = None, engine: bool = False) -> None:
-    """The combinations `deploy` refuses, judged without a model (the CLI calls it before loading one)."""
+@dataclass(frozen=True)
+class ExportOptions:
+    """What `deploy` makes, judged whole on construction, without a model (the CLI builds it before
+    loading one): the `forms`, the classifier's input `size`, the features form's `taps`, the ONNX
+    `opset`, the `precision` plan, and whether TensorRT `engine`s are built. Raises BadInput naming
+    the option."""
+
+    forms: tuple[str, ...]
+    precision: PrecisionPlan = PrecisionPlan()
+    size: tuple[int, int] | None = None
+    taps: tuple[str, ...] | None = None
+    opset: int = 18
+    engine: bool = False
+
+    def __post_init__(self):
+        _check_export_options(list(self.forms), self.precision, self.size, self.taps, self.engine)
+        check_opset(self.opset)
+
+
+def _check_export_options(forms: list[str], precision: PrecisionPlan, size: tuple[int, int] | None,
+                          taps: Sequence[str] | None, engine: bool) -> None:
     if not forms:
         raise BadInput("no form given", hint="--form classifier,dense,features or all")
     if engine and precision.int8 and precision.int8.target != "tensorrt" and not precision.fp16:
@@ -130,7 +148,8 @@ def check_export_options(forms: list[str], precision: PrecisionPlan, size: tuple
 
 def deploy(loaded, forms: list[str], out_dir: Path, *, precision: PrecisionPlan = PrecisionPlan(),
            size: tuple[int, int] | None = None, taps: list[str] | None = None, opset: int = 18,
-           verify: bool = True, force: bool = False, engine: bool = False, release_model: bool = False) -> list:
+           verify: bool = True, force: bool = False, engine: bool = False, release_model: bool = False,
+           options: ExportOptions | None = None) -> list:
     """Export `loaded` (weights.load_model) in `forms` into `out_dir`, each checked against eager
     PyTorch; then what `precision` asks for, checked against eager PyTorch too (its outputs are
     recorded once per form); then TensorRT engines (FP16/INT8-tensorrt ones if made, else FP32) when
@@ -139,36 +158,37 @@ def deploy(loaded, forms: list[str], out_dir: Path, *, precision: PrecisionPlan 
     exported, so its weights are freed before the FP16/INT8 checks if the caller holds no other
     reference (the CLI does this: 0.55 GB for VGG16). Returns the Artifacts written, FP32 first. Raises
     BadInput, CheckFailed (a parity or graph check; nothing of that artifact is written),
-    MissingEnvironment (engines without a GPU host)."""
+    MissingEnvironment (engines without a GPU host). `options`: an ExportOptions already judged, in
+    place of forms, precision, size, taps, opset and engine."""
     out_dir = Path(out_dir)
-    from .export import eager_outputs, export_onnx, plan_export
+    from .export import eager_outputs, export_onnx, prepare_export
     from .forms import form_spec
     from .progress import step
 
-    check_export_options(forms, precision, size, taps, engine)
+    options = options or ExportOptions(tuple(forms), precision, size, tuple(taps) if taps else None, opset, engine)
+    precision = options.precision
+    specs = [form_spec(loaded.variant, f, options.size if f == "classifier" else None, options.taps) for f in options.forms]
     if precision.int8:
         from .precision import check_calibration
 
         with step("reading the calibration data"):
-            for f in forms:  # the data INT8 will read, judged before the FP32 export
-                spec = form_spec(loaded.variant, f, size if f == "classifier" else None, taps)
+            for spec in specs:  # the data INT8 will read, judged before the FP32 export
                 check_calibration(precision.calib, loaded.variant, spec, precision.int8.calib_count)
             if precision.int8.budget:  # the budget's images too
                 from .budget import load_eval_set
                 from .export import metadata
 
-                meta = metadata(loaded, form_spec(loaded.variant, forms[0], size if forms[0] == "classifier" else None, taps))
-                load_eval_set(precision.int8.budget, meta.preprocessing, loaded.variant.num_classes)
-    specs = plan_export(loaded, forms, out_dir, size=size, taps=taps, opset=opset, force=force)
+                load_eval_set(precision.int8.budget, metadata(loaded, specs[0]).preprocessing, loaded.variant.num_classes)
+    prepare_export(loaded, specs, out_dir, force)
     expected = {spec.form: eager_outputs(loaded, spec) for spec in specs} if verify else {}
-    paths = export_onnx(loaded, forms, out_dir, size=size, taps=taps, opset=opset, verify=verify, force=force,
+    paths = export_onnx(loaded, list(options.forms), out_dir, opset=options.opset, verify=verify, force=force,
                         backend=precision.backend, expected=expected, specs=specs)
     if release_model:
         loaded.model = None
     expected = {form: e.compact() for form, e in expected.items()}  # the FP32 checks are done: float16 suffices now
     give_back_freed_memory()
     paths += derive(paths, precision, verify=verify, force=force, reference=expected.get if expected else None)
-    if engine:
+    if options.engine:
         from .engine import build_engines, engine_sources
 
         paths += build_engines(engine_sources(paths), force=force)

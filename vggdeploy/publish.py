@@ -16,6 +16,7 @@ from .artifact import Artifact
 from .backends.base import Runner
 from .errors import CheckFailed, first_line
 from .forms import FormSpec
+from .manifest import ManifestEntry
 from .parity import Expected
 from .progress import step
 from .store import publish_recorded, side_files
@@ -24,7 +25,7 @@ from .variants import Variant
 log = logging.getLogger("vggdeploy")
 
 
-def publish_checked(staged: Path, out_dir: Path, entry: dict, verify: Callable[[Artifact], dict] | None,
+def publish_checked(staged: Path, out_dir: Path, entry: ManifestEntry, verify: Callable[[Artifact], dict] | None,
                     force: bool = False) -> Artifact:
     """onnx.checker's full check, then the parity check, then move into out_dir and record in the
     manifest. Any failure leaves out_dir as it was. Returns the published artifact (read once)."""
@@ -34,8 +35,8 @@ def publish_checked(staged: Path, out_dir: Path, entry: dict, verify: Callable[[
         raise CheckFailed(f"onnx.checker rejected {staged.name}: {first_line(e)}") from None
     opened = Artifact.open(staged)
     if verify:
-        entry = {**entry, "parity": verify(opened)}
-    final, recorded = publish_recorded(side_files(staged), out_dir, {**entry, "versions": tool_versions()}, force)
+        entry = entry.with_details(parity=verify(opened))
+    final, recorded = publish_recorded(side_files(staged), out_dir, entry.with_details(versions=tool_versions()), force)
     return dataclasses.replace(opened, path=final, entry=recorded)
 
 

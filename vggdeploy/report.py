@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from .runs import load_runs, manifest_entries, read_evals
+from .manifest import ManifestEntry
 from .tables import _fmt, table
 
 log = logging.getLogger("vggdeploy")
@@ -69,7 +69,7 @@ def _system_line(run: dict) -> str:
             + ", ".join(f"{k} {v}" for k, v in s["versions"].items()))
 
 
-def render_markdown(runs: list[dict], entries: dict[str, dict] | None = None) -> str:
+def render_markdown(runs: list[dict], entries: dict[str, ManifestEntry] | None = None) -> str:
     """bench.md: each run's table, skips and (from `entries`, runs.manifest_entries) its worst layers."""
     out = ["# vggdeploy benchmark", ""]
     for i, run in enumerate(runs, 1):
@@ -312,14 +312,14 @@ def _html_table(headers: list[str], rows: list[list]) -> str:
     return f"<div class='scroll'><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
 
 
-def _entries_of(results: list[dict], entries: dict[str, dict]) -> list[tuple[str, dict]]:
+def _entries_of(results: list[dict], entries: dict[str, ManifestEntry]) -> list[tuple[str, ManifestEntry]]:
     """(file name, manifest entry) of each artifact timed in `results` that `entries` holds, in order."""
     from pathlib import Path
 
     return [(Path(a).name, entries[a]) for a in dict.fromkeys(r["artifact"] for r in results) if a in entries]
 
 
-def parity_of(entries: list[tuple[str, dict]]) -> list[list]:
+def parity_of(entries: list[tuple[str, ManifestEntry]]) -> list[list]:
     """Parity/accuracy figures the artifacts' manifest entries hold, one row per artifact."""
     return [[name, p.get("backend"), p.get("reference"), p.get("rel_l2"), p.get("cosine"), p.get("top1_agreement")]
             for name, p in ((n, e.get("parity")) for n, e in entries) if p]
@@ -328,13 +328,13 @@ def parity_of(entries: list[tuple[str, dict]]) -> list[list]:
 LAYER_COLUMNS = ["artifact", "rank", "layer", "op", "adds rel L2", "output rel L2", "cosine"]
 
 
-def layer_error_rows(entries: list[tuple[str, dict]], top: int = 5) -> list[list]:
+def layer_error_rows(entries: list[tuple[str, ManifestEntry]], top: int = 5) -> list[list]:
     """The `top` layers adding the most error against FP32, per FP16/INT8 artifact (layer_error.py)."""
     return [[name, i, e["node"], e["op"], e["added"], e["rel_l2"], e["cosine"]]
             for name, entry in entries for i, e in enumerate((entry.get("layer_errors") or [])[:top], 1)]
 
 
-def _layer_plot(entries: list[tuple[str, dict]]) -> tuple[str, str] | None:
+def _layer_plot(entries: list[tuple[str, ManifestEntry]]) -> tuple[str, str] | None:
     """Each artifact's per-layer error added against FP32, in graph order, one panel per artifact."""
     import matplotlib.pyplot as plt
 
@@ -394,23 +394,7 @@ def eval_rows(evals: list[dict], columns: list[tuple[str, str]] = EVAL_COLUMNS) 
     return [[cell(r, k) for k, _ in columns] for r in evals]
 
 
-def write_eval(evals: list[dict], out_dir) -> None:
-    """eval.json and eval.md in out_dir; in a benchmark run's folder its report.html is rebuilt with them."""
-    import json
-    from pathlib import Path
-
-    from .store import atomic_write_text, require_writable
-
-    out_dir = Path(out_dir)
-    require_writable(out_dir)
-    atomic_write_text(out_dir / "eval.json", json.dumps(evals, indent=2) + "\n")
-    columns = eval_columns(evals)
-    atomic_write_text(out_dir / "eval.md", table([h for _, h in columns], eval_rows(evals, columns), markdown=True) + "\n")
-    if (out_dir / "bench.json").is_file():
-        write_reports(load_runs([out_dir]), out_dir, write_json=False)
-
-
-def render_html(runs: list[dict], evals: list[dict] | None = None, entries: dict[str, dict] | None = None) -> str:
+def render_html(runs: list[dict], evals: list[dict] | None = None, entries: dict[str, ManifestEntry] | None = None) -> str:
     """One self-contained page (plots embedded as PNG data, no network); `evals`: rows of
     `vggdeploy eval` to show beside the speed; `entries`: the timed artifacts' manifest entries
     (runs.manifest_entries), for their parity and per-layer error."""
@@ -463,24 +447,3 @@ def render_html(runs: list[dict], evals: list[dict] | None = None, entries: dict
                  "same run. x floor: p50 over the model's MACs divided by the best GEMM rate of its precision measured "
                  "in the same run. Each runtime ran in a process of its own.</p></body></html>")
     return "\n".join(parts)
-
-
-def write_reports(runs: list[dict], out_dir, write_json: bool = True) -> list:
-    """bench.json (for a single new run), bench.md and report.html in out_dir, each written
-    atomically; an eval.json already in out_dir (from `vggdeploy eval --out`) joins the page."""
-    import json
-    from pathlib import Path
-
-    from .store import atomic_write_text, require_writable
-
-    out_dir = Path(out_dir)
-    require_writable(out_dir)
-    written = []
-    if write_json:
-        atomic_write_text(out_dir / "bench.json", json.dumps(runs[0], indent=2) + "\n")
-        written.append(out_dir / "bench.json")
-    evals = read_evals(out_dir)  # judged before anything is written
-    entries = manifest_entries([r for run in runs for r in run["results"]])
-    atomic_write_text(out_dir / "bench.md", render_markdown(runs, entries))
-    atomic_write_text(out_dir / "report.html", render_html(runs, evals, entries))
-    return written + [out_dir / "bench.md", out_dir / "report.html"]

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from .errors import BadInput
+from .manifest import ManifestEntry
 
 SCHEMA = "vggdeploy-bench/1"
 # the keys every eval.json row holds (the reports' columns, less the rates a fused row has none of)
@@ -74,10 +75,10 @@ def read_evals(out_dir) -> list[dict] | None:
     return evals
 
 
-def manifest_entries(results: list[dict]) -> dict[str, dict]:
+def manifest_entries(results: list[dict]) -> dict[str, ManifestEntry]:
     """{artifact path: its manifest entry} for each artifact timed in `results`, each folder's
     manifest read once; artifacts outside a vggdeploy folder, or with a damaged manifest, are left out."""
-    from .store import read_manifest
+    from .store import entry_of, read_manifest
 
     entries, manifests = {}, {}
     for r in results:
@@ -90,7 +91,9 @@ def manifest_entries(results: list[dict]) -> dict[str, dict]:
             except BadInput:
                 manifests[path.parent] = None  # damaged: the report still renders, without its artifacts' figures
         if manifests[path.parent] is not None:
-            entries[r["artifact"]] = manifests[path.parent].get("artifacts", {}).get(path.name, {})
+            entry = entry_of(path, manifests[path.parent])
+            if entry:
+                entries[r["artifact"]] = entry
     return entries
 
 

@@ -8,6 +8,7 @@ An ONNX artifact is ``NAME.onnx`` plus, for large models, ``NAME.onnx.data`` bes
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import hashlib
 import json
@@ -22,6 +23,7 @@ import time
 from pathlib import Path
 
 from .errors import BadInput, first_line, printable, spelled
+from .manifest import ManifestEntry
 
 log = logging.getLogger("vggdeploy")
 MANIFEST = "manifest.json"
@@ -165,14 +167,14 @@ def publish(files: list[Path], out_dir: Path) -> Path:
     return out_dir / files[0].name
 
 
-def publish_recorded(files: list[Path], out_dir: Path, entry: dict, force: bool) -> tuple[Path, dict]:
+def publish_recorded(files: list[Path], out_dir: Path, entry: ManifestEntry, force: bool) -> tuple[Path, ManifestEntry]:
     """Move one artifact's staged files (main file first) into out_dir and record its entry (sizes and
     sha256 added) in the manifest, as one step under the manifest lock; the published path and the
     entry as recorded. Everything that can fail is
     done before anything moves: the manifest is read and the new one written to a temporary file, and
     without `force` a file another run published meanwhile is refused, so a failure (a damaged
     manifest, a full disk, a concurrent writer) leaves out_dir as it was."""
-    entry = {**entry, **file_entry(files)}
+    entry = dataclasses.replace(entry, **file_entry(files))
     with manifest_lock(out_dir):
         if not force and (out_dir / files[0].name).exists():
             raise BadInput(f"{out_dir / files[0].name} already exists (another run published it meanwhile)",
@@ -185,12 +187,12 @@ def publish_recorded(files: list[Path], out_dir: Path, entry: dict, force: bool)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(staged)
-    return final, manifest["artifacts"][files[0].name]
+    return final, ManifestEntry.from_json(manifest["artifacts"][files[0].name])
 
 
-def _with_entry(manifest: dict, name: str, entry: dict) -> dict:
-    manifest.setdefault("artifacts", {})[name] = {
-        **entry, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "command": command_line()}
+def _with_entry(manifest: dict, name: str, entry: ManifestEntry) -> dict:
+    stamped = dataclasses.replace(entry, created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), command=command_line())
+    manifest.setdefault("artifacts", {})[name] = stamped.to_json()
     manifest["artifacts"] = dict(sorted(manifest["artifacts"].items()))
     return manifest
 
@@ -256,12 +258,26 @@ def sole_writer(out_dir: Path, verb: str):
         os.close(fd)
 
 
-def record(out_dir: Path, name: str, entry: dict) -> dict:
+def record(out_dir: Path, name: str, entry: ManifestEntry) -> dict:
     """Add or replace one artifact's entry in out_dir/manifest.json (atomically, under its lock)."""
     with manifest_lock(out_dir):
         manifest = _with_entry(read_manifest(out_dir), name, entry)
         atomic_write_text(out_dir / MANIFEST, json.dumps(manifest, indent=2) + "\n")
     return manifest
+
+
+def entry_of(path: Path, manifest: dict | None = None) -> ManifestEntry | None:
+    """The manifest entry of the artifact at `path` (from its folder's manifest, or `manifest` if
+    already read), or None where it has none."""
+    if manifest is None:
+        manifest = read_manifest(path.parent)
+    record = manifest["artifacts"].get(path.name)
+    return None if record is None else ManifestEntry.from_json(record)
+
+
+def entries(folder: Path) -> dict[str, ManifestEntry]:
+    """Every entry in `folder`'s manifest, by artifact name."""
+    return {name: ManifestEntry.from_json(e) for name, e in read_manifest(folder)["artifacts"].items()}
 
 
 def read_manifest(out_dir: Path) -> dict:
@@ -306,7 +322,7 @@ def _entry_problem(name: str, entry) -> str | None:
     return None
 
 
-def check_onnx_files(onnx_path: Path, model=None, manifest: dict | None = None) -> dict | None:
+def check_onnx_files(onnx_path: Path, model=None, manifest: dict | None = None) -> ManifestEntry | None:
     """Before a runtime loads an ONNX: every external-data reference stays inside its folder, its
     file exists and is long enough, and the files match the manifest's sizes where it lists them.
     One BadInput naming the problem, instead of the runtime's traceback. `model`, `manifest`: the
@@ -341,8 +357,8 @@ def check_onnx_files(onnx_path: Path, model=None, manifest: dict | None = None) 
                            hint="copy it again, or re-export")
     if manifest is None and (onnx_path.parent / MANIFEST).exists():
         manifest = read_manifest(onnx_path.parent)
-    entry = (manifest or {}).get("artifacts", {}).get(onnx_path.name)
-    for fname, f in (entry or {}).get("files", {}).items():
+    entry = entry_of(onnx_path, manifest) if manifest else None
+    for fname, f in (entry.files if entry else {}).items():
         p = onnx_path.parent / fname
         if p.is_file() and p.stat().st_size != f["bytes"]:
             raise BadInput(f"{fname} is {p.stat().st_size} bytes, the manifest says {f['bytes']} (changed or truncated)",

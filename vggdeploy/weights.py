@@ -18,6 +18,7 @@ from .store import sha256_file
 from .checkpoints import FOLDER_FILES, SUFFIXES, read_checkpoint
 from .errors import BadInput, MissingEnvironment
 from .models import VGG
+from .sources import WeightsSource
 from .variants import ASSETS, CONFIGS, VARIANTS, Variant, get_variant, layer_plan
 
 @dataclass
@@ -33,11 +34,16 @@ class LoadedModel:
     def folder_name(self) -> str:
         """Its default artifact folder under engines/: the variant's name for published or bundled
         weights, NAME-randomSEED for random ones, a checkpoint's name otherwise."""
-        if self.weights == "imagenet" or self.weights.startswith("bundled:"):
+        source = self.source
+        if source.kind in ("imagenet", "bundled"):
             return self.variant.name
-        if self.weights.startswith("random:"):
-            return f"{self.variant.name}-random{self.weights.split(':')[1]}"
+        if source.kind == "random":
+            return f"{self.variant.name}-random{source.seed}"
         return checkpoint_name(Path(self.weights))
+
+    @property
+    def source(self) -> WeightsSource:
+        return WeightsSource.parse(self.weights)
 
 
 def load_model(name_or_path: str, weights: str | None = None, seed: int = 0, prefix: str | None = None) -> LoadedModel:
@@ -60,13 +66,13 @@ def load_model(name_or_path: str, weights: str | None = None, seed: int = 0, pre
     if weights == "bundled":
         if not variant.bundled:
             raise BadInput(f"{variant.name} has no bundled weights", hint="only vgg-mini ships a checkpoint")
-        return _from_checkpoint(ASSETS / variant.bundled, variant, label=f"bundled:{variant.bundled}")
+        return _from_checkpoint(ASSETS / variant.bundled, variant, label=str(WeightsSource("bundled", variant.bundled)))
     if weights is None:
         raise BadInput(f"{variant.name} has no published weights",
                        hint="pass --weights PATH (a checkpoint) or --weights random --seed N")
     if weights == "random":
         model = random_model(variant, seed)
-        return LoadedModel(variant, model, f"random:{seed}", tensors_sha256(model.state_dict()))
+        return LoadedModel(variant, model, str(WeightsSource("random", str(seed))), tensors_sha256(model.state_dict()))
     if weights == "imagenet":
         return _imagenet(variant)
     return _from_checkpoint(Path(weights), variant, prefix=prefix)

@@ -88,6 +88,7 @@ def eager_for_artifact(path, device: str = "cpu", **options) -> TorchRunner:
     from ..errors import BadInput
     from ..artifact import ADOPT_HINT
     from ..models import build_form, output_names
+    from ..sources import WeightsSource
     from ..weights import load_model
 
     meta = Artifact.of(path).meta
@@ -96,15 +97,11 @@ def eager_for_artifact(path, device: str = "cpu", **options) -> TorchRunner:
                        hint=ADOPT_HINT.format(path=path))
     if meta.is_adopted:
         raise BadInput(f"{Path(path).name}: {ADOPTED_NO_EAGER}", hint="compare runtimes with each other (bench --backends)")
-    weights, seed = meta.weights, 0
-    if weights.startswith("random:"):
-        weights, seed = "random", int(weights.split(":")[1])
-    elif weights.startswith("bundled:"):
-        weights = "bundled"
-    if weights in ("imagenet", "random", "bundled"):
-        loaded = load_model(meta.variant, weights, seed)
-    else:  # a checkpoint path: its architecture is read off its tensors again
-        loaded = load_model(weights, prefix=meta.weights_prefix)
+    source = WeightsSource.parse(meta.weights)
+    if source.kind == "checkpoint":  # its architecture is read off its tensors again
+        loaded = load_model(source.value, prefix=meta.weights_prefix)
+    else:
+        loaded = load_model(meta.variant, source.kind, source.seed)
     if loaded.weights_sha256 != meta.weights_sha256:
         raise BadInput(f"the weights {meta.weights} no longer match {Path(path).name} (sha256 differs)")
     form, taps = meta.form, list(meta.taps) if meta.taps else None

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..store import read_manifest
+from ..manifest import ManifestEntry
+from ..store import entry_of
 from ..errors import BadInput
 from .base import Runner
 
@@ -69,8 +70,8 @@ def engine_problems(entry: dict | None, trt_version: str, gpu, plan_path: Path) 
     return problems
 
 
-def manifest_entry(path: Path) -> dict | None:
-    return read_manifest(path.parent).get("artifacts", {}).get(path.name)
+def manifest_entry(path: Path) -> ManifestEntry | None:
+    return entry_of(path)
 
 
 def choose_profile(profiles: list[Profile], shape: tuple[int, ...]) -> int:
