@@ -145,10 +145,82 @@ def test_metadata_keys_are_written_in_one_place():
 
 
 def test_reads_are_counted_whatever_name_they_were_imported_under(mini_artifacts, reads):
-    """The count sees a manifest read through a name a module bound at import (benchrun's), and a parse
-    through onnx.load_model as well as onnx.load."""
-    from vggdeploy import benchrun
+    """The count sees a manifest read through the typed readers a module bound at import (benchrun's
+    `entries`, the store's `entry_of`), and a parse through onnx.load_model as well as onnx.load."""
+    from vggdeploy import benchrun, store
 
-    benchrun.read_manifest(mini_artifacts)
+    benchrun.entries(mini_artifacts)
+    store.entry_of(mini_artifacts / "dense.onnx")
     onnx.load_model(str(mini_artifacts / "dense.onnx"), load_external_data=False)
-    assert reads == {"onnx.load": 1, "manifest": 1}
+    assert reads == {"onnx.load": 1, "manifest": 2}
+
+
+# the last commit before the typed ManifestEntry, Preprocessing and WeightsSource (issue 29)
+PREVIOUS_RELEASE = "e77d08e"
+
+
+@pytest.mark.slow
+def test_artifacts_made_by_the_previous_release_still_read(run, tmp_path):
+    """The previous release's package, taken from git, exports every form with FP16 and INT8; this
+    release then verifies, opens, inspects, re-quantizes and predicts with what it wrote."""
+    import io
+    import os
+    import subprocess
+    import sys
+    import tarfile
+    from pathlib import Path
+
+    from vggdeploy.manifest import ManifestEntry
+    from vggdeploy.preprocessing import Preprocessing
+    from vggdeploy.sources import WeightsSource
+
+    repo = Path(__file__).resolve().parents[1]
+    has = subprocess.run(["git", "-C", str(repo), "cat-file", "-e", f"{PREVIOUS_RELEASE}^{{commit}}"], capture_output=True)
+    if has.returncode:
+        pytest.skip(f"this checkout has no git history back to {PREVIOUS_RELEASE} (a shallow clone)")
+    package = subprocess.run(["git", "-C", str(repo), "archive", PREVIOUS_RELEASE, "vggdeploy"], capture_output=True, check=True)
+    old = tmp_path / "previous"
+    old.mkdir()
+    tarfile.open(fileobj=io.BytesIO(package.stdout)).extractall(old, filter="data")
+    out = tmp_path / "made-before"
+    made = subprocess.run([sys.executable, "-m", "vggdeploy", "-q", "export", "vgg-mini", "--form", "all", "--fp16",
+                           "--int8", "--target", "cpu", "--out", str(out)], cwd=old, capture_output=True, text=True,
+                          env={**os.environ, "VGGDEPLOY_CACHE": str(tmp_path / "cache")}, timeout=600)
+    assert made.returncode == 0, made.stderr[-2000:]
+
+    assert run("verify", out)[0] == 0
+    for path in sorted(out.glob("*.onnx")):
+        art = Artifact.open(path)
+        assert isinstance(art.entry, ManifestEntry) and art.entry.kind == "onnx" and art.entry.form == art.meta.form
+        assert isinstance(art.meta.preprocessing, Preprocessing) and art.meta.preprocessing.crop == 32
+        assert WeightsSource.parse(art.meta.weights).kind == "bundled"
+        assert art.entry.get("parity") and art.entry["files"]
+    assert run("inspect", out / "classifier.int8-cpu.onnx")[0] == 0
+    assert run("quantize", out / "dense.onnx", "--fp16", "--force")[0] == 0  # derived anew from an old FP32 artifact
+    import skimage.data
+    import skimage.io
+
+    skimage.io.imsave(tmp_path / "coffee.png", skimage.data.coffee())
+    code, stdout, err = run("predict", out / "classifier.int8-cpu.onnx", tmp_path / "coffee.png", "--json")
+    assert code == 0 and "coffee.png" in stdout, err
+
+
+def test_typed_records_read_back_what_they_wrote(mini_artifacts):
+    """A manifest entry, a preprocessing table and a weights string each read into their type and
+    written back unchanged (manifests and metadata keep their JSON)."""
+    import json
+
+    from vggdeploy.manifest import ManifestEntry
+    from vggdeploy.preprocessing import Preprocessing
+    from vggdeploy.sources import WeightsSource
+
+    for name, record in json.loads((mini_artifacts / "manifest.json").read_text())["artifacts"].items():
+        entry = ManifestEntry.from_json(record)
+        assert entry.to_json() == record and entry.kind == record["kind"] and entry.get("parity") == record.get("parity")
+        assert ("layer_errors" in entry) == bool(record.get("layer_errors"))
+    props = {p.key: p.value for p in onnx.load(str(mini_artifacts / "classifier.onnx"), load_external_data=False).metadata_props}
+    table = json.loads(props["vggdeploy.preprocessing"])
+    assert Preprocessing.from_table(table).to_table() == table
+    for text in ("imagenet", "random:7", "bundled:vgg-mini-mnist.pth", "/data/ckpt/epoch=3.ckpt", "adopted:keras.onnx"):
+        assert str(WeightsSource.parse(text)) == text
+    assert WeightsSource.parse("random:7").seed == 7 and not WeightsSource.parse("adopted:k.onnx").rebuildable

@@ -338,7 +338,7 @@ def test_engine_manifest_entry_and_mismatch_detection(mini_copy):
     problems = engine_problems(entry, "10.13.0", Gpu(0, "NVIDIA A100", "8.0"), plan.out)
     assert any("TensorRT 11.4.0.106, this is 10.13.0" in p for p in problems)
     assert any("compute capability 8.9" in p for p in problems)
-    compat = {**entry, "hardware_compat": "ampere+"}
+    compat = entry.with_details(hardware_compat="ampere+")
     assert engine_problems(compat, "11.4.0.106", Gpu(0, "NVIDIA A100", "8.0"), plan.out) == []
     assert "Ampere and newer" in engine_problems(compat, "11.4.0.106", Gpu(0, "Tesla T4", "7.5"), plan.out)[0]
     plan.out.write_bytes(b"engine bytes")  # truncated

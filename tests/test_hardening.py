@@ -163,9 +163,10 @@ def test_a_killed_export_leaves_staging_that_the_next_run_and_clean_remove(tmp_p
 RECORD_LOOP = """
 import sys
 from pathlib import Path
+from vggdeploy.manifest import ManifestEntry
 from vggdeploy.store import record
 for i in range(40):
-    record(Path(sys.argv[1]), f"{sys.argv[2]}-{i}", {"kind": "test", "writer": sys.argv[2]})
+    record(Path(sys.argv[1]), f"{sys.argv[2]}-{i}", ManifestEntry("test", details={"writer": sys.argv[2]}))
 """
 
 

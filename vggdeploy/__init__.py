@@ -7,9 +7,12 @@ Public API (the CLI is a thin layer over these):
     export_onnx(loaded, forms, out_dir, size=..., taps=..., opset=..., verify=True, force=False)
     to_fp16(onnx_path, ...), to_int8(onnx_path, target=..., method=..., calib=...)
     deploy(loaded, forms, out_dir, precision=PrecisionPlan(fp16=..., int8=Int8Options(target)), engine=...)
-        -> [Artifact]                              (what `vggdeploy export` does; derive(): `quantize`)
+        -> [Artifact]                              (what `vggdeploy export` does; derive(): `quantize`;
+                                                   options=ExportOptions(...): every export option judged at once)
     Artifact.open(path) -> Artifact                (read once: .meta (ArtifactMeta), .spec, .variant; runners
-                                                   take it or a path; export_onnx, to_fp16, to_int8, deploy return them)
+                                                   take it or a path; export_onnx, to_fp16, to_int8, deploy return them;
+                                                   .entry: its ManifestEntry)
+    Preprocessing.from_table / .of_variant          (an artifact's declared preprocessing, callable on an image)
     inspect_onnx(path) -> dict;  qdq_violations(model) -> [violations]
     make_runner(backend, path) -> Runner       (context manager; .infer({name: array}))
     check_parity(reference, candidate, cases, thresholds) -> ParityReport
@@ -26,7 +29,9 @@ from ._version import __version__ as __version__
 
 _API = {
     "AdoptOptions": "adoption", "adopt": "adoption", "Artifact": "artifact", "ArtifactMeta": "metadata",
-    "PrecisionPlan": "pipeline", "deploy": "pipeline", "derive": "pipeline", "Int8Options": "layouts",
+    "PrecisionPlan": "pipeline", "ExportOptions": "pipeline", "deploy": "pipeline", "derive": "pipeline",
+    "Int8Options": "layouts", "Fp16Options": "layouts", "ManifestEntry": "manifest", "Preprocessing": "preprocessing",
+    "WeightsSource": "sources",
     "BACKENDS": "backends", "Runner": "backends", "make_runner": "backends",
     "ClusterOptions": "cluster", "extract": "extraction",
     "BadInput": "errors", "CheckFailed": "errors", "MissingEnvironment": "errors", "VggDeployError": "errors",

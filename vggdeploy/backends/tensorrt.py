@@ -49,7 +49,7 @@ def dims(shape: Shape) -> str:
     return "x".join(str(d) for d in shape)
 
 
-def engine_problems(entry: dict | None, trt_version: str, gpu, plan_path: Path) -> list[str]:
+def engine_problems(entry: ManifestEntry | None, trt_version: str, gpu, plan_path: Path) -> list[str]:
     """Why an engine can't run here, judged from its manifest entry before deserializing: another
     TensorRT version, another GPU architecture (unless built Ampere+ compatible), a changed file."""
     if entry is None:
