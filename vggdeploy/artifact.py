@@ -30,6 +30,12 @@ ADOPT_HINT = ("a VGG ONNX from another exporter: `vggdeploy adopt {path}` (state
 DERIVED_HINTS = {".plan": "build it with `vggdeploy build`", ".xml": "convert it with `vggdeploy convert`"}
 
 
+def kind_of(artifact: "str | Path | Artifact") -> str:
+    """An artifact's kind (onnx, tensorrt-engine, openvino-ir; other for anything else), without
+    opening a path: the one place a file's suffix says what it is."""
+    return artifact.kind if isinstance(artifact, Artifact) else KINDS.get(Path(artifact).suffix, "other")
+
+
 def load_graph(path: Path) -> onnx.ModelProto:
     """The graph without its external weights (cheap: kB, not the 500 MB side file)."""
     import onnx

@@ -22,11 +22,13 @@ from .variants import Variant
 log = logging.getLogger("vggdeploy")
 
 
-def source_model(path: Path) -> tuple[onnx.ModelProto, Artifact]:
-    """The FP32 artifact's graph header and the artifact (read once; BadInput unless it is an FP32
-    vggdeploy artifact the onnx package can read)."""
+def source_model(artifact: Path | Artifact) -> tuple[onnx.ModelProto, Artifact]:
+    """The FP32 artifact's graph header and the artifact (a path opened here; an Artifact as it was
+    opened, its graph read once more for the converters; BadInput unless it is an FP32 vggdeploy
+    artifact the onnx package can read)."""
+    path = Path(artifact)
     graph = load_graph(path)
-    opened = Artifact.from_graph(path, graph)
+    opened = artifact if isinstance(artifact, Artifact) else Artifact.from_graph(path, graph)
     meta = opened.declared()
     linked = [f for f in side_files(path)[1:] if f.stat().st_nlink > 1]
     if linked:  # ONNX Runtime and OpenVINO read them; the onnx package, which converts, refuses

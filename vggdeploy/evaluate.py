@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .artifact import Artifact, described
+from .artifact import Artifact, described, kind_of
 from .cluster import ClusterOptions
 from .backends.base import as_input
 from .dataset import Sample
@@ -226,7 +226,7 @@ def select_artifacts(paths: list[Path], protocol: str) -> list[Artifact]:
     manifests: dict[Path, dict] = {}  # each folder's read once
 
     def opened(path: Path) -> Artifact:
-        if path.suffix != ".onnx":
+        if kind_of(path) != "onnx":
             return Artifact.open(path)
         folder = path.parent.resolve()
         if folder not in manifests:

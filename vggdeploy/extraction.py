@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .artifact import Artifact
+from .artifact import Artifact, kind_of
 from .cluster import ClusterOptions
 from .errors import BadInput, MissingEnvironment, printable, spelled
 from .metadata import PREFIX
@@ -72,7 +72,7 @@ def plan_extract(artifact: Path, taps: list[str] | None = None, pool: str = "gap
     if batch < 1:
         raise BadInput(f"--batch {batch}: give a positive batch size")
     artifact = Path(artifact).resolve()
-    if artifact.suffix != ".onnx":
+    if kind_of(artifact) != "onnx":
         raise BadInput(f"{artifact.name}: extract takes an ONNX artifact (the features or dense form)")
     opened = Artifact.open(artifact)
     meta = opened.declared()

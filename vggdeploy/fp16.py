@@ -44,7 +44,7 @@ def to_fp16(artifact: Path | Artifact, out_dir: Path | None = None, *, io: str =
 
     io = (options or Fp16Options(io)).io
     src = Path(artifact)
-    graph, opened = source_model(src)
+    graph, opened = source_model(artifact)
     meta, v, spec = opened.meta, opened.variant, opened.spec
     out_dir = Path(out_dir or src.parent)
     name = derived_name(src, "fp16")

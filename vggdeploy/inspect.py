@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from .artifact import load_graph
+from .artifact import kind_of, load_graph
 from .store import entry_of, side_files
 from .errors import BadInput, MissingEnvironment
 from .metadata import ArtifactMeta
@@ -41,7 +41,7 @@ def inspect_onnx(path: str | Path) -> dict:
     count and initializer types, and an INT8 artifact's layout. Takes an ONNX file or the OpenVINO IR
     (.xml) `convert` writes. Raises BadInput for a file that is neither."""
     path = Path(path)
-    if path.suffix == ".xml":
+    if kind_of(path) == "openvino-ir":
         return {**describe_ir(path), **_quality(path)}
     model = load_graph(path)
     init = list(model.graph.initializer)

@@ -65,7 +65,7 @@ def to_int8(artifact: Path | Artifact, out_dir: Path | None = None, *, target: s
     target, method, calib_count, quantizer, equalize, budget = (options.target, options.method, options.calib_count,
                                                                 options.quantizer, options.equalize, options.budget)
     src = Path(artifact)
-    graph, opened = source_model(src)
+    graph, opened = source_model(artifact)
     meta, v, spec = opened.meta, opened.variant, opened.spec
     out_dir = Path(out_dir or src.parent)
     tag = f"int8-{target}"

@@ -16,7 +16,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .artifact import Artifact, described
+from .artifact import Artifact, described, kind_of
 from .store import check_name, require_writable, side_files, staging_prefix
 from .errors import BadInput, MissingEnvironment, spelled
 from .metadata import ArtifactMeta
@@ -146,7 +146,7 @@ def write_repository(artifact: Path | Artifact, repo: Path, opts: TritonOptions,
         raise BadInput("--max-batch >= 0, --instances >= 1 and --max-queue-delay-us >= 0, please")
     if not artifact.is_file():
         raise BadInput(f"{artifact} not found")
-    files = side_files(artifact) if artifact.suffix == ".onnx" else [artifact]
+    files = side_files(artifact) if kind_of(artifact) == "onnx" else [artifact]
     opened = opened or Artifact.open(artifact)  # an ONNX's side files checked; an engine's entry and source read
     meta = described(opened).declared()  # an artifact without vggdeploy metadata is refused before the repository is made
     cfg = build_config(opened, opts)

@@ -39,17 +39,19 @@ def default_cpu_backend(precision: str = "fp32", layout: str | None = None) -> s
     return choice
 
 
-def cpu_backend_for(path: Path, precision: str = "fp32", layout: str | None = None) -> str:
-    """`cpu` resolved for one artifact: an OpenVINO IR runs on OpenVINO, an ONNX on the fastest
-    exact runtime for its precision and layout here."""
-    return "openvino" if Path(path).suffix == ".xml" else default_cpu_backend(precision, layout)
+def cpu_backend_for(path, precision: str = "fp32", layout: str | None = None) -> str:
+    """`cpu` resolved for one artifact (a path or an Artifact): an OpenVINO IR runs on OpenVINO, an
+    ONNX on the fastest exact runtime for its precision and layout here."""
+    from ..artifact import kind_of
+
+    return "openvino" if kind_of(path) == "openvino-ir" else default_cpu_backend(precision, layout)
 
 
 def artifact_precision(path) -> tuple[str, str | None]:
     """The precision and INT8 layout an artifact (path or Artifact) declares (fp32 for other models and formats)."""
-    from ..artifact import Artifact
+    from ..artifact import Artifact, kind_of
 
-    if not isinstance(path, Artifact) and Path(path).suffix != ".onnx":
+    if kind_of(path) != "onnx":
         return "fp32", None
     artifact = Artifact.of(path)
     return artifact.precision, artifact.int8_layout
@@ -63,13 +65,13 @@ def make_runner(backend: str, artifact, **options) -> Runner:
     "tensorrt" takes a .plan engine; "torch"/"torch-cuda" rebuild eager PyTorch from the weights
     a vggdeploy artifact names (the baseline for parity and speed).
     """
-    from ..artifact import Artifact
+    from ..artifact import Artifact, kind_of
 
     path = artifact.path if isinstance(artifact, Artifact) else Path(artifact)
-    if path.suffix == ".onnx" and backend in ("cpu", "onnxruntime", "onnxruntime-cuda", "onnxruntime-tensorrt", "openvino"):
+    if kind_of(artifact) == "onnx" and backend in ("cpu", "onnxruntime", "onnxruntime-cuda", "onnxruntime-tensorrt", "openvino"):
         artifact = Artifact.of(artifact)
     if backend == "cpu":
-        backend = cpu_backend_for(path, *artifact_precision(artifact))
+        backend = cpu_backend_for(artifact, *artifact_precision(artifact))
     if backend.startswith("onnxruntime"):
         from .ort import OrtRunner
 

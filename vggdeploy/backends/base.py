@@ -146,9 +146,9 @@ class ArtifactRunner(Runner):
 
     def load_spec(self) -> None:
         """The declared input sizes, input and output names from the artifact (opened once)."""
-        from ..artifact import Artifact
+        from ..artifact import Artifact, kind_of
 
-        if self.path.suffix != ".onnx":  # e.g. an OpenVINO IR: no vggdeploy metadata to check against
+        if kind_of(self.artifact or self.path) != "onnx":  # e.g. an OpenVINO IR: no vggdeploy metadata to check against
             return
         self.artifact = Artifact.of(self.artifact or self.path)
         a = self.artifact
