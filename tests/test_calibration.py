@@ -52,6 +52,15 @@ def test_folder_is_decoded_as_it_is_read(digits):
     assert data.stride * 4 <= 64 and len(data.chunks[0]) % data.stride == 0
 
 
+def test_large_inputs_are_calibrated_one_at_a_time():
+    """A batch holds at most BATCH_PIXELS an input plane: ImageNet-size photos one at a time (ONNX
+    Runtime's calibration session keeps the arena its largest batch grew), vgg-mini's digits eight."""
+    photos = load_calibration(None, get_variant("vgg16"), [(224, 224), (256, 320)], 4, 224)
+    assert [b.shape for b in photos.batches] == [(1, 3, 224, 224)] * 4 + [(1, 3, 256, 320)] * 4
+    digits = load_calibration(None, get_variant("vgg-mini"), [(32, 32)], 64, 32)
+    assert {b.shape for b in digits.batches} == {(8, 1, 32, 32)}
+
+
 def test_a_damaged_image_is_refused_before_any_work(tmp_path, digits, mini_copy):
     (tmp_path / "calib").mkdir()
     (tmp_path / "calib" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
