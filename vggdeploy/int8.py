@@ -217,10 +217,10 @@ def _quantize_ort(src: Path, private: Path, staged: Path, graph: onnx.ModelProto
     graph_tag = "-cle" if equalization else ""  # equalized weights have other activation ranges
     cache = CACHE_DIR / f"{artifact_sha256(src)[:16]}{graph_tag}-{data.sha256[:16]}-{method}-{op_set}.json"
     hit = cache.exists()
+    if hit:
+        log.info("using the cached ranges in %s", cache)
     with _quiet_root_logger():
-        if hit:
-            log.info("using the cached ranges in %s", cache)
-        else:
+        if not hit:
             _calibrate_ort(private, data, ops, method, cache, advance)
         quantize_static(str(private), str(staged), None, quant_format=QuantFormat.QDQ,
                         op_types_to_quantize=ops, per_channel=layout.per_channel, activation_type=act,

@@ -34,9 +34,9 @@ class ManifestEntry:
     @classmethod
     def from_json(cls, record: Mapping) -> "ManifestEntry":
         """From a manifest's table (already checked by store.read_manifest)."""
-        named = {f.name for f in fields(cls)} - {"details"}
-        return cls(**{k: v for k, v in record.items() if k in named},
-                   details={k: v for k, v in record.items() if k not in named})
+        top = {k: v for k, v in record.items() if k in _FIELDS}
+        return cls(**{**top, "kind": str(top.get("kind") or "unknown")},  # a hand-edited entry may lack it
+                   details={k: v for k, v in record.items() if k not in _FIELDS})
 
     def to_json(self) -> dict:
         """The manifest's table: the fields that are set, then the details."""
