@@ -78,7 +78,7 @@ def main() -> int:
     args = ap.parse_args()
     artifact = args.artifact or default_artifact()
     meta = vd.Artifact.open(artifact).meta
-    v_size, channels = meta.spec.size, len(meta.preprocessing["mean"])
+    v_size, channels = meta.spec.size, len(meta.preprocessing.mean)
     x = np.random.default_rng(0).standard_normal((args.batch, channels, *v_size)).astype(np.float32)
     with vd.make_runner("cpu", artifact, **({"hint": "throughput"} if "int8" in artifact.name else {})) as r:
         r.infer({"input": x})
