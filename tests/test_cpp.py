@@ -140,7 +140,7 @@ def test_shared_metadata_reads_an_engine_entry_with_null_class_names(mini_copy):
     bare = BuildPlan(plan.onnx, out, plan.profiles, plan.precision, plan.form)  # no metadata: no names
     manifest = mini_copy / "manifest.json"
     m = json.loads(manifest.read_text())
-    m["artifacts"]["dense.plan"] = engine_entry(bare, "10.16.1", Gpu(0, "H100", "9.0"), 1.0)
+    m["artifacts"]["dense.plan"] = engine_entry(bare, "10.16.1", Gpu(0, "H100", "9.0"), 1.0).to_json()
     assert m["artifacts"]["dense.plan"]["class_names"] is None
     manifest.write_text(json.dumps(m))
     res = subprocess.run([str(CHECK), "entry", str(manifest), "dense.plan"], capture_output=True, text=True, timeout=30)
