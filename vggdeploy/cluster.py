@@ -128,14 +128,21 @@ def cluster_job():
     previous = signal.signal(signal.SIGUSR2, lost) if main else None
     if main:
         threading.Thread(target=_watch, args=(gcs, message, done, stderr), daemon=True, name="vggdeploy-head-watch").start()
+    head_lost = False
     try:
         yield
+    except HeadLost:
+        head_lost = True
+        raise
     finally:
         done.set()
         if main:
             signal.signal(signal.SIGUSR2, previous)
-        os.dup2(stderr, 2)
-        os.close(stderr)
+        if head_lost:  # the process ends next (HeadLost.exit_now), while Ray's C++ threads still write to
+            sys.stderr = os.fdopen(stderr, "w", buffering=1)  # fd 2: it stays /dev/null, our line goes here
+        else:
+            os.dup2(stderr, 2)
+            os.close(stderr)
         os.close(null)
 
 

@@ -61,6 +61,10 @@ class Preprocessing:
                 "interpolation": "bilinear", "mean": list(self.mean), "std": list(self.std),
                 **({"resize_only": True} if self.resize_only else {})}
 
+    def __getitem__(self, key: str):
+        """A key of the metadata's table (`pre["mean"]`), as code written before this type reads it."""
+        return self.to_table()[key]
+
     def tensor(self, image):
         """CxHxW uint8 tensor of an image (a path, an array, see image_array) in the artifact's colour."""
         import torch
