@@ -10,7 +10,6 @@ is refused up front, in one line.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import gc
 import resource
 
@@ -44,7 +43,6 @@ def give_back_freed_memory() -> None:
     model's weights and a stage's sessions are released, glibc keeps their pages for reuse, and the
     next stage's peak lands on top of them (0.25 GB after VGG16's eager model). A no-op off glibc."""
     gc.collect()
-    name = ctypes.util.find_library("c")
-    libc = ctypes.CDLL(name) if name else None
-    if libc is not None and hasattr(libc, "malloc_trim"):
-        libc.malloc_trim(0)
+    trim = getattr(ctypes.CDLL(None), "malloc_trim", None)  # the process's own symbols: glibc's, where it is linked
+    if trim is not None:
+        trim(0)
